@@ -1,0 +1,175 @@
+"""Configuration dataclasses: the model's shape, and how to sample from it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from gorgon.errors import GorgonError
+
+# Architectures whose checkpoints are a Llama with at most these differences: q/k/v bias (qwen2),
+# an explicit head_dim, tied or untied embeddings.
+SUPPORTED_ARCHITECTURES = ("llama", "mistral", "qwen2")
+
+
+@dataclass(frozen=True)
+class RopeConfig:
+    """Rotary position embedding: base frequency and an optional scaling rule.
+
+    `kind` is "default", "linear" (positions divided by `factor`) or "llama3" (Llama-3.1's
+    frequency-dependent rescaling, with `low_freq_factor`, `high_freq_factor` and
+    `original_max_position`). `freq_factors`, when given, divides the frequencies instead.
+    """
+
+    theta: float = 10000.0
+    kind: str = "default"
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position: int = 8192
+    # Per-frequency divisors stored explicitly (llama.cpp writes Llama-3.1's as `rope_freqs.weight`).
+    freq_factors: tuple[float, ...] = ()
+
+    @classmethod
+    def from_hf(cls, cfg: dict[str, Any]) -> RopeConfig:
+        """From a config.json: older files have `rope_theta` + `rope_scaling`, transformers 5 writes
+        `rope_parameters` holding both."""
+        params = dict(cfg.get("rope_parameters") or {})
+        scaling = dict(cfg.get("rope_scaling") or {})
+        merged = {**scaling, **params}
+        theta = float(merged.get("rope_theta", cfg.get("rope_theta", 10000.0)))
+        kind = merged.get("rope_type", merged.get("type", "default")) or "default"
+        if kind not in ("default", "linear", "llama3"):
+            raise GorgonError(
+                f"RoPE scaling type {kind!r} is not supported (supported: default, linear, llama3)"
+            )
+        return cls(
+            theta=theta,
+            kind=kind,
+            factor=float(merged.get("factor", 1.0)),
+            low_freq_factor=float(merged.get("low_freq_factor", 1.0)),
+            high_freq_factor=float(merged.get("high_freq_factor", 4.0)),
+            original_max_position=int(merged.get("original_max_position_embeddings", 8192)),
+        )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shape of a Llama-family transformer."""
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float = 1e-5
+    rope: RopeConfig = field(default_factory=RopeConfig)
+    max_position: int = 4096
+    tie_embeddings: bool = False
+    attention_bias: bool = False
+    architecture: str = "llama"
+    bos_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.num_heads % self.num_kv_heads:
+            raise GorgonError(
+                f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
+            )
+
+    @property
+    def num_params(self) -> int:
+        """Parameter count, counting a tied embedding once."""
+        h, q, kv = self.hidden_size, self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        attn = h * (q + 2 * kv) + q * h + (q + 2 * kv if self.attention_bias else 0)
+        layer = attn + 3 * h * self.intermediate_size + 2 * h
+        embed = self.vocab_size * h * (1 if self.tie_embeddings else 2)
+        return self.num_layers * layer + embed + h
+
+    @classmethod
+    def from_hf(cls, cfg: dict[str, Any]) -> ModelConfig:
+        """From a Hugging Face config.json dictionary."""
+        arch = cfg.get("model_type", "")
+        if arch not in SUPPORTED_ARCHITECTURES:
+            names = cfg.get("architectures") or [arch or "unknown"]
+            raise GorgonError(
+                f"architecture {', '.join(names)} (model_type {arch!r}) is not supported; "
+                f"Gorgon runs Llama-family models: {', '.join(SUPPORTED_ARCHITECTURES)}"
+            )
+        if cfg.get("hidden_act", "silu") != "silu":
+            raise GorgonError(f"activation {cfg['hidden_act']!r} is not supported (only silu)")
+        window = cfg.get("sliding_window")
+        uses_window = cfg.get("use_sliding_window", arch == "mistral")
+        if window and uses_window:
+            raise GorgonError(f"sliding-window attention (sliding_window={window}) is not supported")
+        heads = cfg["num_attention_heads"]
+        eos = cfg.get("eos_token_id")
+        eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (eos,))
+        return cls(
+            vocab_size=cfg["vocab_size"],
+            hidden_size=cfg["hidden_size"],
+            intermediate_size=cfg["intermediate_size"],
+            num_layers=cfg["num_hidden_layers"],
+            num_heads=heads,
+            num_kv_heads=cfg.get("num_key_value_heads") or heads,
+            head_dim=cfg.get("head_dim") or cfg["hidden_size"] // heads,
+            rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-5)),
+            rope=RopeConfig.from_hf(cfg),
+            max_position=int(cfg.get("max_position_embeddings", 4096)),
+            tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            attention_bias=bool(cfg.get("attention_bias", arch == "qwen2")),
+            architecture=arch,
+            bos_token_id=cfg.get("bos_token_id"),
+            eos_token_ids=eos_ids,
+        )
+
+
+@dataclass
+class SamplingParams:
+    """How to pick tokens, with vLLM's names.
+
+    temperature 0 is greedy. top_k 0 (or -1) and top_p 1 disable those filters. `seed` makes a
+    sampled request reproducible, alone or in any batch. Generation stops at an end-of-sequence
+    token (unless `ignore_eos`), at any of `stop_token_ids`, at any string in `stop` (which is cut
+    from the text), or after `max_tokens` tokens.
+    """
+
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    ignore_eos: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise GorgonError(f"max_tokens must be an integer >= 1, got {self.max_tokens!r}", "max_tokens")
+        if not _finite(self.temperature) or self.temperature < 0:
+            raise GorgonError(f"temperature must be >= 0, got {self.temperature!r}", "temperature")
+        if not _finite(self.top_p) or not 0 < self.top_p <= 1:
+            raise GorgonError(f"top_p must be in (0, 1], got {self.top_p!r}", "top_p")
+        if not isinstance(self.top_k, int) or self.top_k < -1:
+            raise GorgonError(
+                f"top_k must be an integer >= 0 (0 or -1 disables it), got {self.top_k!r}", "top_k"
+            )
+        if self.top_k == -1:
+            self.top_k = 0
+        if self.seed is not None and not isinstance(self.seed, int):
+            raise GorgonError(f"seed must be an integer, got {self.seed!r}", "seed")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise GorgonError("stop must be a list of non-empty strings", "stop")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)

@@ -1,0 +1,206 @@
+"""The generation loop: prefill a batch, then step until every sequence has finished.
+
+Each step is launched before the previous one's tokens are read back, so the device always has the
+next step queued while the host turns tokens into text and checks stop conditions; the host reads
+one small tensor per step and nothing else.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from gorgon.config import SamplingParams
+from gorgon.errors import GorgonError
+from gorgon.model.tokenizer import Detokenizer, Tokenizer
+from gorgon.runner import HostFetch, ModelRunner
+from gorgon.sampling import SamplingTensors
+
+
+@dataclass
+class Request:
+    """One prompt, as token ids, and how to continue it."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+
+
+@dataclass
+class TokenEvent:
+    """What one step added to one request: new ids, the text they completed, and whether it ended."""
+
+    index: int
+    token_ids: list[int]
+    text: str
+    finished: bool = False
+    finish_reason: str | None = None
+
+
+@dataclass
+class RequestOutput:
+    """A finished request: generated ids (the prompt excluded), their text, and statistics."""
+
+    index: int
+    prompt_token_ids: list[int]
+    token_ids: list[int]
+    text: str
+    finish_reason: str
+    stats: dict = field(default_factory=dict)
+
+
+class Sequence:
+    """A request in flight: its tokens so far, its stop conditions, its streamed text."""
+
+    def __init__(self, index: int, req: Request, tokenizer: Tokenizer, max_position: int, stream: bool):
+        self.index, self.req, self.params = index, req, req.params
+        self.tokenizer = tokenizer
+        self.output: list[int] = []
+        room = max_position - len(req.prompt_ids)
+        self.max_tokens = min(self.params.max_tokens, room)
+        stops = set(self.params.stop_token_ids)
+        if not self.params.ignore_eos:
+            stops.update(tokenizer.eos_token_ids)
+        self.stop_ids = stops
+        # Text is tracked as it grows only when someone reads it (a stream) or stop strings need it.
+        self.detok = Detokenizer(tokenizer, req.prompt_ids) if stream or self.params.stop else None
+        self.text = ""
+        self.emitted = 0
+        self.holdback = max((len(s) for s in self.params.stop), default=1) - 1
+        self.finish_reason: str | None = None
+        self.start = time.perf_counter()
+        self.first_token_time: float | None = None
+        self.end_time: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def append(self, token: int) -> TokenEvent:
+        """Take one generated token; return the event it causes."""
+        now = time.perf_counter()
+        if self.first_token_time is None:
+            self.first_token_time = now
+        self.output.append(token)
+        if token in self.stop_ids:
+            self.finish_reason = "stop"
+        elif len(self.output) >= self.max_tokens:
+            self.finish_reason = "length"
+        delta = ""
+        if self.detok is not None:
+            self.text += self.detok.push([token])
+            delta = self._release()
+        if self.finished:
+            self.end_time = now
+        return TokenEvent(self.index, [token], delta, self.finished, self.finish_reason)
+
+    def _release(self) -> str:
+        """The text that can be shown now: up to a stop string if one appeared, otherwise all but the
+        last few characters, which might yet become the start of a stop string."""
+        for s in self.params.stop:
+            cut = self.text.find(s, max(0, self.emitted - len(s)))
+            if cut >= 0:
+                self.text = self.text[:cut]
+                self.finish_reason = "stop"
+        upto = len(self.text) if self.finished else max(self.emitted, len(self.text) - self.holdback)
+        delta, self.emitted = self.text[self.emitted : upto], upto
+        return delta
+
+    def result(self) -> RequestOutput:
+        text = self.text if self.params.stop else self.tokenizer.decode(self.output)
+        end = self.end_time or time.perf_counter()
+        n = len(self.output)
+        first = (self.first_token_time or end) - self.start
+        decode_time = end - (self.first_token_time or end)
+        stats = {
+            "prompt_tokens": len(self.req.prompt_ids),
+            "generated_tokens": n,
+            "time_to_first_token_s": first,
+            "total_time_s": end - self.start,
+            "tokens_per_s": n / (end - self.start) if end > self.start else 0.0,
+            "decode_tokens_per_s": (n - 1) / decode_time if n > 1 and decode_time > 0 else 0.0,
+            "steps": n,
+            "accepted_length": 1.0,
+        }
+        return RequestOutput(self.index, self.req.prompt_ids, self.output, text, self.finish_reason, stats)
+
+
+class Engine:
+    """Generates continuations for batches of requests with one model."""
+
+    def __init__(self, runner: ModelRunner, tokenizer: Tokenizer):
+        self.runner = runner
+        self.tokenizer = tokenizer
+        self.max_position = runner.model.config.max_position
+
+    def validate(self, req: Request) -> None:
+        n = len(req.prompt_ids)
+        if n == 0:
+            raise GorgonError("the prompt is empty", "prompt")
+        if n >= self.max_position:
+            raise GorgonError(
+                f"the prompt has {n} tokens, but the model's context holds {self.max_position} "
+                "(prompt and generated tokens together); shorten the prompt",
+                "input_tokens",
+            )
+        vocab = self.runner.model.config.vocab_size
+        if any(not 0 <= t < vocab for t in req.prompt_ids):
+            raise GorgonError(f"prompt token ids must be in [0, {vocab})", "prompt")
+
+    def stream(
+        self, requests: list[Request], stream_text: bool = True
+    ) -> Iterator[TokenEvent | RequestOutput]:
+        """Generate for all requests together, yielding a TokenEvent per new token and a RequestOutput
+        when a request finishes. `stream_text=False` skips incremental decoding (final text only)."""
+        for r in requests:
+            self.validate(r)
+        with self.runner.step_context():
+            yield from self._run(requests, stream_text)
+
+    def _run(self, requests: list[Request], stream_text: bool) -> Iterator[TokenEvent | RequestOutput]:
+        seqs = [
+            Sequence(i, r, self.tokenizer, self.max_position, stream_text) for i, r in enumerate(requests)
+        ]
+        lengths = [len(r.prompt_ids) for r in requests]
+        b = len(requests)
+        self.runner.reserve(b, max(n + s.max_tokens for n, s in zip(lengths, seqs)) + 1)
+        seeds = [r.params.seed if r.params.seed is not None else random.getrandbits(32) for r in requests]
+        sampling = SamplingTensors.build([r.params for r in requests], seeds, self.runner.device)
+
+        first = self.runner.prefill([r.prompt_ids for r in requests], sampling)
+        self.runner.start_decode(first, lengths, sampling)
+        # On a GPU the next step is queued before this one's tokens are read (the device never waits
+        # for the host); on the CPU there is nothing to overlap, so a step runs only when needed.
+        ahead = self.runner.device.type == "cuda"
+        pending = HostFetch(first)
+        state = {"produced": 1, "top": max(lengths)}  # tokens per live row once read; largest position
+
+        def launch() -> HostFetch | None:
+            if not any(not s.finished and state["produced"] < s.max_tokens for s in seqs):
+                return None
+            out = self.runner.decode(b, state["top"])
+            state["produced"] += 1
+            state["top"] += 1
+            return HostFetch(out)
+
+        while pending is not None:
+            nxt = launch() if ahead else None
+            for s, t in zip(seqs, pending.wait()):
+                if s.finished:
+                    continue
+                yield s.append(t)
+                if s.finished:
+                    yield s.result()
+            if all(s.finished for s in seqs):
+                break
+            pending = nxt if ahead else launch()
+        if ahead:
+            torch.cuda.synchronize()  # a step launched for rows that then stopped must not outlive us
+
+    def generate(self, requests: list[Request]) -> list[RequestOutput]:
+        """Run to completion; the outputs in request order."""
+        done = [e for e in self.stream(requests, stream_text=False) if isinstance(e, RequestOutput)]
+        return sorted(done, key=lambda o: o.index)

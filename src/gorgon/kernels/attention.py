@@ -1,0 +1,35 @@
+"""Attention over the KV cache with an arbitrary mask: the reference implementation (PyTorch SDPA)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def write_kv(
+    cache_k: torch.Tensor, cache_v: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slots: torch.Tensor
+) -> None:
+    """Store k, v [B, T, Hkv, D] into cache rows [B, S, Hkv, D] at slots [B, T] (in place)."""
+    rows = torch.arange(k.shape[0], device=k.device)[:, None]
+    cache_k.index_put_((rows, slots), k)
+    cache_v.index_put_((rows, slots), v)
+
+
+def attention(
+    q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, mask: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Softmax attention of queries over cached keys, each query seeing only the slots its mask allows.
+
+    q [B, T, Hq, D]; cache_k, cache_v [B, S, Hkv, D] with Hq a multiple of Hkv (grouped-query heads
+    share a key/value head without copies); mask [B, T, S] bool, True where a query may attend.
+    Returns [B, T, Hq, D].
+    """
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2),
+        cache_k.transpose(1, 2),
+        cache_v.transpose(1, 2),
+        attn_mask=mask[:, None],
+        scale=scale,
+        enable_gqa=q.shape[2] != cache_k.shape[2],
+    )
+    return out.transpose(1, 2)

@@ -1,0 +1,141 @@
+"""The Python API: `LLM(model=...).generate(prompts, SamplingParams(...))`, with vLLM's names."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from gorgon.config import SamplingParams
+from gorgon.engine import Engine, Request, RequestOutput, TokenEvent
+from gorgon.errors import GorgonError
+from gorgon.model.weights import load_model
+from gorgon.runner import ModelRunner
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+Prompt = str | list[int]
+Message = dict[str, Any]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """ "auto" is the GPU when there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise GorgonError(f"unknown device {device!r} (use cpu, cuda, cuda:N or auto)", "device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GorgonError("device 'cuda' was asked for, but PyTorch sees no CUDA GPU", "device")
+    if dev.type not in ("cpu", "cuda"):
+        raise GorgonError(f"device {device!r} is not supported (use cpu or cuda)", "device")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """ "auto" is bfloat16 on a GPU and float32 on the CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in _DTYPES:
+        raise GorgonError(f"unknown dtype {dtype!r} (use float32, bfloat16, float16 or auto)", "dtype")
+    return _DTYPES[dtype]
+
+
+class LLM:
+    """A loaded model, ready to generate.
+
+    model: "default" (SmolLM2-135M-Instruct, or $GORGON_MODEL), a GGUF file or a Hugging Face folder.
+    device: "auto", "cpu", "cuda"; dtype: "auto", "float32", "bfloat16", "float16".
+    cuda_graphs: replay each decode step as a CUDA graph (on a GPU; off only for debugging).
+    """
+
+    def __init__(
+        self,
+        model: str = "default",
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype = "auto",
+        cuda_graphs: bool = True,
+    ):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        start = time.perf_counter()
+        loaded = load_model(model, self.device, self.dtype)
+        self.load_time_s = time.perf_counter() - start
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.checkpoint = loaded.checkpoint
+        self.config = self.model.config
+        self.engine = Engine(ModelRunner(self.model, cuda_graphs=cuda_graphs), self.tokenizer)
+
+    # ------------------------------------------------------------------------------- requests
+
+    def _requests(self, prompts: Any, params: SamplingParams | list[SamplingParams] | None) -> list[Request]:
+        batch = _as_batch(prompts)
+        plist = params if isinstance(params, list) else [params or SamplingParams()] * len(batch)
+        if len(plist) != len(batch):
+            raise GorgonError(f"{len(plist)} SamplingParams for {len(batch)} prompts", "params")
+        ids = [p if isinstance(p, list) else self.tokenizer.encode(p) for p in batch]
+        return [Request(i, p) for i, p in zip(ids, plist)]
+
+    def _chat_requests(self, messages: Any, params: Any) -> list[Request]:
+        if not isinstance(messages, list) or not messages:
+            raise GorgonError("messages must be a non-empty list", "messages")
+        conversations = messages if isinstance(messages[0], list) else [messages]
+        ids = [
+            self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True)
+            for c in conversations
+        ]
+        return self._requests(ids, params)
+
+    # ------------------------------------------------------------------------------------ API
+
+    def generate(
+        self, prompts: Any, params: SamplingParams | list[SamplingParams] | None = None
+    ) -> list[RequestOutput]:
+        """Continue each prompt (a string, or a list of token ids; or a list of those).
+
+        Returns one RequestOutput per prompt, in order, with .text, .token_ids and .stats.
+        """
+        return self.engine.generate(self._requests(prompts, params))
+
+    def chat(
+        self, messages: Any, params: SamplingParams | list[SamplingParams] | None = None
+    ) -> list[RequestOutput]:
+        """Answer a conversation ([{"role", "content"}, ...]) or a list of conversations, through the
+        model's chat template."""
+        return self.engine.generate(self._chat_requests(messages, params))
+
+    def stream(
+        self, prompt: Any, params: SamplingParams | None = None, chat: bool = False
+    ) -> Iterator[TokenEvent | RequestOutput]:
+        """Yield a TokenEvent (new ids and text) per generated token, then the RequestOutput(s).
+
+        `prompt` is what `generate` takes, or chat messages when `chat=True`.
+        """
+        requests = self._chat_requests(prompt, params) if chat else self._requests(prompt, params)
+        yield from self.engine.stream(requests)
+
+
+def _as_batch(prompts: Any) -> list[Prompt]:
+    if isinstance(prompts, str):
+        return [prompts]
+    if isinstance(prompts, list) and prompts and all(isinstance(t, int) for t in prompts):
+        return [prompts]
+    if isinstance(prompts, list) and prompts and all(isinstance(p, str | list) for p in prompts):
+        return prompts
+    raise GorgonError(
+        "prompts must be a string, a list of token ids, or a non-empty list of those", "prompts"
+    )

@@ -1,0 +1,184 @@
+"""The Llama-family transformer: a function of tokens, positions, a mask and a KV cache.
+
+Nothing here knows about generation. The caller says where each new token sits (its RoPE position),
+which cache slot receives its key and value, and which slots each token may attend to, so the same
+forward serves prefill, plain decoding and tree verification (where positions are depths in a tree,
+slots are consecutive, and the mask is the tree's ancestor relation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gorgon.config import ModelConfig
+from gorgon.kernels import attention, host_blas, write_kv
+from gorgon.kv_cache import KVCache
+from gorgon.model.rope import apply_rope, inverse_frequencies, rope_tables
+
+
+class Linear(nn.Linear):
+    """nn.Linear that can route its product through numpy's BLAS on the CPU (see kernels.host_blas)."""
+
+    host_blas = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.host_blas:
+            return host_blas.linear(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in float32 whatever the model dtype, as the reference implementation does.
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+        # One matrix for q, k and v: one GEMM instead of three per layer.
+        self.qkv = Linear(cfg.hidden_size, q + 2 * kv, bias=cfg.attention_bias)
+        self.o = Linear(q, cfg.hidden_size, bias=False)
+        self.split = (q, kv, kv)
+        self.scale = cfg.head_dim**-0.5
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache_kv, slots, mask):
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).split(self.split, dim=-1)
+        q = apply_rope(q.view(b, t, self.num_heads, self.head_dim), cos, sin)
+        k = apply_rope(k.view(b, t, self.num_kv_heads, self.head_dim), cos, sin)
+        v = v.view(b, t, self.num_kv_heads, self.head_dim)
+        cache_k, cache_v = cache_kv
+        write_kv(cache_k, cache_v, k, v, slots)
+        out = attention(q, cache_k[:, : mask.shape[-1]], cache_v[:, : mask.shape[-1]], mask, self.scale)
+        return self.o(out.reshape(b, t, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_up = Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)
+        self.down = Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.attn = Attention(cfg)
+        self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, cache_kv, slots, mask):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache_kv, slots, mask)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+@dataclass
+class ForwardOutput:
+    """hidden: the final-normed hidden states [B, T, H] (what the LM head and Medusa/EAGLE heads read);
+    layers: the residual stream after each requested layer, in the order requested."""
+
+    hidden: torch.Tensor
+    layers: list[torch.Tensor] = field(default_factory=list)
+
+
+class Llama(nn.Module):
+    """A Llama-family causal language model.
+
+    Parameter names follow the fused layout (`layers.i.attn.qkv`, `layers.i.mlp.gate_up`); the loaders
+    in `gorgon.model.weights` map checkpoint names onto them.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.register_buffer("rope_cos", torch.empty(0), persistent=False)
+        self.register_buffer("rope_sin", torch.empty(0), persistent=False)
+        self.reset_rope()
+
+    def reset_rope(self) -> None:
+        """(Re)compute the RoPE tables on the model's device and dtype: after `to_empty`, say."""
+        weight = self.embed.weight
+        if weight.is_meta:
+            return
+        inv = inverse_frequencies(self.config.head_dim, self.config.rope)
+        cos, sin = rope_tables(inv, self.config.max_position)
+        # Computed in float32, then rounded to the model dtype, as transformers does.
+        self.rope_cos = cos.to(device=weight.device, dtype=weight.dtype)
+        self.rope_sin = sin.to(device=weight.device, dtype=weight.dtype)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        cache: KVCache,
+        slots: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        kv_len: int | None = None,
+        hidden_layers: tuple[int, ...] = (),
+    ) -> ForwardOutput:
+        """Run tokens [B, T] at RoPE positions [B, T] through the model, writing their keys and values
+        into the cache at slots [B, T] (default: slot = position).
+
+        mask [B, T, kv_len] bool says which cache slots each token attends to (its own slot included).
+        Without one the mask is causal by position over the first kv_len slots (default: the cache's
+        capacity), which is right whenever slot = position. Rows of the cache beyond B are untouched.
+        """
+        b = tokens.shape[0]
+        slots = positions if slots is None else slots
+        if mask is None:
+            kv_len = cache.capacity if kv_len is None else kv_len
+            mask = causal_mask(positions, kv_len)
+        if any(not 0 <= i < len(self.layers) for i in hidden_layers):
+            raise ValueError(f"hidden_layers {hidden_layers} outside 0..{len(self.layers) - 1}")
+        cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+        x = self.embed(tokens)
+        kept = {}
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, cache.layer(i, b), slots, mask)
+            if i in hidden_layers:
+                kept[i] = x
+        return ForwardOutput(self.norm(x), [kept[i] for i in hidden_layers])
+
+    def use_host_blas(self) -> None:
+        """Multiply through numpy's OpenBLAS from now on (float32 on the CPU only)."""
+        if self.embed.weight.device.type != "cpu" or self.embed.weight.dtype != torch.float32:
+            raise ValueError("host BLAS serves float32 models on the CPU")
+        host_blas.transpose_storage(self)
+        for sub in self.modules():
+            if isinstance(sub, Linear):
+                sub.host_blas = True
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits [..., V] of final-normed hidden states [..., H]."""
+        return self.lm_head(hidden)
+
+
+def causal_mask(positions: torch.Tensor, kv_len: int) -> torch.Tensor:
+    """[B, T, kv_len] bool: slot s is visible to a token at position p when s <= p."""
+    slots = torch.arange(kv_len, device=positions.device)
+    return slots[None, None, :] <= positions[:, :, None]
