@@ -255,7 +255,7 @@ class HFCheckpoint(Checkpoint):
                     f"{folder / name} is not a readable safetensors file (truncated or corrupt?): {e}"
                 ) from None
             self.handles[name] = handle
-            for key in handle.keys():
+            for key in handle.keys():  # noqa: SIM118 (a safe_open handle, not a dict)
                 self.where[key] = name
 
     def _weight_files(self) -> list[str]:
