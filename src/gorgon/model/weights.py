@@ -111,8 +111,8 @@ def open_checkpoint(model: str | os.PathLike | None) -> Checkpoint:
 # ----------------------------------------------------------------------------------------- GGUF
 
 
-class GGUFCheckpoint(Checkpoint):
-    format = "gguf"
+class GGUFFile:
+    """A GGUF file's metadata and tensors, read through the `gguf` library (memory-mapped)."""
 
     def __init__(self, path: Path):
         import gguf
@@ -125,10 +125,29 @@ class GGUFCheckpoint(Checkpoint):
             for t in self.reader.tensors:  # a truncated file shows as a short last tensor
                 if t.data.nbytes != t.n_bytes:
                     raise ValueError(f"tensor {t.name} is cut short")
-        except GorgonError:
-            raise
         except Exception as e:
             raise GorgonError(f"{path} is not a readable GGUF file (truncated or corrupt?): {e}") from None
+
+    def array(self, name: str) -> np.ndarray:
+        """Tensor `name` dequantized to float32, in row-major [rows, columns] (HF) order."""
+        from gguf.quants import dequantize
+
+        t = self.tensors[name]
+        try:
+            return np.asarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
+        except NotImplementedError:
+            raise GorgonError(
+                f"{self.path}: tensor {name} has type {t.tensor_type.name}, which gguf cannot dequantize"
+            ) from None
+
+
+class GGUFCheckpoint(Checkpoint):
+    format = "gguf"
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.file = GGUFFile(path)
+        self.meta, self.tensors = self.file.meta, self.file.tensors
         self.config = self._config()
 
     def _config(self) -> ModelConfig:
@@ -178,7 +197,7 @@ class GGUFCheckpoint(Checkpoint):
         kind = m.get(f"{arch}.rope.scaling.type", "none")
         factors = ()
         if "rope_freqs.weight" in self.tensors:  # Llama-3.1 files carry the rescaling as a tensor
-            factors = tuple(float(x) for x in self._array("rope_freqs.weight").reshape(-1))
+            factors = tuple(float(x) for x in self.file.array("rope_freqs.weight").reshape(-1))
         if kind in ("none", None):
             return RopeConfig(theta=theta, freq_factors=factors)
         if kind == "linear":
@@ -186,17 +205,6 @@ class GGUFCheckpoint(Checkpoint):
                 theta=theta, kind="linear", factor=float(m.get(f"{arch}.rope.scaling.factor", 1.0))
             )
         raise GorgonError(f"RoPE scaling type {kind!r} is not supported (supported: none, linear, llama3)")
-
-    def _array(self, name: str) -> np.ndarray:
-        from gguf.quants import dequantize
-
-        t = self.tensors[name]
-        try:
-            return dequantize(t.data, t.tensor_type)
-        except NotImplementedError:
-            raise GorgonError(
-                f"{self.path}: tensor {name} has type {t.tensor_type.name}, which gguf cannot dequantize"
-            ) from None
 
     def tensor(self, kind: str, layer: int | None = None) -> torch.Tensor | None:
         if layer is None:
@@ -210,7 +218,7 @@ class GGUFCheckpoint(Checkpoint):
     def _load(self, name: str, kind: str) -> torch.Tensor | None:
         if name not in self.tensors:
             return None
-        w = torch.from_numpy(np.array(self._array(name), dtype=np.float32))  # a writable copy
+        w = torch.from_numpy(np.array(self.file.array(name)))  # a writable copy
         if self.config.architecture == "llama" and kind in ("q", "k"):
             # llama.cpp interleaves each head's rotary halves; undo it to get HF's layout back.
             heads = self.config.num_heads if kind == "q" else self.config.num_kv_heads

@@ -1,0 +1,146 @@
+"""The `gorgon` command: generate text, describe a model.
+
+Mistakes a user can make end with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from gorgon.errors import GorgonError
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default="default",
+        help="'default' (SmolLM2-135M-Instruct, or $GORGON_MODEL), "
+        "a GGUF file, or a Hugging Face checkpoint folder",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto, float32, bfloat16 or float16 (default: bfloat16 on a GPU, float32 on the CPU)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gorgon", description="Speculative-decoding inference for Llama-family models."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="stream a continuation of PROMPT to stdout, statistics to stderr")
+    gen.add_argument("prompt", help="the prompt (sent through the chat template unless --raw)")
+    _model_options(gen)
+    gen.add_argument("--max-tokens", type=int, default=256)
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default)")
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=0, help="0 disables it")
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--stop", action="append", default=[], help="stop at this string (repeatable)")
+    gen.add_argument("--ignore-eos", action="store_true", help="keep going past end-of-sequence tokens")
+    gen.add_argument("--raw", action="store_true", help="send the prompt as is, without the chat template")
+    gen.add_argument("--no-cuda-graphs", action="store_true", help="run each step eagerly (debugging)")
+    gen.add_argument("--json", action="store_true", help="print the statistics as JSON")
+
+    info = sub.add_parser("info", help="print a model's configuration and where it was loaded from")
+    _model_options(info)
+    info.add_argument("--json", action="store_true")
+    return parser
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from gorgon import LLM, RequestOutput, SamplingParams
+
+    params = SamplingParams(
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        seed=args.seed,
+        stop=args.stop,
+        ignore_eos=args.ignore_eos,
+    )
+    llm = LLM(model=args.model, device=args.device, dtype=args.dtype, cuda_graphs=not args.no_cuda_graphs)
+    chat = not args.raw and llm.tokenizer.chat_template is not None
+    if not args.raw and not chat:
+        print("gorgon: this model has no chat template; sending the prompt raw", file=sys.stderr)
+    prompt = [{"role": "user", "content": args.prompt}] if chat else args.prompt
+    result = None
+    for event in llm.stream(prompt, params, chat=chat):
+        if isinstance(event, RequestOutput):
+            result = event
+        elif event.text:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    stats = dict(
+        result.stats,
+        finish_reason=result.finish_reason,
+        device=str(llm.device),
+        dtype=str(llm.dtype).removeprefix("torch."),
+    )
+    if args.json:
+        print(json.dumps(stats), file=sys.stderr)
+    else:
+        print(
+            f"[{stats['generated_tokens']} tokens, {stats['tokens_per_s']:.1f} tok/s "
+            f"(decode {stats['decode_tokens_per_s']:.1f}), "
+            f"first token {stats['time_to_first_token_s'] * 1e3:.0f} ms, "
+            f"prompt {stats['prompt_tokens']} tokens, finish: {stats['finish_reason']}, "
+            f"{stats['device']} {stats['dtype']}]",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from gorgon.model.weights import open_checkpoint
+
+    ckpt = open_checkpoint(args.model)
+    tok = ckpt.tokenizer()
+    info = {
+        "path": str(ckpt.path),
+        "format": ckpt.format,
+        "parameters": ckpt.config.num_params,
+        "config": asdict(ckpt.config),
+        "tokenizer": {
+            "vocab_size": tok.vocab_size,
+            "bos_token_id": tok.bos_token_id,
+            "eos_token_ids": list(tok.eos_token_ids),
+            "chat_template": tok.chat_template is not None,
+        },
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"path:        {info['path']}")
+    print(f"format:      {info['format']}")
+    print(f"parameters:  {info['parameters'] / 1e6:.1f}M")
+    for key, value in info["config"].items():
+        print(f"{key + ':':<22} {value}")
+    for key, value in info["tokenizer"].items():
+        print(f"{'tokenizer.' + key + ':':<22} {value}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"generate": cmd_generate, "info": cmd_info}[args.command](args)
+    except GorgonError as e:
+        print(f"gorgon: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
