@@ -92,6 +92,8 @@ class Sequence:
         delta = ""
         if self.detok is not None:
             self.text += self.detok.push([token])
+            if self.finished:
+                self.text += self.detok.flush()
             delta = self._release()
         if self.finished:
             self.end_time = now

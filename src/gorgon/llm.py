@@ -11,6 +11,8 @@ import torch
 from gorgon.config import SamplingParams
 from gorgon.engine import Engine, Request, RequestOutput, TokenEvent
 from gorgon.errors import GorgonError
+from gorgon.model.llama import Llama
+from gorgon.model.tokenizer import Tokenizer
 from gorgon.model.weights import load_model
 from gorgon.runner import ModelRunner
 
@@ -69,16 +71,25 @@ class LLM:
         dtype: str | torch.dtype = "auto",
         cuda_graphs: bool = True,
     ):
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        dev = resolve_device(device)
         start = time.perf_counter()
-        loaded = load_model(model, self.device, self.dtype)
-        self.load_time_s = time.perf_counter() - start
-        self.model = loaded.model
-        self.tokenizer = loaded.tokenizer
+        loaded = load_model(model, dev, resolve_dtype(dtype, dev))
+        self._setup(loaded.model, loaded.tokenizer, cuda_graphs)
         self.checkpoint = loaded.checkpoint
-        self.config = self.model.config
-        self.engine = Engine(ModelRunner(self.model, cuda_graphs=cuda_graphs), self.tokenizer)
+        self.load_time_s = time.perf_counter() - start
+
+    @classmethod
+    def from_model(cls, model: Llama, tokenizer: Tokenizer, cuda_graphs: bool = True) -> LLM:
+        """Wrap a model already in memory (random weights of a named shape, say)."""
+        llm = cls.__new__(cls)
+        llm._setup(model, tokenizer, cuda_graphs)
+        llm.checkpoint, llm.load_time_s = None, 0.0
+        return llm
+
+    def _setup(self, model: Llama, tokenizer: Tokenizer, cuda_graphs: bool) -> None:
+        self.model, self.tokenizer, self.config = model, tokenizer, model.config
+        self.device, self.dtype = model.embed.weight.device, model.embed.weight.dtype
+        self.engine = Engine(ModelRunner(model, cuda_graphs=cuda_graphs), tokenizer)
 
     # ------------------------------------------------------------------------------- requests
 

@@ -128,6 +128,13 @@ class Detokenizer:
         self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
         return full[len(prefix) :]
 
+    def flush(self) -> str:
+        """At the end of a stream: whatever was held back (an incomplete character decodes as U+FFFD)."""
+        prefix = self.tokenizer.decode(self.ids[self.prefix_offset : self.read_offset])
+        full = self.tokenizer.decode(self.ids[self.prefix_offset :])
+        self.prefix_offset = self.read_offset = len(self.ids)
+        return full[len(prefix) :]
+
 
 def _jinja_env() -> jinja2.Environment:
     # Settings and helpers as transformers renders chat templates, so templates written for it work.

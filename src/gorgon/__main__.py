@@ -1,0 +1,5 @@
+import sys
+
+from gorgon.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Benchmarks: timing helpers and the scripts that write reports/."""
