@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+if not torch.cuda.is_available():
+    # Without a GPU, Triton kernels run in Triton's interpreter; this must precede Triton's import.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import write_hf_checkpoint

@@ -64,6 +64,7 @@ class ModelRunner:
         weight = model.embed.weight
         self.device, self.dtype = weight.device, weight.dtype
         self.use_graphs = cuda_graphs and self.device.type == "cuda"
+        self.kernels = model.use_kernels().__name__.rsplit(".", 1)[-1]
         self.host_blas = host_blas and self.device.type == "cpu" and self.dtype == torch.float32
         if self.host_blas:
             model.use_host_blas()
@@ -87,6 +88,7 @@ class ModelRunner:
             batch, capacity = max(batch, self.cache.batch), max(capacity, self.cache.capacity)
         self.cache = None
         self.graphs.clear()
+        self.graph_pool = None  # a pool outlives its graphs only as a PyTorch assertion failure
         self.buffers.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

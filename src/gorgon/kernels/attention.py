@@ -2,8 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
+
+
+@dataclass
+class AttentionMeta:
+    """Which cache slots each new token may attend to, shared by all layers of one forward.
+
+    positions [B, T]: the tokens' positions; kv_len: how many leading slots are attended; mask
+    [B, T, kv_len] bool, or None for causal-by-position (slot s visible when s <= position), which
+    is what prefill and plain decoding need and what the decode kernels compute without a mask.
+    """
+
+    positions: torch.Tensor
+    kv_len: int
+    mask: torch.Tensor | None = None
+    _dense: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def causal(self) -> bool:
+        return self.mask is None
+
+    def dense_mask(self) -> torch.Tensor:
+        """The mask as a [B, T, kv_len] bool tensor (built once, on first use)."""
+        if self.mask is not None:
+            return self.mask
+        if self._dense is None:
+            slots = torch.arange(self.kv_len, device=self.positions.device)
+            self._dense = slots[None, None, :] <= self.positions[:, :, None]
+        return self._dense
 
 
 def write_kv(

@@ -9,15 +9,16 @@ slots are consecutive, and the mask is the tree's ancestor relation).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gorgon.config import ModelConfig
-from gorgon.kernels import attention, host_blas, write_kv
+from gorgon.kernels import AttentionMeta, host_blas, ops_for, reference
 from gorgon.kv_cache import KVCache
-from gorgon.model.rope import apply_rope, inverse_frequencies, rope_tables
+from gorgon.model.rope import inverse_frequencies, rope_tables
 
 
 class Linear(nn.Linear):
@@ -32,16 +33,19 @@ class Linear(nn.Linear):
 
 
 class RMSNorm(nn.Module):
+    """Root-mean-square norm; `forward(x, residual)` also adds the residual first (one fused op)."""
+
     def __init__(self, dim: int, eps: float):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.eps = eps
+        self.ops = reference
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in float32 whatever the model dtype, as the reference implementation does.
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+    def forward(
+        self, x: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(normalised x + residual, x + residual): the sublayer's input and the new residual stream."""
+        return self.ops.rms_norm(x, self.weight, self.eps, residual)
 
 
 class Attention(nn.Module):
@@ -52,18 +56,16 @@ class Attention(nn.Module):
         # One matrix for q, k and v: one GEMM instead of three per layer.
         self.qkv = Linear(cfg.hidden_size, q + 2 * kv, bias=cfg.attention_bias)
         self.o = Linear(q, cfg.hidden_size, bias=False)
-        self.split = (q, kv, kv)
         self.scale = cfg.head_dim**-0.5
+        self.ops = reference
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache_kv, slots, mask):
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cache_kv, slots, meta):
         b, t, _ = x.shape
-        q, k, v = self.qkv(x).split(self.split, dim=-1)
-        q = apply_rope(q.view(b, t, self.num_heads, self.head_dim), cos, sin)
-        k = apply_rope(k.view(b, t, self.num_kv_heads, self.head_dim), cos, sin)
-        v = v.view(b, t, self.num_kv_heads, self.head_dim)
         cache_k, cache_v = cache_kv
-        write_kv(cache_k, cache_v, k, v, slots)
-        out = attention(q, cache_k[:, : mask.shape[-1]], cache_v[:, : mask.shape[-1]], mask, self.scale)
+        q = self.ops.rope_write_kv(
+            self.qkv(x), meta.positions, slots, *rope, cache_k, cache_v, self.num_heads
+        )
+        out = self.ops.attend(q, cache_k, cache_v, meta, self.scale)
         return self.o(out.reshape(b, t, -1))
 
 
@@ -72,10 +74,10 @@ class MLP(nn.Module):
         super().__init__()
         self.gate_up = Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)
         self.down = Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.ops = reference
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
+        return self.down(self.ops.silu_mul(self.gate_up(x)))
 
 
 class Block(nn.Module):
@@ -86,9 +88,13 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, cache_kv, slots, mask):
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache_kv, slots, mask)
-        return x + self.mlp(self.mlp_norm(x))
+    def forward(self, h, residual, rope, cache_kv, slots, meta):
+        """h: the previous sublayer's output (the embedding for the first block), residual: the stream it
+        adds to (None for the first block). Returns this block's MLP output and the stream before it."""
+        x, residual = self.attn_norm(h, residual)
+        h = self.attn(x, rope, cache_kv, slots, meta)
+        x, residual = self.mlp_norm(h, residual)
+        return self.mlp(x), residual
 
 
 @dataclass
@@ -150,19 +156,27 @@ class Llama(nn.Module):
         """
         b = tokens.shape[0]
         slots = positions if slots is None else slots
-        if mask is None:
-            kv_len = cache.capacity if kv_len is None else kv_len
-            mask = causal_mask(positions, kv_len)
+        if mask is not None:
+            kv_len = mask.shape[-1]
+        meta = AttentionMeta(positions, cache.capacity if kv_len is None else kv_len, mask)
         if any(not 0 <= i < len(self.layers) for i in hidden_layers):
             raise ValueError(f"hidden_layers {hidden_layers} outside 0..{len(self.layers) - 1}")
-        cos, sin = self.rope_cos[positions], self.rope_sin[positions]
-        x = self.embed(tokens)
+        rope = (self.rope_cos, self.rope_sin)
+        h, residual = self.embed(tokens), None
         kept = {}
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, cache.layer(i, b), slots, mask)
+            h, residual = layer(h, residual, rope, cache.layer(i, b), slots, meta)
             if i in hidden_layers:
-                kept[i] = x
-        return ForwardOutput(self.norm(x), [kept[i] for i in hidden_layers])
+                kept[i] = h + residual
+        return ForwardOutput(self.norm(h, residual)[0], [kept[i] for i in hidden_layers])
+
+    def use_kernels(self, ops: ModuleType | None = None) -> ModuleType:
+        """Route the fused operations to `ops` (default: the best backend for the model's device)."""
+        ops = ops or ops_for(self.embed.weight.device)
+        for sub in self.modules():
+            if hasattr(sub, "ops"):
+                sub.ops = ops
+        return ops
 
     def use_host_blas(self) -> None:
         """Multiply through numpy's OpenBLAS from now on (float32 on the CPU only)."""
@@ -176,9 +190,3 @@ class Llama(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits [..., V] of final-normed hidden states [..., H]."""
         return self.lm_head(hidden)
-
-
-def causal_mask(positions: torch.Tensor, kv_len: int) -> torch.Tensor:
-    """[B, T, kv_len] bool: slot s is visible to a token at position p when s <= p."""
-    slots = torch.arange(kv_len, device=positions.device)
-    return slots[None, None, :] <= positions[:, :, None]

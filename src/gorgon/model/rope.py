@@ -41,11 +41,3 @@ def rope_tables(inv_freq: torch.Tensor, max_position: int) -> tuple[torch.Tensor
     """cos and sin of every position's angles: two float32 tensors [max_position, head_dim // 2]."""
     angles = torch.arange(max_position, dtype=torch.float32)[:, None] * inv_freq[None, :].float()
     return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (i, i + D/2) of x [B, T, H, D] by the angles of each token: cos, sin [B, T, D/2]."""
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    c, s = cos[:, :, None, :], sin[:, :, None, :]
-    return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)

@@ -1,0 +1,69 @@
+"""The model's fused operations written in plain PyTorch: the definition of correct, and the CPU path.
+
+Each function here has a Triton twin in `triton_ops` with the same signature; `gorgon.kernels.ops_for`
+picks one set for a device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from gorgon.kernels.attention import AttentionMeta, attention, write_kv
+
+
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(RMSNorm(h) * weight, h) where h = x + residual (or x when there is no residual).
+
+    x, residual [..., H]; h is rounded to x's dtype before normalising, as an unfused model would.
+    Returns the normalised tensor and the new residual stream h.
+    """
+    h = x if residual is None else x + residual
+    hf = h.float()
+    hf = hf * torch.rsqrt(hf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * hf.to(x.dtype), h
+
+
+def rope_write_kv(
+    qkv: torch.Tensor,
+    positions: torch.Tensor,
+    slots: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    cache_k: torch.Tensor,
+    cache_v: torch.Tensor,
+    num_heads: int,
+) -> torch.Tensor:
+    """Split qkv [B, T, (Hq + 2 Hkv) D], rotate q and k by their positions [B, T] (cos, sin tables
+    [max_position, D/2]), store k and v in the cache rows [B, S, Hkv, D] at slots [B, T].
+    Returns the rotated queries [B, T, Hq, D]."""
+    b, t, _ = qkv.shape
+    num_kv, d = cache_k.shape[2], cache_k.shape[3]
+    q, k, v = qkv.split((num_heads * d, num_kv * d, num_kv * d), dim=-1)
+    c, s = cos[positions], sin[positions]
+    q = _rotate(q.view(b, t, num_heads, d), c, s)
+    k = _rotate(k.view(b, t, num_kv, d), c, s)
+    write_kv(cache_k, cache_v, k, v.view(b, t, num_kv, d), slots)
+    return q
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    c, s = cos[:, :, None, :], sin[:, :, None, :]
+    return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
+
+
+def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    """SiLU(gate) * up for gate_up [..., 2I] holding gate then up; returns [..., I]."""
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+def attend(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, meta: AttentionMeta,
+           scale: float) -> torch.Tensor:  # fmt: skip
+    """Attention of q [B, T, Hq, D] over the first meta.kv_len slots of the cache rows, as meta allows."""
+    n = meta.kv_len
+    return attention(q, cache_k[:, :n], cache_v[:, :n], meta.dense_mask(), scale)

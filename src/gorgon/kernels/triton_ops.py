@@ -1,0 +1,228 @@
+"""Triton kernels for the decode step: one launch where eager PyTorch needs five to fifteen.
+
+At batch 1 a small model's step is bound by the number of kernels, not by bytes (notes/gpu.md: 1370
+kernels of ~1.8 us each for SmolLM2-135M), so each function fuses what the reference does in many
+ops: residual add + RMSNorm, RoPE + KV-cache write, SiLU * up, and attention of one new token over the
+cache (split over the sequence, then merged). Signatures match `gorgon.kernels.reference`.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from gorgon.kernels import reference
+from gorgon.kernels.attention import AttentionMeta
+
+
+@triton.jit
+def _rms_norm_kernel(X, R, W, Y, H, stride_x, stride_r, stride_y, stride_h, N, eps,
+                     HAS_RESIDUAL: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    inside = cols < N
+    x = tl.load(X + row * stride_x + cols, mask=inside, other=0.0)
+    if HAS_RESIDUAL:
+        r = tl.load(R + row * stride_r + cols, mask=inside, other=0.0)
+        h = (x.to(tl.float32) + r.to(tl.float32)).to(x.dtype)  # rounded as an unfused add would be
+        tl.store(H + row * stride_h + cols, h, mask=inside)
+    else:
+        h = x
+    hf = h.to(tl.float32)
+    var = tl.sum(hf * hf, axis=0) / N
+    normed = (hf * (1.0 / tl.sqrt(var + eps))).to(x.dtype)
+    w = tl.load(W + cols, mask=inside, other=0.0)
+    tl.store(Y + row * stride_y + cols, (w.to(tl.float32) * normed.to(tl.float32)).to(x.dtype), mask=inside)
+
+
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n = x.shape[-1]
+    x2 = x.reshape(-1, n)
+    y = torch.empty_like(x2)
+    if residual is None:
+        r2, h = x2, x
+    else:
+        r2 = residual.reshape(-1, n)
+        h = torch.empty_like(x)
+    h2 = h.reshape(-1, n)
+    block = triton.next_power_of_2(n)
+    _rms_norm_kernel[(x2.shape[0],)](
+        x2, r2, weight, y, h2, x2.stride(0), r2.stride(0), y.stride(0), h2.stride(0), n, eps,
+        HAS_RESIDUAL=residual is not None, BLOCK=block, num_warps=min(16, max(1, block // 256)),
+    )  # fmt: skip
+    return y.view(x.shape), h
+
+
+@triton.jit
+def _rope_kv_kernel(QKV, POS, SLOT, COS, SIN, QO, KC, VC, T, stride_tok, stride_qo_tok, stride_qo_head,
+                    stride_kc_b, stride_kc_s, stride_kc_h, stride_vc_b, stride_vc_s, stride_vc_h, stride_cos,
+                    HQ: tl.constexpr, HKV: tl.constexpr, HALF: tl.constexpr):  # fmt: skip
+    tok = tl.program_id(0)  # b * T + t
+    head = tl.program_id(1)  # q heads, then k heads, then v heads
+    b = tok // T
+    offs = tl.arange(0, HALF)
+    src = QKV + tok * stride_tok + head * 2 * HALF
+    x1 = tl.load(src + offs)
+    x2 = tl.load(src + HALF + offs)
+    slot = tl.load(SLOT + tok)
+    if head < HQ + HKV:
+        pos = tl.load(POS + tok)
+        c = tl.load(COS + pos * stride_cos + offs).to(tl.float32)
+        s = tl.load(SIN + pos * stride_cos + offs).to(tl.float32)
+        f1, f2 = x1.to(tl.float32), x2.to(tl.float32)
+        o1 = (f1 * c - f2 * s).to(x1.dtype)
+        o2 = (f2 * c + f1 * s).to(x1.dtype)
+        if head < HQ:
+            dst = QO + tok * stride_qo_tok + head * stride_qo_head
+        else:
+            dst = KC + b * stride_kc_b + slot * stride_kc_s + (head - HQ) * stride_kc_h
+        tl.store(dst + offs, o1)
+        tl.store(dst + HALF + offs, o2)
+    else:
+        dst = VC + b * stride_vc_b + slot * stride_vc_s + (head - HQ - HKV) * stride_vc_h
+        tl.store(dst + offs, x1)
+        tl.store(dst + HALF + offs, x2)
+
+
+def rope_write_kv(
+    qkv: torch.Tensor,
+    positions: torch.Tensor,
+    slots: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    cache_k: torch.Tensor,
+    cache_v: torch.Tensor,
+    num_heads: int,
+) -> torch.Tensor:
+    b, t, width = qkv.shape
+    num_kv, d = cache_k.shape[2], cache_k.shape[3]
+    assert width == (num_heads + 2 * num_kv) * d and qkv.stride(-1) == 1 and cache_k.stride(-1) == 1
+    q = torch.empty(b, t, num_heads, d, device=qkv.device, dtype=qkv.dtype)
+    pos, slot = positions.reshape(-1).contiguous(), slots.reshape(-1).contiguous()
+    flat = qkv.reshape(b * t, width)
+    _rope_kv_kernel[(b * t, num_heads + 2 * num_kv)](
+        flat, pos, slot, cos, sin, q, cache_k, cache_v, t, flat.stride(0), q.stride(1), q.stride(2),
+        cache_k.stride(0), cache_k.stride(1), cache_k.stride(2), cache_v.stride(0), cache_v.stride(1),
+        cache_v.stride(2), cos.stride(0), HQ=num_heads, HKV=num_kv, HALF=d // 2, num_warps=1,
+    )  # fmt: skip
+    return q
+
+
+@triton.jit
+def _silu_mul_kernel(GU, Y, WIDTH, stride_gu, stride_y, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    inside = cols < WIDTH
+    g = tl.load(GU + row * stride_gu + cols, mask=inside, other=0.0)
+    u = tl.load(GU + row * stride_gu + WIDTH + cols, mask=inside, other=0.0)
+    gf = g.to(tl.float32)
+    act = (gf / (1.0 + tl.exp(-gf))).to(g.dtype)  # rounded as F.silu's output would be
+    tl.store(Y + row * stride_y + cols, (act.to(tl.float32) * u.to(tl.float32)).to(g.dtype), mask=inside)
+
+
+def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    i = gate_up.shape[-1] // 2
+    gu = gate_up.reshape(-1, 2 * i)
+    y = torch.empty(gu.shape[0], i, device=gu.device, dtype=gu.dtype)
+    block = min(1024, triton.next_power_of_2(i))
+    _silu_mul_kernel[(gu.shape[0], triton.cdiv(i, block))](gu, y, i, gu.stride(0), y.stride(0), BLOCK=block)
+    return y.view(*gate_up.shape[:-1], i)
+
+
+@triton.jit
+def _decode_split_kernel(Q, K, V, POS, M_OUT, L_OUT, ACC, scale, HKV, NSPLIT, stride_qb, stride_qh,
+                         stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, stride_pos,
+                         G: tl.constexpr, BLOCK_G: tl.constexpr, D: tl.constexpr, SPLIT: tl.constexpr,
+                         BLOCK_N: tl.constexpr):  # fmt: skip
+    """One (sequence, kv head, slice of the sequence): the softmax-weighted sum over the slice, unnormalised,
+    with its running max and denominator, for all G query heads that share the kv head."""
+    bh = tl.program_id(0)
+    sp = tl.program_id(1)
+    b = bh // HKV
+    kvh = bh % HKV
+    length = tl.load(POS + b * stride_pos) + 1
+    g = tl.arange(0, BLOCK_G)
+    d = tl.arange(0, D)
+    q = tl.load(
+        Q + b * stride_qb + (kvh * G + g)[:, None] * stride_qh + d[None, :], mask=(g < G)[:, None], other=0.0
+    )
+    m_i = tl.full([BLOCK_G], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_G], tl.float32)
+    acc = tl.zeros([BLOCK_G, D], tl.float32)
+    start = sp * SPLIT
+    end = tl.minimum(start + SPLIT, length)
+    for n0 in range(start, end, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        valid = n < end
+        k = tl.load(K + b * stride_kb + n[:, None] * stride_ks + kvh * stride_kh + d[None, :],
+                    mask=valid[:, None], other=0.0)  # fmt: skip
+        s = tl.dot(q, tl.trans(k)) * scale
+        s = tl.where(valid[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        p = tl.exp(s - m_new[:, None])
+        alpha = tl.exp(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(V + b * stride_vb + n[:, None] * stride_vs + kvh * stride_vh + d[None, :],
+                    mask=valid[:, None], other=0.0)  # fmt: skip
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    rows = (b * HKV * G + kvh * G + g) * NSPLIT + sp  # [B, Hq, NSPLIT] flattened
+    tl.store(M_OUT + rows, m_i, mask=g < G)
+    tl.store(L_OUT + rows, l_i, mask=g < G)
+    tl.store(ACC + rows[:, None] * D + d[None, :], acc, mask=(g < G)[:, None])
+
+
+@triton.jit
+def _decode_merge_kernel(M_IN, L_IN, ACC, OUT, NSPLIT, Hq, stride_ob, stride_oh,
+                         BLOCK_S: tl.constexpr, D: tl.constexpr):  # fmt: skip
+    row = tl.program_id(0)  # b * Hq + h
+    s = tl.arange(0, BLOCK_S)
+    d = tl.arange(0, D)
+    inside = s < NSPLIT
+    m = tl.load(M_IN + row * NSPLIT + s, mask=inside, other=float("-inf"))
+    l_ = tl.load(L_IN + row * NSPLIT + s, mask=inside, other=0.0)
+    top = tl.max(m, 0)
+    w = tl.where(m == float("-inf"), 0.0, tl.exp(m - top))  # slices past the sequence weigh nothing
+    acc = tl.load(ACC + (row * NSPLIT + s)[:, None] * D + d[None, :], mask=inside[:, None], other=0.0)
+    out = tl.sum(acc * w[:, None], 0) / tl.sum(l_ * w, 0)
+    b, h = row // Hq, row % Hq
+    tl.store(OUT + b * stride_ob + h * stride_oh + d, out.to(OUT.dtype.element_ty))
+
+
+def _split_size(kv_len: int) -> int:
+    # At most 64 slices per (sequence, kv head): enough programs to fill the GPU at batch 1.
+    return max(64, triton.next_power_of_2(triton.cdiv(kv_len, 64)))
+
+
+def decode_attention(q, cache_k, cache_v, positions: torch.Tensor, kv_len: int, scale: float) -> torch.Tensor:
+    """One new token per row: q [B, 1, Hq, D] over cache slots [0, position] of rows [B, S, Hkv, D]."""
+    b, _, hq, d = q.shape
+    hkv = cache_k.shape[2]
+    group = hq // hkv
+    split = _split_size(kv_len)
+    nsplit = triton.cdiv(kv_len, split)
+    m = torch.empty(b * hq * nsplit, device=q.device, dtype=torch.float32)
+    l_ = torch.empty_like(m)
+    acc = torch.empty(b * hq * nsplit, d, device=q.device, dtype=torch.float32)
+    _decode_split_kernel[(b * hkv, nsplit)](
+        q, cache_k, cache_v, positions, m, l_, acc, scale, hkv, nsplit, q.stride(0), q.stride(2),
+        cache_k.stride(0), cache_k.stride(1), cache_k.stride(2), cache_v.stride(0), cache_v.stride(1),
+        cache_v.stride(2), positions.stride(0), G=group, BLOCK_G=max(16, triton.next_power_of_2(group)), D=d,
+        SPLIT=split, BLOCK_N=min(split, 64), num_warps=4,
+    )  # fmt: skip
+    out = torch.empty_like(q)
+    _decode_merge_kernel[(b * hq,)](
+        m, l_, acc, out, nsplit, hq, out.stride(0), out.stride(2), BLOCK_S=triton.next_power_of_2(nsplit), D=d
+    )
+    return out
+
+
+def attend(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, meta: AttentionMeta,
+           scale: float) -> torch.Tensor:  # fmt: skip
+    """Decode steps (one causal token per row) run the split kernel; anything else the reference."""
+    if meta.causal and q.shape[1] == 1:
+        return decode_attention(q, cache_k, cache_v, meta.positions, meta.kv_len, scale)
+    return reference.attend(q, cache_k, cache_v, meta, scale)

@@ -1,0 +1,89 @@
+"""Triton kernels against the PyTorch reference: on a GPU when there is one, else in Triton's interpreter.
+
+Inputs are fresh random tensors each run and outputs are poisoned first, so an element a kernel
+forgets to write shows up as a mismatch.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gorgon.kernels import AttentionMeta, reference, triton_ops  # conftest set TRITON_INTERPRET without a GPU
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPES = [torch.float32, torch.bfloat16] if DEVICE == "cuda" else [torch.float32, torch.float16]
+
+
+def _tol(dtype):
+    return dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_rms_norm(dtype, with_residual):
+    x = torch.randn(3, 5, 96, device=DEVICE, dtype=dtype)
+    w = torch.randn(96, device=DEVICE, dtype=dtype)
+    r = torch.randn_like(x) if with_residual else None
+    y, h = triton_ops.rms_norm(x, w, 1e-5, r)
+    ry, rh = reference.rms_norm(x, w, 1e-5, r)
+    torch.testing.assert_close(y, ry, **_tol(dtype))
+    torch.testing.assert_close(h, rh, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("heads, kv_heads, dim", [(4, 2, 16), (3, 1, 32), (4, 4, 64)])
+def test_rope_write_kv(dtype, heads, kv_heads, dim):
+    b, t, s = 2, 3, 12
+    qkv = torch.randn(b, t, (heads + 2 * kv_heads) * dim, device=DEVICE, dtype=dtype)
+    positions = torch.randint(0, 40, (b, t), device=DEVICE)
+    slots = torch.stack([torch.randperm(s, device=DEVICE)[:t] for _ in range(b)])
+    angles = torch.rand(64, dim // 2, device=DEVICE) * 6
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    caches = [torch.full((b, s, kv_heads, dim), float("nan"), device=DEVICE, dtype=dtype) for _ in range(4)]
+    q = triton_ops.rope_write_kv(qkv, positions, slots, cos, sin, caches[0], caches[1], heads)
+    rq = reference.rope_write_kv(qkv, positions, slots, cos, sin, caches[2], caches[3], heads)
+    torch.testing.assert_close(q, rq, **_tol(dtype))
+    torch.testing.assert_close(caches[0], caches[2], equal_nan=True, **_tol(dtype))  # same slots written
+    torch.testing.assert_close(caches[1], caches[3], equal_nan=True, **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_silu_mul(dtype):
+    gu = torch.randn(4, 2, 2 * 80, device=DEVICE, dtype=dtype) * 3
+    torch.testing.assert_close(triton_ops.silu_mul(gu), reference.silu_mul(gu), **_tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("heads, kv_heads, dim", [(4, 4, 16), (6, 2, 32), (8, 2, 64), (9, 3, 64)])
+@pytest.mark.parametrize("kv_len", [16, 300])
+def test_decode_attention(dtype, heads, kv_heads, dim, kv_len):
+    b, s = 3, kv_len + 20
+    q = torch.randn(b, 1, heads, dim, device=DEVICE, dtype=dtype)
+    k = torch.randn(b, s, kv_heads, dim, device=DEVICE, dtype=dtype)
+    v = torch.randn(b, s, kv_heads, dim, device=DEVICE, dtype=dtype)
+    # rows see different lengths, one of them the whole attended range, one a single slot
+    positions = torch.tensor([[kv_len - 1], [0], [kv_len // 3]], device=DEVICE)
+    meta = AttentionMeta(positions, kv_len)
+    out = triton_ops.attend(q, k, v, meta, dim**-0.5)
+    ref = reference.attend(q.double(), k.double(), v.double(), AttentionMeta(positions, kv_len), dim**-0.5)
+    torch.testing.assert_close(out.double(), ref, **_tol(dtype))
+
+
+def test_non_decode_attention_falls_back_to_reference():
+    q = torch.randn(1, 4, 4, 16, device=DEVICE)
+    k, v = torch.randn(1, 8, 2, 16, device=DEVICE), torch.randn(1, 8, 2, 16, device=DEVICE)
+    meta = AttentionMeta(torch.arange(4, device=DEVICE)[None] + 2, 8)
+    torch.testing.assert_close(triton_ops.attend(q, k, v, meta, 0.25), reference.attend(q, k, v, meta, 0.25))
+
+
+def test_model_on_triton_kernels_generates_what_the_reference_does(tiny_hf):
+    from gorgon import LLM, SamplingParams
+
+    params = SamplingParams(max_tokens=6, temperature=0.0, ignore_eos=True)
+    prompts = ["The quick brown fox", "Paris is"]
+    llm = LLM(str(tiny_hf[0]), device=DEVICE, dtype="float32")
+    llm.model.use_kernels(reference)
+    expected = [o.token_ids for o in llm.generate(prompts, params)]
+    llm.model.use_kernels(triton_ops)
+    assert [o.token_ids for o in llm.generate(prompts, params)] == expected
