@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -53,16 +54,18 @@ def kernel_profile(runner: ModelRunner, batch: int, prompt: int) -> dict:
 
     graphs = runner.use_graphs
     runner.use_graphs = False
-    step_time_ms(runner, batch, prompt, steps=2, rounds=1)
+    step_time_ms(runner, batch, prompt, steps=2, rounds=1)  # sets up the buffers, compiles the kernels
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         runner.decode(batch, prompt + 10)
         torch.cuda.synchronize()
     runner.use_graphs = graphs
     rows = prof.key_averages()
     cuda = torch.autograd.DeviceType.CUDA
+    kernels = sorted((a for a in rows if a.device_type == cuda), key=lambda a: -a.self_device_time_total)
     return {
-        "kernels": sum(a.count for a in rows if a.device_type == cuda),
+        "kernels": sum(a.count for a in kernels),
         "kernel_ms": sum(a.self_device_time_total for a in rows) / 1e3,
+        "top": [(a.key[:80], a.count, round(a.self_device_time_total, 1)) for a in kernels[:12]],
     }
 
 
@@ -73,14 +76,17 @@ def main(argv: list[str] | None = None) -> None:
     # 100 + 1 + 5 * 25 positions stay under the first 256-slot bucket: no capture inside the timing
     p.add_argument("--prompt", type=int, default=100)
     p.add_argument("--out", default=None, help="append JSON lines here")
+    p.add_argument("--kernels", default="triton,torch", help="backends to compare (GORGON_KERNELS values)")
     args = p.parse_args(argv)
     rows = []
     for name in args.shapes.split(","):
         model = random_model(shape(name), torch.device("cuda"), torch.bfloat16)
-        for batch in [int(b) for b in args.batches.split(",")]:
-            row = {"shape": name, "batch": batch, "prompt": args.prompt}
+        for batch, backend in [(int(b), k) for b in args.batches.split(",") for k in args.kernels.split(",")]:
+            os.environ["GORGON_KERNELS"] = backend
+            row = {"shape": name, "batch": batch, "prompt": args.prompt, "kernels_backend": None}
             for graphs in (True, False):
                 runner = ModelRunner(model, cuda_graphs=graphs)
+                row["kernels_backend"] = runner.kernels
                 row["graph_ms" if graphs else "eager_ms"] = step_time_ms(runner, batch, args.prompt)
                 del runner
             row.update(kernel_profile(ModelRunner(model, cuda_graphs=False), batch, args.prompt))
@@ -88,11 +94,12 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(row), flush=True)
         del model
         torch.cuda.empty_cache()
-    print("\n| shape | batch | graph ms/step | eager ms/step | kernels/step | kernel time ms |")
-    print("|---|---|---|---|---|---|")
+    print("\n| shape | batch | kernels | graph ms/step | eager ms/step | kernels/step | kernel time ms |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['shape']} | {r['batch']} | {r['graph_ms']:.3f} | {r['eager_ms']:.3f} | {r['kernels']} | "
-              f"{r['kernel_ms']:.3f} |")  # fmt: skip
+        cells = [r["shape"], r["batch"], r["kernels_backend"], f"{r['graph_ms']:.3f}", f"{r['eager_ms']:.3f}",
+                 r["kernels"], f"{r['kernel_ms']:.3f}"]  # fmt: skip
+        print("| " + " | ".join(str(c) for c in cells) + " |")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a") as f:
