@@ -42,3 +42,15 @@ def test_gpu_float32_equals_cpu_float32(default_path, default_llm):
     assert [o.token_ids for o in gpu.generate(PROMPTS, params)] == [
         o.token_ids for o in default_llm.generate(PROMPTS, params)
     ]
+
+
+def test_long_prompts_prefilled_eagerly_agree_with_graphed_prefill(gpu_bf16):
+    # 3 x 2100 tokens pads to 3 x 4096 > GRAPHED_PREFILL_TOKENS: chunked eager prefill; one alone is graphed.
+    base = gpu_bf16.tokenizer.encode("The history of the printing press begins in the fifteenth century. " * 150)
+    prompts = [base[:2100], base[5:2000], base[9:2050]]
+    params = SamplingParams(max_tokens=16, temperature=0.0, ignore_eos=True)
+    together = gpu_bf16.generate(prompts, params)
+    for p, out in zip(prompts, together):
+        alone = gpu_bf16.generate([p], params)[0]
+        common = next((i for i, (x, y) in enumerate(zip(out.token_ids, alone.token_ids)) if x != y), 16)
+        assert common >= 8

@@ -87,3 +87,11 @@ def test_model_on_triton_kernels_generates_what_the_reference_does(tiny_hf):
     expected = [o.token_ids for o in llm.generate(prompts, params)]
     llm.model.use_kernels(triton_ops)
     assert [o.token_ids for o in llm.generate(prompts, params)] == expected
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_argmax_takes_the_first_of_equal_maxima(dtype):
+    x = torch.randn(3, 9000, device=DEVICE).to(dtype)
+    x[1, 7000] = x[1, 5] = 50.0  # a tie across blocks: the earlier index wins
+    x[2, 4100] = x[2, 4097] = 60.0  # a tie inside one block
+    assert triton_ops.argmax(x).tolist() == reference.argmax(x).tolist() == [reference.argmax(x)[0].item(), 5, 4097]

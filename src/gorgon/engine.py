@@ -168,16 +168,15 @@ class Engine:
         ]
         lengths = [len(r.prompt_ids) for r in requests]
         b = len(requests)
-        self.runner.reserve(b, max(n + s.max_tokens for n, s in zip(lengths, seqs)) + 1)
+        longest_total = max(n + s.max_tokens for n, s in zip(lengths, seqs)) + 1
+        self.runner.reserve(b, self.runner.slots_needed(max(lengths), longest_total))
         seeds = [r.params.seed if r.params.seed is not None else random.getrandbits(32) for r in requests]
         sampling = SamplingTensors.build([r.params for r in requests], seeds, self.runner.device)
 
-        first = self.runner.prefill([r.prompt_ids for r in requests], sampling)
-        self.runner.start_decode(first, lengths, sampling)
+        pending = HostFetch(self.runner.start([r.prompt_ids for r in requests], sampling))
         # On a GPU the next step is queued before this one's tokens are read (the device never waits
         # for the host); on the CPU there is nothing to overlap, so a step runs only when needed.
         ahead = self.runner.device.type == "cuda"
-        pending = HostFetch(first)
         state = {"produced": 1, "top": max(lengths)}  # tokens per live row once read; largest position
 
         def launch() -> HostFetch | None:

@@ -1,8 +1,10 @@
-"""Running the model step by step on the device: prefill, and a decode step replayed as a CUDA graph.
+"""Running the model step by step on the device: prefill and decode, each replayed as a CUDA graph.
 
-The runner owns the KV cache and the static buffers a captured graph reads and writes. A decode step
-reads the last token and its position from those buffers, samples the next token, and advances the
-buffers itself, so the host only replays the graph and, once per step, reads back the new tokens.
+The runner owns the KV cache and the static buffers that captured graphs read and write. A decode
+step reads each row's last token and position from those buffers, samples the next token, and
+advances the buffers itself, so the host only replays the graph and, once per step, reads back the
+new tokens. Prefill is graphed too, per prompt-length bucket, because an eager forward costs the host
+~15 ms of kernel launches on the H100 machines (notes/gpu.md), which would dominate time to first token.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from gorgon.model.llama import Llama
 from gorgon.sampling import SamplingTensors, sample
 
 KV_BLOCK = 256  # cache capacity and attended length are multiples of this
-PREFILL_CHUNK = 2048  # prompt tokens per forward in prefill, bounding activation memory
+PREFILL_CHUNK = 2048  # prompt tokens per eager forward, bounding activation memory
+GRAPHED_PREFILL_TOKENS = 8192  # batch x bucketed prompt length up to which prefill is a graph
 
 
 def kv_bucket(n: int) -> int:
@@ -28,14 +31,25 @@ def kv_bucket(n: int) -> int:
     return -(-n // step) * step
 
 
-@dataclass
-class DecodeBuffers:
-    """Static inputs and outputs of the decode step for one batch size."""
+def prompt_bucket(n: int) -> int:
+    """Prompt lengths are padded to a power of two (at least 16) when prefill is graphed."""
+    return max(16, 1 << (n - 1).bit_length())
 
-    tokens: torch.Tensor  # [B, 1] the last token of each row
-    positions: torch.Tensor  # [B, 1] its position
-    out: torch.Tensor  # [B] the sampled next token
+
+@dataclass
+class BatchBuffers:
+    """Static inputs and outputs of one batch size's graphs."""
+
     sampling: SamplingTensors
+    tokens: torch.Tensor  # [B, 1] the last token of each row (decode input)
+    positions: torch.Tensor  # [B, 1] its position
+    out: torch.Tensor  # [B] the token sampled by the last prefill or decode step
+
+
+@dataclass
+class PrefillBuffers:
+    tokens: torch.Tensor  # [B, T] prompts, right-padded
+    last: torch.Tensor  # [B] index of each prompt's last token
 
 
 class HostFetch:
@@ -64,13 +78,15 @@ class ModelRunner:
         weight = model.embed.weight
         self.device, self.dtype = weight.device, weight.dtype
         self.use_graphs = cuda_graphs and self.device.type == "cuda"
-        self.kernels = model.use_kernels().__name__.rsplit(".", 1)[-1]
+        self.ops = model.use_kernels()
+        self.kernels = self.ops.__name__.rsplit(".", 1)[-1]
         self.host_blas = host_blas and self.device.type == "cpu" and self.dtype == torch.float32
         if self.host_blas:
             model.use_host_blas()
         self.cache: KVCache | None = None
-        self.buffers: dict[int, DecodeBuffers] = {}
-        self.graphs: dict[tuple[int, int, str], torch.cuda.CUDAGraph] = {}
+        self.buffers: dict[int, BatchBuffers] = {}
+        self.prefill_buffers: dict[tuple[int, int], PrefillBuffers] = {}
+        self.graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
         self.graph_pool = None
 
     def step_context(self) -> contextlib.AbstractContextManager:
@@ -78,6 +94,11 @@ class ModelRunner:
         return single_torch_thread() if self.host_blas else contextlib.nullcontext()
 
     # ---------------------------------------------------------------------------------- memory
+
+    def slots_needed(self, longest_prompt: int, longest_total: int) -> int:
+        """Cache slots per row for prompts up to `longest_prompt` growing to `longest_total` tokens."""
+        graphed = self.use_graphs and prompt_bucket(longest_prompt) <= GRAPHED_PREFILL_TOKENS
+        return max(longest_total, prompt_bucket(longest_prompt) if graphed else 0)
 
     def reserve(self, batch: int, capacity: int) -> None:
         """Make sure the cache holds `batch` rows of `capacity` slots (growing it drops the graphs)."""
@@ -90,49 +111,33 @@ class ModelRunner:
         self.graphs.clear()
         self.graph_pool = None  # a pool outlives its graphs only as a PyTorch assertion failure
         self.buffers.clear()
+        self.prefill_buffers.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         self.cache = KVCache(self.model.config, batch, capacity, self.device, self.dtype)
 
-    # --------------------------------------------------------------------------------- prefill
+    # ---------------------------------------------------------------------------------- steps
 
     @torch.inference_mode()
-    def prefill(self, prompts: list[list[int]], sampling: SamplingTensors) -> torch.Tensor:
-        """Run the prompts (one per cache row, any lengths) and sample each one's first new token.
-
-        Rows are right-padded; a pad writes a cache slot past its row's prompt, which the first decode
-        steps overwrite before anything attends to it. Returns the tokens, int64 [B] on the device.
-        """
+    def start(self, prompts: list[list[int]], sampling: SamplingTensors) -> torch.Tensor:
+        """Prefill one prompt per cache row (any lengths), sample each row's first new token, and load
+        the decode buffers. Returns the sampled tokens, int64 [B] on the device (a static buffer, valid
+        until the next step)."""
         b = len(prompts)
-        lengths = torch.tensor([len(p) for p in prompts])
-        longest = int(lengths.max())
-        padded = torch.zeros(b, longest, dtype=torch.int64)
-        for i, p in enumerate(prompts):
-            padded[i, : len(p)] = torch.tensor(p, dtype=torch.int64)
-        padded = padded.to(self.device)
-        last = torch.empty(b, self.model.config.hidden_size, device=self.device, dtype=self.dtype)
-        for start in range(0, longest, PREFILL_CHUNK):
-            end = min(start + PREFILL_CHUNK, longest)
-            positions = torch.arange(start, end, device=self.device).expand(b, -1)
-            hidden = self.model(padded[:, start:end], positions, self.cache, kv_len=end).hidden
-            ends_here = ((lengths - 1) >= start) & ((lengths - 1) < end)
-            rows = ends_here.nonzero()[:, 0].tolist()  # host-side tensors: no device sync
-            if rows:
-                offsets = (lengths[rows] - 1 - start).tolist()
-                last[rows] = hidden[rows, offsets]
-        logits = self.model.logits(last)
-        mode = sampling.mode
-        return sample(logits, sampling, lengths.to(self.device), mode)
-
-    # ---------------------------------------------------------------------------------- decode
-
-    def start_decode(self, first: torch.Tensor, lengths: list[int], sampling: SamplingTensors) -> None:
-        """Load the decode buffers: each row's last token `first` [B] sits at position lengths[i]."""
-        buf = self._buffers(len(lengths))
-        buf.tokens.copy_(first[:, None])
-        buf.positions.copy_(torch.tensor(lengths, dtype=torch.int64)[:, None])
+        buf = self._buffers(b)
         buf.sampling.copy_(sampling)
-        buf.sampling.all_greedy, buf.sampling.filtered = sampling.all_greedy, sampling.filtered
+        lengths = [len(p) for p in prompts]
+        bucket = prompt_bucket(max(lengths))
+        if self.use_graphs and b * bucket <= GRAPHED_PREFILL_TOKENS:
+            pre = self._prefill_buffers(b, bucket)
+            pre.tokens.copy_(_padded(prompts, bucket))
+            pre.last.copy_(torch.tensor(lengths) - 1)
+            self._replay(("prefill", b, bucket, buf.sampling.mode), lambda: self._prefill_fn(buf, pre))
+        else:
+            self._prefill_eager(prompts, buf)
+        buf.tokens.copy_(buf.out[:, None])
+        buf.positions.copy_(torch.tensor(lengths, dtype=torch.int64)[:, None])
+        return buf.out
 
     @torch.inference_mode()
     def decode(self, batch: int, max_position: int) -> torch.Tensor:
@@ -142,24 +147,74 @@ class ModelRunner:
         """
         buf = self.buffers[batch]
         kv_len = min(kv_bucket(max_position + 1), self.cache.capacity)
-        step = self._step_fn(buf, kv_len)
-        if not self.use_graphs:
-            step()
-            return buf.out
-        key = (batch, kv_len, buf.sampling.mode)
-        graph = self.graphs.get(key)
-        if graph is None:
-            graph = self.graphs[key] = self._capture(step, buf)
-        graph.replay()
+        self._replay(("decode", batch, kv_len, buf.sampling.mode), lambda: self._decode_fn(buf, kv_len))
         return buf.out
 
-    def _buffers(self, batch: int) -> DecodeBuffers:
+    def _replay(self, key: tuple, make: Callable[[], Callable[[], None]]) -> None:
+        """Run the step `make()` builds: replayed from a graph captured on first use, or eagerly."""
+        if not self.use_graphs:
+            make()()
+            return
+        graph = self.graphs.get(key)
+        if graph is None:
+            graph = self.graphs[key] = self._capture(make())
+        graph.replay()
+
+    # ------------------------------------------------------------------------------ functions
+
+    def _sample(self, hidden: torch.Tensor, buf: BatchBuffers, positions: torch.Tensor) -> None:
+        logits = self.model.logits(hidden)
+        buf.out.copy_(sample(logits, buf.sampling, positions, buf.sampling.mode, self.ops.argmax))
+
+    def _prefill_fn(self, buf: BatchBuffers, pre: PrefillBuffers) -> Callable[[], None]:
+        model, cache = self.model, self.cache
+        b, t = pre.tokens.shape
+        positions = torch.arange(t, device=self.device).expand(b, -1)
+        rows = torch.arange(b, device=self.device)
+
+        def step() -> None:
+            # Pads write slots past their row's prompt, which decode overwrites before anyone reads them.
+            hidden = model(pre.tokens, positions, cache, kv_len=t).hidden
+            self._sample(hidden[rows, pre.last], buf, pre.last + 1)
+
+        return step
+
+    def _prefill_eager(self, prompts: list[list[int]], buf: BatchBuffers) -> None:
+        """Prefill in chunks of PREFILL_CHUNK tokens (long prompts, or no graphs)."""
+        b = len(prompts)
+        lengths = torch.tensor([len(p) for p in prompts])
+        longest = int(lengths.max())
+        tokens = _padded(prompts, longest).to(self.device)
+        last = torch.empty(b, self.model.config.hidden_size, device=self.device, dtype=self.dtype)
+        for start in range(0, longest, PREFILL_CHUNK):
+            end = min(start + PREFILL_CHUNK, longest)
+            positions = torch.arange(start, end, device=self.device).expand(b, -1)
+            hidden = self.model(tokens[:, start:end], positions, self.cache, kv_len=end).hidden
+            ends_here = ((lengths - 1) >= start) & ((lengths - 1) < end)
+            rows = ends_here.nonzero()[:, 0].tolist()  # host-side tensors: no device sync
+            if rows:
+                last[rows] = hidden[rows, (lengths[rows] - 1 - start).tolist()]
+        self._sample(last, buf, lengths.to(self.device))
+
+    def _decode_fn(self, buf: BatchBuffers, kv_len: int) -> Callable[[], None]:
+        model, cache = self.model, self.cache
+        last_slot = cache.capacity - 1
+
+        def step() -> None:
+            hidden = model(buf.tokens, buf.positions, cache, kv_len=kv_len).hidden
+            self._sample(hidden[:, -1], buf, buf.positions[:, 0] + 1)
+            buf.tokens.copy_(buf.out[:, None])
+            # Rows that finished early keep stepping with the batch; the clamp keeps them in the cache.
+            buf.positions.add_(1).clamp_(max=last_slot)
+
+        return step
+
+    # -------------------------------------------------------------------------------- buffers
+
+    def _buffers(self, batch: int) -> BatchBuffers:
         if batch not in self.buffers:
             dev = self.device
-            self.buffers[batch] = DecodeBuffers(
-                tokens=torch.zeros(batch, 1, dtype=torch.int64, device=dev),
-                positions=torch.zeros(batch, 1, dtype=torch.int64, device=dev),
-                out=torch.zeros(batch, dtype=torch.int64, device=dev),
+            self.buffers[batch] = BatchBuffers(
                 sampling=SamplingTensors(
                     temperature=torch.zeros(batch, device=dev),
                     top_p=torch.ones(batch, device=dev),
@@ -168,35 +223,44 @@ class ModelRunner:
                     all_greedy=True,
                     filtered=False,
                 ),
+                tokens=torch.zeros(batch, 1, dtype=torch.int64, device=dev),
+                positions=torch.zeros(batch, 1, dtype=torch.int64, device=dev),
+                out=torch.zeros(batch, dtype=torch.int64, device=dev),
             )
         return self.buffers[batch]
 
-    def _step_fn(self, buf: DecodeBuffers, kv_len: int) -> Callable[[], None]:
-        model, cache, mode = self.model, self.cache, buf.sampling.mode
-        last_slot = cache.capacity - 1
+    def _prefill_buffers(self, batch: int, length: int) -> PrefillBuffers:
+        key = (batch, length)
+        if key not in self.prefill_buffers:
+            self.prefill_buffers[key] = PrefillBuffers(
+                tokens=torch.zeros(batch, length, dtype=torch.int64, device=self.device),
+                last=torch.zeros(batch, dtype=torch.int64, device=self.device),
+            )
+        return self.prefill_buffers[key]
 
-        def step() -> None:
-            hidden = model(buf.tokens, buf.positions, cache, kv_len=kv_len).hidden
-            nxt = sample(model.logits(hidden[:, -1]), buf.sampling, buf.positions[:, 0] + 1, mode)
-            buf.out.copy_(nxt)
-            buf.tokens.copy_(nxt[:, None])
-            # Rows that finished early keep stepping with the batch; the clamp keeps them in the cache.
-            buf.positions.add_(1).clamp_(max=last_slot)
-
-        return step
-
-    def _capture(self, step: Callable[[], None], buf: DecodeBuffers) -> torch.cuda.CUDAGraph:
-        saved = (buf.tokens.clone(), buf.positions.clone())
+    def _capture(self, step: Callable[[], None]) -> torch.cuda.CUDAGraph:
+        # The warm-up run (kernels compiled and chosen, workspaces allocated outside the capture) moves
+        # the decode buffers on; put them back so the captured graph starts from the same state.
+        saved = [
+            (t, t.clone()) for buf in self.buffers.values() for t in (buf.tokens, buf.positions, buf.out)
+        ]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            step()  # warm-up: kernels chosen, workspaces allocated, outside the capture
+            step()
         torch.cuda.current_stream().wait_stream(side)
-        buf.tokens.copy_(saved[0])
-        buf.positions.copy_(saved[1])
+        for tensor, value in saved:
+            tensor.copy_(value)
         if self.graph_pool is None:
             self.graph_pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.graph_pool):
             step()
         return graph
+
+
+def _padded(prompts: list[list[int]], length: int) -> torch.Tensor:
+    out = torch.zeros(len(prompts), length, dtype=torch.int64)
+    for i, p in enumerate(prompts):
+        out[i, : len(p)] = torch.tensor(p, dtype=torch.int64)
+    return out

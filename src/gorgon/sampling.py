@@ -7,6 +7,7 @@ CPU or GPU, inside a CUDA graph or not, and the speculative verifier can recompu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -70,9 +71,10 @@ class SamplingTensors:
         return "greedy" if self.all_greedy else ("filtered" if self.filtered else "sample")
 
     def copy_(self, other: SamplingTensors) -> None:
-        """Load another batch's parameters into these (static) buffers."""
+        """Load another batch's parameters into these (static) buffers, and its mode."""
         for name in ("temperature", "top_p", "top_k", "seeds"):
             getattr(self, name)[: getattr(other, name).shape[0]].copy_(getattr(other, name))
+        self.all_greedy, self.filtered = other.all_greedy, other.filtered
 
 
 def target_logprobs(logits: torch.Tensor, st: SamplingTensors, mode: str) -> torch.Tensor:
@@ -98,16 +100,23 @@ def _top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor)
     return torch.full_like(logits, float("-inf")).scatter(-1, index, ordered)
 
 
-def sample(logits: torch.Tensor, st: SamplingTensors, positions: torch.Tensor, mode: str) -> torch.Tensor:
+def sample(
+    logits: torch.Tensor,
+    st: SamplingTensors,
+    positions: torch.Tensor,
+    mode: str,
+    argmax: Callable[[torch.Tensor], torch.Tensor] = lambda x: x.argmax(dim=-1),
+) -> torch.Tensor:
     """The next token of each row, int64 [B], from logits [B, V] for the token at positions [B].
 
     Sampled rows use the Gumbel-max trick with `uniform_noise`: argmax(log p + Gumbel) is a draw
     from p. Rows with temperature 0 take the argmax, as does every row when mode is 'greedy'.
+    `argmax` is the row-wise argmax to use (first index among equal maxima), a kernel on GPUs.
     """
-    greedy = logits.argmax(dim=-1)
+    greedy = argmax(logits)
     if mode == "greedy":
         return greedy
     logp = target_logprobs(logits, st, mode)
     u = uniform_noise(st.seeds, positions, logits.shape[-1])
-    drawn = (logp - torch.log(-torch.log(u))).argmax(dim=-1)
+    drawn = argmax(logp - torch.log(-torch.log(u)))
     return torch.where(st.temperature > 0, drawn, greedy)

@@ -30,8 +30,7 @@ def step_time_ms(runner: ModelRunner, batch: int, prompt: int, steps: int = 25, 
     ids = [list(range(100, 100 + prompt))] * batch
     sampling = SamplingTensors.build([SamplingParams(temperature=0.0)] * batch, [0] * batch, runner.device)
     runner.reserve(batch, prompt + rounds * (steps + 5) + 64)
-    first = runner.prefill(ids, sampling)
-    runner.start_decode(first, [prompt] * batch, sampling)
+    runner.start(ids, sampling)
     pos = prompt
     runner.decode(batch, pos)  # capture (or warm up) outside the timing
     pos += 1

@@ -56,6 +56,11 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
 
 
+def argmax(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise argmax of x [B, N] (the first index among equal maxima), int64 [B]."""
+    return x.argmax(dim=-1)
+
+
 def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
     """SiLU(gate) * up for gate_up [..., 2I] holding gate then up; returns [..., I]."""
     gate, up = gate_up.chunk(2, dim=-1)
