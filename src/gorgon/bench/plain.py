@@ -80,7 +80,10 @@ def bench_default(
     for batch in batches:
         ours, stats = gorgon_tps(llm, ids, new, batch, repeats)
         theirs = transformers_tps(hf, ids, new, batch, max(1, repeats // 2) if batch > 1 else repeats)
-        note = f"decode-only {stats['decode_tokens_per_s'] * batch:.0f} tok/s"
+        note = (
+            f"decode-only {stats['decode_tokens_per_s'] * batch:.0f} tok/s, first token "
+            f"{stats['time_to_first_token_s'] * 1e3:.1f} ms, kernels {llm.engine.runner.kernels}"
+        )
         rows.append(
             row(f"SmolLM2-135M {dtype_name(dtype)}, batch {batch}, {new} new tokens", ours, theirs, note)
         )
