@@ -86,7 +86,9 @@ class ModelRunner:
         self.cache: KVCache | None = None
         self.buffers: dict[int, BatchBuffers] = {}
         self.prefill_buffers: dict[tuple[int, int], PrefillBuffers] = {}
-        self.graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
+        # Each graph is kept with the step it replays: tensors the step closes over (made outside the
+        # capture) must live as long as the graph reads them.
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, Callable[[], None]]] = {}
         self.graph_pool = None
 
     def step_context(self) -> contextlib.AbstractContextManager:
@@ -155,10 +157,10 @@ class ModelRunner:
         if not self.use_graphs:
             make()()
             return
-        graph = self.graphs.get(key)
-        if graph is None:
-            graph = self.graphs[key] = self._capture(make())
-        graph.replay()
+        if key not in self.graphs:
+            step = make()
+            self.graphs[key] = (self._capture(step), step)
+        self.graphs[key][0].replay()
 
     # ------------------------------------------------------------------------------ functions
 
