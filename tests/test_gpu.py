@@ -46,7 +46,9 @@ def test_gpu_float32_equals_cpu_float32(default_path, default_llm):
 
 def test_long_prompts_prefilled_eagerly_agree_with_graphed_prefill(gpu_bf16):
     # 3 x 2100 tokens pads to 3 x 4096 > GRAPHED_PREFILL_TOKENS: chunked eager prefill; one alone is graphed.
-    base = gpu_bf16.tokenizer.encode("The history of the printing press begins in the fifteenth century. " * 150)
+    base = gpu_bf16.tokenizer.encode(
+        "The history of the printing press begins in the fifteenth century. " * 150
+    )
     prompts = [base[:2100], base[5:2000], base[9:2050]]
     params = SamplingParams(max_tokens=16, temperature=0.0, ignore_eos=True)
     together = gpu_bf16.generate(prompts, params)

@@ -33,6 +33,14 @@ def _random_tokens(vocab: int, shape=(2, 37), seed: int = 0) -> torch.Tensor:
     return torch.randint(0, vocab, shape, generator=torch.Generator().manual_seed(seed))
 
 
+def _assert_matches(folder, hf, shape=(2, 37)) -> None:
+    """Our model loaded from `folder` gives the logits of transformers' `hf` on random tokens."""
+    tokens = _random_tokens(hf.config.vocab_size, shape)
+    with torch.inference_mode():
+        ref = hf(tokens).logits
+    _check_close(_our_logits(folder, tokens)[0], ref)
+
+
 def test_logits_match_transformers_gqa_llama3_rope_untied(tiny_hf):
     folder, hf = tiny_hf
     tokens = _random_tokens(hf.config.vocab_size)
@@ -48,10 +56,7 @@ def test_logits_match_transformers_gqa_llama3_rope_untied(tiny_hf):
 def test_long_positions_use_scaled_rope(tmp_path):
     # Positions far past original_max_position_embeddings exercise every band of the llama3 rescaling.
     hf = write_hf_checkpoint(tmp_path, tiny_hf_config(max_position_embeddings=1024))
-    tokens = _random_tokens(hf.config.vocab_size, (1, 700))
-    with torch.inference_mode():
-        ref = hf(tokens).logits
-    _check_close(_our_logits(tmp_path, tokens)[0], ref)
+    _assert_matches(tmp_path, hf, (1, 700))
 
 
 def test_sharded_checkpoint_with_legacy_rope_keys(tmp_path):
@@ -63,10 +68,7 @@ def test_sharded_checkpoint_with_legacy_rope_keys(tmp_path):
     cfg["rope_theta"] = params.pop("rope_theta")
     cfg["rope_scaling"] = params
     (tmp_path / "config.json").write_text(json.dumps(cfg))
-    tokens = _random_tokens(hf.config.vocab_size)
-    with torch.inference_mode():
-        ref = hf(tokens).logits
-    _check_close(_our_logits(tmp_path, tokens)[0], ref)
+    _assert_matches(tmp_path, hf)
 
 
 def test_tied_embeddings_and_linear_rope(tmp_path):
@@ -74,10 +76,7 @@ def test_tied_embeddings_and_linear_rope(tmp_path):
         tie_word_embeddings=True, rope_scaling={"rope_type": "linear", "factor": 2.0}, num_key_value_heads=4
     )
     hf = write_hf_checkpoint(tmp_path, config)
-    tokens = _random_tokens(hf.config.vocab_size)
-    with torch.inference_mode():
-        ref = hf(tokens).logits
-    _check_close(_our_logits(tmp_path, tokens)[0], ref)
+    _assert_matches(tmp_path, hf)
 
 
 def test_qkv_bias_qwen2(tmp_path):
@@ -88,10 +87,7 @@ def test_qkv_bias_qwen2(tmp_path):
         num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False, use_sliding_window=False,
     )  # fmt: skip
     hf = write_hf_checkpoint(tmp_path, config, model_cls=Qwen2ForCausalLM)
-    tokens = _random_tokens(512)
-    with torch.inference_mode():
-        ref = hf(tokens).logits
-    _check_close(_our_logits(tmp_path, tokens)[0], ref)
+    _assert_matches(tmp_path, hf)
 
 
 def test_tree_mask_equals_separate_branches(tiny_hf):

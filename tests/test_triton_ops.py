@@ -94,4 +94,8 @@ def test_argmax_takes_the_first_of_equal_maxima(dtype):
     x = torch.randn(3, 9000, device=DEVICE).to(dtype)
     x[1, 7000] = x[1, 5] = 50.0  # a tie across blocks: the earlier index wins
     x[2, 4100] = x[2, 4097] = 60.0  # a tie inside one block
-    assert triton_ops.argmax(x).tolist() == reference.argmax(x).tolist() == [reference.argmax(x)[0].item(), 5, 4097]
+    assert (
+        triton_ops.argmax(x).tolist()
+        == reference.argmax(x).tolist()
+        == [reference.argmax(x)[0].item(), 5, 4097]
+    )
