@@ -163,3 +163,26 @@ def write_gguf(path: Path, hf_model, qtypes: dict[str, object] | None = None, to
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def write_small_vocab_checkpoint(folder: Path, vocab: int = 16, seed: int = 0):
+    """A tiny Llama over `vocab` word-level tokens ("t0" .. "t{vocab-1}", "t2" is the end of sequence):
+    small enough that sampled distributions can be compared exactly."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    words = {f"t{i}": i for i in range(vocab)}
+    tok = Tokenizer(models.WordLevel(words, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "t2"}))
+    config = tiny_hf_config(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=2, num_key_value_heads=1, rope_scaling=None)  # fmt: skip
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM(config).eval()
+    randomize(model, seed)
+    with torch.no_grad():  # peaked next-token distributions: a few tokens carry most of the mass
+        model.lm_head.weight.mul_(6.0)
+    model.save_pretrained(folder)
+    return model

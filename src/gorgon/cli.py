@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from gorgon.config import SpecConfig
 from gorgon.errors import GorgonError
 
 
@@ -25,6 +26,39 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         "--dtype",
         default="auto",
         help="auto, float32, bfloat16 or float16 (default: bfloat16 on a GPU, float32 on the CPU)",
+    )
+
+
+def _spec_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("speculative decoding")
+    g.add_argument("--method", choices=["plain", "ngram", "draft"], default="plain",
+                   help="plain decoding, n-gram prompt lookup, or a draft model")  # fmt: skip
+    g.add_argument("--num-speculative-tokens", "-k", type=int, default=4, help="drafted tokens per branch")
+    g.add_argument("--num-branches", type=int, default=1, help="parallel branches under the root")
+    g.add_argument(
+        "--draft-model", default=None, help="draft checkpoint sharing the tokenizer (--method draft)"
+    )
+    g.add_argument("--draft-layers", type=int, default=None,
+                   help="draft with the target's first N layers (no second checkpoint)")  # fmt: skip
+    g.add_argument("--prompt-lookup-min", type=int, default=2)
+    g.add_argument("--prompt-lookup-max", type=int, default=4)
+    g.add_argument("--acceptance", choices=["lossless", "typical"], default="lossless",
+                   help="typical: Medusa's typical acceptance (lossy)")  # fmt: skip
+
+
+def spec_config(args: argparse.Namespace) -> SpecConfig | None:
+    """The SpecConfig the command line asks for (None for plain decoding)."""
+    if args.method == "plain":
+        return None
+    return SpecConfig(
+        method=args.method,
+        num_speculative_tokens=args.num_speculative_tokens,
+        num_branches=args.num_branches,
+        prompt_lookup_min=args.prompt_lookup_min,
+        prompt_lookup_max=args.prompt_lookup_max,
+        draft_model=args.draft_model,
+        draft_layers=args.draft_layers,
+        acceptance=args.acceptance,
     )
 
 
@@ -47,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--raw", action="store_true", help="send the prompt as is, without the chat template")
     gen.add_argument("--no-cuda-graphs", action="store_true", help="run each step eagerly (debugging)")
     gen.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    _spec_options(gen)
 
     info = sub.add_parser("info", help="print a model's configuration and where it was loaded from")
     _model_options(info)
@@ -66,7 +101,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         stop=args.stop,
         ignore_eos=args.ignore_eos,
     )
-    llm = LLM(model=args.model, device=args.device, dtype=args.dtype, cuda_graphs=not args.no_cuda_graphs)
+    spec = spec_config(args)
+    llm = LLM(model=args.model, device=args.device, dtype=args.dtype, cuda_graphs=not args.no_cuda_graphs,
+              speculative=spec)  # fmt: skip
     chat = not args.raw and llm.tokenizer.chat_template is not None
     if not args.raw and not chat:
         print("gorgon: this model has no chat template; sending the prompt raw", file=sys.stderr)
@@ -96,6 +133,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
             f"{stats['device']} {stats['dtype']}]",
             file=sys.stderr,
         )
+        if spec is not None:
+            rates = " ".join(f"{r:.2f}" for r in stats["acceptance_rate_per_position"])
+            print(
+                f"[{args.method}: {stats['steps']} steps, "
+                f"accepted length (tau) {stats['accepted_length']:.2f}, "
+                f"acceptance per position {rates}]",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -173,3 +173,67 @@ class SamplingParams:
 
 def _finite(x: object) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
+
+
+SPEC_METHODS = ("ngram", "draft")
+
+
+@dataclass
+class SpecConfig:
+    """Speculative decoding settings, with vLLM's names where they exist.
+
+    method: "ngram" (prompt lookup) or "draft" (a draft model: `draft_model` PATH, or the first
+    `draft_layers` layers of the target itself). num_speculative_tokens: drafted tokens per branch (k).
+    num_branches: parallel branches under the root (several n-gram matches, or the draft model's top-w
+    first tokens each continued greedily); the tree has 1 + num_branches * k nodes.
+    acceptance: "lossless" (greedy, or speculative sampling) or "typical" (Medusa's typical acceptance,
+    lossy, thresholds typical_epsilon and typical_alpha).
+    """
+
+    method: str
+    num_speculative_tokens: int = 4
+    num_branches: int = 1
+    prompt_lookup_min: int = 2
+    prompt_lookup_max: int = 4
+    draft_model: str | None = None
+    draft_layers: int | None = None
+    acceptance: str = "lossless"
+    typical_epsilon: float = 0.09
+    typical_alpha: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.method not in SPEC_METHODS:
+            raise GorgonError(
+                f"unknown speculative method {self.method!r} (known: {', '.join(SPEC_METHODS)})", "method"
+            )
+        k = self.num_speculative_tokens
+        if not isinstance(k, int) or k < 1:
+            raise GorgonError(
+                f"num_speculative_tokens must be an integer >= 1, got {k!r}", "num_speculative_tokens"
+            )
+        if not isinstance(self.num_branches, int) or self.num_branches < 1:
+            raise GorgonError(
+                f"num_branches must be an integer >= 1, got {self.num_branches!r}", "num_branches"
+            )
+        if 1 + k * self.num_branches > 128:
+            raise GorgonError(
+                "the tree (1 + num_branches * num_speculative_tokens) must hold at most 128 nodes"
+            )
+        if self.method == "ngram" and not 1 <= self.prompt_lookup_min <= self.prompt_lookup_max:
+            raise GorgonError("need 1 <= prompt_lookup_min <= prompt_lookup_max", "prompt_lookup_min")
+        if self.method == "draft" and (self.draft_model is None) == (self.draft_layers is None):
+            raise GorgonError(
+                "method 'draft' needs exactly one of draft_model (a path) or draft_layers (a count)"
+            )
+        if self.draft_layers is not None and (
+            not isinstance(self.draft_layers, int) or self.draft_layers < 1
+        ):
+            raise GorgonError(
+                f"draft_layers must be an integer >= 1, got {self.draft_layers!r}", "draft_layers"
+            )
+        if self.acceptance not in ("lossless", "typical"):
+            raise GorgonError(
+                f"acceptance must be 'lossless' or 'typical', got {self.acceptance!r}", "acceptance"
+            )
+        if not (0 < self.typical_epsilon < 1 and self.typical_alpha > 0):
+            raise GorgonError("typical acceptance needs 0 < typical_epsilon < 1 and typical_alpha > 0")

@@ -74,30 +74,54 @@ class Sequence:
         self.start = time.perf_counter()
         self.first_token_time: float | None = None
         self.end_time: float | None = None
+        # Decode steps, tokens they emitted, and per draft depth: steps that proposed it, and accepted it.
+        self.steps = 0
+        self.step_tokens = 0
+        self.proposed: list[int] = []
+        self.accepted: list[int] = []
 
     @property
     def finished(self) -> bool:
         return self.finish_reason is not None
 
-    def append(self, token: int) -> TokenEvent:
-        """Take one generated token; return the event it causes."""
+    def append(self, tokens: list[int], proposed_depth: int | None = None) -> TokenEvent:
+        """Take the tokens one step produced (the first comes from prefill, `proposed_depth` None), up to
+        the first that ends the request; return the event they cause."""
         now = time.perf_counter()
         if self.first_token_time is None:
             self.first_token_time = now
-        self.output.append(token)
-        if token in self.stop_ids:
-            self.finish_reason = "stop"
-        elif len(self.output) >= self.max_tokens:
-            self.finish_reason = "length"
+        taken = []
+        for token in tokens:
+            taken.append(token)
+            self.output.append(token)
+            if token in self.stop_ids:
+                self.finish_reason = "stop"
+            elif len(self.output) >= self.max_tokens:
+                self.finish_reason = "length"
+            if self.finished:
+                break
+        if proposed_depth is not None:
+            self._count_step(len(tokens), len(taken), proposed_depth)
         delta = ""
         if self.detok is not None:
-            self.text += self.detok.push([token])
+            self.text += self.detok.push(taken)
             if self.finished:
                 self.text += self.detok.flush()
             delta = self._release()
         if self.finished:
             self.end_time = now
-        return TokenEvent(self.index, [token], delta, self.finished, self.finish_reason)
+        return TokenEvent(self.index, taken, delta, self.finished, self.finish_reason)
+
+    def _count_step(self, produced: int, taken: int, proposed_depth: int) -> None:
+        self.steps += 1
+        self.step_tokens += taken
+        grow = proposed_depth - len(self.proposed)
+        if grow > 0:
+            self.proposed += [0] * grow
+            self.accepted += [0] * grow
+        for d in range(proposed_depth):
+            self.proposed[d] += 1
+            self.accepted[d] += d < produced - 1  # drafts accepted this step: produced minus the bonus
 
     def _release(self) -> str:
         """The text that can be shown now: up to a stop string if one appeared, otherwise all but the
@@ -124,8 +148,12 @@ class Sequence:
             "total_time_s": end - self.start,
             "tokens_per_s": n / (end - self.start) if end > self.start else 0.0,
             "decode_tokens_per_s": (n - 1) / decode_time if n > 1 and decode_time > 0 else 0.0,
-            "steps": n,
-            "accepted_length": 1.0,
+            "steps": self.steps,
+            # tau: tokens per target forward in decoding, the bonus token included (1.0 for plain decoding)
+            "accepted_length": self.step_tokens / self.steps if self.steps else 1.0,
+            "acceptance_rate_per_position": [
+                a / p if p else 0.0 for a, p in zip(self.accepted, self.proposed)
+            ],
         }
         return RequestOutput(self.index, self.req.prompt_ids, self.output, text, self.finish_reason, stats)
 
@@ -173,26 +201,39 @@ class Engine:
         seeds = [r.params.seed if r.params.seed is not None else random.getrandbits(32) for r in requests]
         sampling = SamplingTensors.build([r.params for r in requests], seeds, self.runner.device)
 
-        pending = HostFetch(self.runner.start([r.prompt_ids for r in requests], sampling))
+        runner = self.runner
+        pending = HostFetch(runner.start([r.prompt_ids for r in requests], sampling))
         # On a GPU the next step is queued before this one's tokens are read (the device never waits
         # for the host); on the CPU there is nothing to overlap, so a step runs only when needed.
-        ahead = self.runner.device.type == "cuda"
-        state = {"produced": 1, "top": max(lengths)}  # tokens per live row once read; largest position
+        ahead = runner.device.type == "cuda"
+        committed = list(lengths)  # each row's committed length as of the last step read
+        unread = {"prefill": 1, "steps": 0}  # fetches not yet read; every one adds >= 1 token per row
 
         def launch() -> HostFetch | None:
-            if not any(not s.finished and state["produced"] < s.max_tokens for s in seqs):
+            owed = unread["prefill"] + unread["steps"]
+            if not any(not s.finished and len(s.output) + owed < s.max_tokens for s in seqs):
                 return None
-            out = self.runner.decode(b, state["top"])
-            state["produced"] += 1
-            state["top"] += 1
+            live = [c for c, s in zip(committed, seqs) if not s.finished] or committed
+            bound = max(live) + unread["steps"] * runner.max_advance  # largest committed length it may see
+            out = runner.decode(b, bound) if runner.drafter is None else runner.spec_step(b, bound)
+            unread["steps"] += 1
             return HostFetch(out)
 
         while pending is not None:
             nxt = launch() if ahead else None
-            for s, t in zip(seqs, pending.wait()):
+            rows = pending.wait()
+            first = unread["prefill"] == 1
+            unread["prefill" if first else "steps"] -= 1
+            for i, (s, row) in enumerate(zip(seqs, rows)):
+                if first or runner.drafter is None:
+                    tokens, depth = [row], (None if first else 0)
+                else:
+                    tokens, depth = row[2 : 2 + row[0]], row[1]
+                if not first:
+                    committed[i] += len(tokens)
                 if s.finished:
                     continue
-                yield s.append(t)
+                yield s.append(tokens, depth)
                 if s.finished:
                     yield s.result()
             if all(s.finished for s in seqs):

@@ -8,13 +8,15 @@ from typing import Any
 
 import torch
 
-from gorgon.config import SamplingParams
+from gorgon.config import SamplingParams, SpecConfig
 from gorgon.engine import Engine, Request, RequestOutput, TokenEvent
 from gorgon.errors import GorgonError
 from gorgon.model.llama import Llama
 from gorgon.model.tokenizer import Tokenizer
 from gorgon.model.weights import load_model
 from gorgon.runner import ModelRunner
+from gorgon.spec.drafters import build_drafter
+from gorgon.spec.verify import TypicalAcceptance
 
 _DTYPES = {
     "float32": torch.float32,
@@ -62,6 +64,7 @@ class LLM:
     model: "default" (SmolLM2-135M-Instruct, or $GORGON_MODEL), a GGUF file or a Hugging Face folder.
     device: "auto", "cpu", "cuda"; dtype: "auto", "float32", "bfloat16", "float16".
     cuda_graphs: replay each decode step as a CUDA graph (on a GPU; off only for debugging).
+    speculative: a SpecConfig to decode speculatively (n-gram lookup, a draft model, ...).
     """
 
     def __init__(
@@ -70,26 +73,39 @@ class LLM:
         device: str | torch.device = "auto",
         dtype: str | torch.dtype = "auto",
         cuda_graphs: bool = True,
+        speculative: SpecConfig | None = None,
     ):
         dev = resolve_device(device)
         start = time.perf_counter()
         loaded = load_model(model, dev, resolve_dtype(dtype, dev))
-        self._setup(loaded.model, loaded.tokenizer, cuda_graphs)
+        self._setup(loaded.model, loaded.tokenizer, cuda_graphs, speculative)
         self.checkpoint = loaded.checkpoint
         self.load_time_s = time.perf_counter() - start
 
     @classmethod
-    def from_model(cls, model: Llama, tokenizer: Tokenizer, cuda_graphs: bool = True) -> LLM:
+    def from_model(
+        cls,
+        model: Llama,
+        tokenizer: Tokenizer,
+        cuda_graphs: bool = True,
+        speculative: SpecConfig | None = None,
+    ) -> LLM:
         """Wrap a model already in memory (random weights of a named shape, say)."""
         llm = cls.__new__(cls)
-        llm._setup(model, tokenizer, cuda_graphs)
+        llm._setup(model, tokenizer, cuda_graphs, speculative)
         llm.checkpoint, llm.load_time_s = None, 0.0
         return llm
 
-    def _setup(self, model: Llama, tokenizer: Tokenizer, cuda_graphs: bool) -> None:
+    def _setup(self, model: Llama, tokenizer: Tokenizer, cuda_graphs: bool, spec: SpecConfig | None) -> None:
         self.model, self.tokenizer, self.config = model, tokenizer, model.config
         self.device, self.dtype = model.embed.weight.device, model.embed.weight.dtype
-        self.engine = Engine(ModelRunner(model, cuda_graphs=cuda_graphs), tokenizer)
+        self.speculative = spec
+        drafter = build_drafter(spec, model, tokenizer) if spec else None
+        typical = None
+        if spec is not None and spec.acceptance == "typical":
+            typical = TypicalAcceptance(spec.typical_epsilon, spec.typical_alpha)
+        runner = ModelRunner(model, cuda_graphs=cuda_graphs, drafter=drafter, typical=typical)
+        self.engine = Engine(runner, tokenizer)
 
     # ------------------------------------------------------------------------------- requests
 

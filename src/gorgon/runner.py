@@ -19,6 +19,9 @@ from gorgon.kernels.host_blas import single_torch_thread
 from gorgon.kv_cache import KVCache
 from gorgon.model.llama import Llama
 from gorgon.sampling import SamplingTensors, sample
+from gorgon.spec.drafters.base import Drafter, SpecState
+from gorgon.spec.tree import tree_mask
+from gorgon.spec.verify import TypicalAcceptance, verify
 
 KV_BLOCK = 256  # cache capacity and attended length are multiples of this
 PREFILL_CHUNK = 2048  # prompt tokens per eager forward, bounding activation memory
@@ -41,9 +44,11 @@ class BatchBuffers:
     """Static inputs and outputs of one batch size's graphs."""
 
     sampling: SamplingTensors
-    tokens: torch.Tensor  # [B, 1] the last token of each row (decode input)
-    positions: torch.Tensor  # [B, 1] its position
+    tokens: torch.Tensor  # [B, 1] the last token of each row (decode input; the tree's root)
+    positions: torch.Tensor  # [B, 1] its position (the number of committed tokens)
     out: torch.Tensor  # [B] the token sampled by the last prefill or decode step
+    history: torch.Tensor | None = None  # [B, S] every token so far (speculative decoding)
+    spec_out: torch.Tensor | None = None  # [B, 2 + D + 1]: emitted count, drafted depth, tokens
 
 
 @dataclass
@@ -73,8 +78,18 @@ class HostFetch:
 class ModelRunner:
     """Prefill and decode steps of one model on one device, with CUDA graphs where available."""
 
-    def __init__(self, model: Llama, cuda_graphs: bool = True, host_blas: bool = True):
+    def __init__(
+        self,
+        model: Llama,
+        cuda_graphs: bool = True,
+        host_blas: bool = True,
+        drafter: Drafter | None = None,
+        typical: TypicalAcceptance | None = None,
+    ):
+        """drafter: proposes trees for speculative steps (None: plain decoding only); typical: verify with
+        Medusa's (lossy) typical acceptance instead of lossless speculative sampling."""
         self.model = model
+        self.drafter, self.typical = drafter, typical
         weight = model.embed.weight
         self.device, self.dtype = weight.device, weight.dtype
         self.use_graphs = cuda_graphs and self.device.type == "cuda"
@@ -83,6 +98,11 @@ class ModelRunner:
         self.host_blas = host_blas and self.device.type == "cpu" and self.dtype == torch.float32
         if self.host_blas:
             model.use_host_blas()
+        draft = getattr(drafter, "model", None)
+        if draft is not None and draft is not model:  # a separate draft model runs on the same backends
+            draft.use_kernels(self.ops)
+            if self.host_blas:
+                draft.use_host_blas()
         self.cache: KVCache | None = None
         self.buffers: dict[int, BatchBuffers] = {}
         self.prefill_buffers: dict[tuple[int, int], PrefillBuffers] = {}
@@ -100,7 +120,14 @@ class ModelRunner:
     def slots_needed(self, longest_prompt: int, longest_total: int) -> int:
         """Cache slots per row for prompts up to `longest_prompt` growing to `longest_total` tokens."""
         graphed = self.use_graphs and prompt_bucket(longest_prompt) <= GRAPHED_PREFILL_TOKENS
+        if self.drafter is not None:  # room for a tree past the end, and a step's advance
+            longest_total += self.drafter.tree_size + self.drafter.max_depth + 2
         return max(longest_total, prompt_bucket(longest_prompt) if graphed else 0)
+
+    @property
+    def max_advance(self) -> int:
+        """The most tokens one step can add to a row."""
+        return 1 if self.drafter is None else self.drafter.max_depth + 1
 
     def reserve(self, batch: int, capacity: int) -> None:
         """Make sure the cache holds `batch` rows of `capacity` slots (growing it drops the graphs)."""
@@ -117,6 +144,8 @@ class ModelRunner:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         self.cache = KVCache(self.model.config, batch, capacity, self.device, self.dtype)
+        if self.drafter is not None:
+            self.drafter.bind(batch, capacity, self.device, self.dtype)
 
     # ---------------------------------------------------------------------------------- steps
 
@@ -128,6 +157,8 @@ class ModelRunner:
         b = len(prompts)
         buf = self._buffers(b)
         buf.sampling.copy_(sampling)
+        if self.drafter is not None:
+            self.drafter.sampling, self.drafter.mode = buf.sampling, buf.sampling.mode
         lengths = [len(p) for p in prompts]
         bucket = prompt_bucket(max(lengths))
         if self.use_graphs and b * bucket <= GRAPHED_PREFILL_TOKENS:
@@ -139,7 +170,24 @@ class ModelRunner:
             self._prefill_eager(prompts, buf)
         buf.tokens.copy_(buf.out[:, None])
         buf.positions.copy_(torch.tensor(lengths, dtype=torch.int64)[:, None])
+        if buf.history is not None:
+            padded = _padded(prompts, max(lengths))
+            buf.history[:, : padded.shape[1]].copy_(padded)
+            buf.history.scatter_(1, buf.positions, buf.tokens)
         return buf.out
+
+    @torch.inference_mode()
+    def spec_step(self, batch: int, max_committed: int) -> torch.Tensor:
+        """One speculative step for rows 0..batch-1 (propose, verify, keep the accepted path), whose
+        largest committed length is at most `max_committed`.
+
+        Returns the static buffer [B, 2 + D + 1]: per row the number of tokens emitted (accepted drafts
+        plus the bonus token), the depth the drafter proposed to, then the emitted tokens.
+        """
+        buf = self.buffers[batch]
+        kv_len = self._kv_len(max_committed + self.drafter.tree_size)
+        self._replay(("spec", batch, kv_len, buf.sampling.mode), lambda: self._spec_fn(buf, kv_len))
+        return buf.spec_out
 
     @torch.inference_mode()
     def decode(self, batch: int, max_position: int) -> torch.Tensor:
@@ -148,9 +196,14 @@ class ModelRunner:
         Returns the static output buffer [B] holding the sampled tokens (valid until the next step).
         """
         buf = self.buffers[batch]
-        kv_len = min(kv_bucket(max_position + 1), self.cache.capacity)
+        kv_len = self._kv_len(max_position + 1)
         self._replay(("decode", batch, kv_len, buf.sampling.mode), lambda: self._decode_fn(buf, kv_len))
         return buf.out
+
+    def _kv_len(self, live: int) -> int:
+        """Cache slots to attend to when `live` may be in use: bucketed for graphs (few captures), exact
+        otherwise."""
+        return min(kv_bucket(live) if self.use_graphs else live, self.cache.capacity)
 
     def _replay(self, key: tuple, make: Callable[[], Callable[[], None]]) -> None:
         """Run the step `make()` builds: replayed from a graph captured on first use, or eagerly."""
@@ -177,6 +230,8 @@ class ModelRunner:
         def step() -> None:
             # Pads write slots past their row's prompt, which decode overwrites before anyone reads them.
             hidden = model(pre.tokens, positions, cache, kv_len=t).hidden
+            if self.drafter is not None:
+                self.drafter.prefill(pre.tokens, positions, t)
             self._sample(hidden[rows, pre.last], buf, pre.last + 1)
 
         return step
@@ -192,6 +247,8 @@ class ModelRunner:
             end = min(start + PREFILL_CHUNK, longest)
             positions = torch.arange(start, end, device=self.device).expand(b, -1)
             hidden = self.model(tokens[:, start:end], positions, self.cache, kv_len=end).hidden
+            if self.drafter is not None:
+                self.drafter.prefill(tokens[:, start:end], positions, end)
             ends_here = ((lengths - 1) >= start) & ((lengths - 1) < end)
             rows = ends_here.nonzero()[:, 0].tolist()  # host-side tensors: no device sync
             if rows:
@@ -208,6 +265,39 @@ class ModelRunner:
             buf.tokens.copy_(buf.out[:, None])
             # Rows that finished early keep stepping with the batch; the clamp keeps them in the cache.
             buf.positions.add_(1).clamp_(max=last_slot)
+
+        return step
+
+    def _spec_fn(self, buf: BatchBuffers, kv_len: int) -> Callable[[], None]:
+        model, cache, drafter = self.model, self.cache, self.drafter
+        n, depth = drafter.tree_size, drafter.max_depth
+        # Rows that finished keep stepping with the batch; this keeps their trees inside the cache.
+        limit = cache.capacity - n - depth - 2
+        node_slots = torch.arange(n, device=self.device)
+        emit_cols = torch.arange(depth + 1, device=self.device)
+
+        def step() -> None:
+            committed = buf.positions[:, 0]
+            state = SpecState(buf.tokens[:, 0], committed, buf.history, kv_len)
+            tree = drafter.propose(state)
+            mask = tree_mask(tree.ancestor_matrix(), committed, kv_len)
+            slots = committed[:, None] + node_slots[None, :]
+            out = model(tree.tokens, committed[:, None] + tree.depths, cache, slots=slots, mask=mask,
+                        hidden_layers=drafter.hidden_layers)  # fmt: skip
+            logits = model.logits(out.hidden)
+            acc = verify(
+                tree, logits, buf.sampling, buf.sampling.mode, committed, self.ops.argmax, self.typical
+            )
+            cache.keep_path(committed, acc.path, acc.n_accepted)
+            drafter.update(state, tree, acc, out)
+            emitted = acc.emitted(tree)
+            cols = (committed[:, None] + 1 + emit_cols[None, :]).clamp(max=buf.history.shape[1] - 1)
+            keep = emit_cols[None, :] <= acc.n_accepted[:, None]
+            buf.history.scatter_(1, cols, torch.where(keep, emitted, torch.gather(buf.history, 1, cols)))
+            proposed = (tree.depths * tree.valid).amax(dim=1)
+            buf.spec_out.copy_(torch.cat([(acc.n_accepted + 1)[:, None], proposed[:, None], emitted], dim=1))
+            buf.tokens.copy_(acc.bonus[:, None])
+            buf.positions.copy_((committed + 1 + acc.n_accepted).clamp(max=limit)[:, None])
 
         return step
 
@@ -229,6 +319,10 @@ class ModelRunner:
                 positions=torch.zeros(batch, 1, dtype=torch.int64, device=dev),
                 out=torch.zeros(batch, dtype=torch.int64, device=dev),
             )
+            if self.drafter is not None:
+                buf = self.buffers[batch]
+                buf.history = torch.zeros(batch, self.cache.capacity, dtype=torch.int64, device=dev)
+                buf.spec_out = torch.zeros(batch, self.drafter.max_depth + 3, dtype=torch.int64, device=dev)
         return self.buffers[batch]
 
     def _prefill_buffers(self, batch: int, length: int) -> PrefillBuffers:

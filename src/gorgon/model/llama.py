@@ -20,15 +20,20 @@ from gorgon.kernels import AttentionMeta, host_blas, ops_for, reference
 from gorgon.kv_cache import KVCache
 from gorgon.model.rope import inverse_frequencies, rope_tables
 
+ROPE_MARGIN = 256
+
 
 class Linear(nn.Linear):
-    """nn.Linear that can route its product through numpy's BLAS on the CPU (see kernels.host_blas)."""
+    """nn.Linear that can route its product through Gorgon's CPU kernel or numpy (kernels.host_blas)."""
 
     host_blas = False
+    packed: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None:
+            return host_blas.packed_linear(x, self.packed, self.out_features, self.bias)
         if self.host_blas:
-            return host_blas.linear(x, self.weight, self.bias)
+            return host_blas.numpy_linear(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 
 
@@ -132,7 +137,8 @@ class Llama(nn.Module):
         if weight.is_meta:
             return
         inv = inverse_frequencies(self.config.head_dim, self.config.rope)
-        cos, sin = rope_tables(inv, self.config.max_position)
+        # Drafted tokens near the end of the context may sit a tree's depth past it (never emitted).
+        cos, sin = rope_tables(inv, self.config.max_position + ROPE_MARGIN)
         # Computed in float32, then rounded to the model dtype, as transformers does.
         self.rope_cos = cos.to(device=weight.device, dtype=weight.dtype)
         self.rope_sin = sin.to(device=weight.device, dtype=weight.dtype)
@@ -146,6 +152,7 @@ class Llama(nn.Module):
         mask: torch.Tensor | None = None,
         kv_len: int | None = None,
         hidden_layers: tuple[int, ...] = (),
+        upto: int | None = None,
     ) -> ForwardOutput:
         """Run tokens [B, T] at RoPE positions [B, T] through the model, writing their keys and values
         into the cache at slots [B, T] (default: slot = position).
@@ -153,6 +160,8 @@ class Llama(nn.Module):
         mask [B, T, kv_len] bool says which cache slots each token attends to (its own slot included).
         Without one the mask is causal by position over the first kv_len slots (default: the cache's
         capacity), which is right whenever slot = position. Rows of the cache beyond B are untouched.
+        `upto` runs only the first `upto` layers, then the final norm: the target's own early layers as a
+        draft model, with a cache of that many layers.
         """
         b = tokens.shape[0]
         slots = positions if slots is None else slots
@@ -164,7 +173,7 @@ class Llama(nn.Module):
         rope = (self.rope_cos, self.rope_sin)
         h, residual = self.embed(tokens), None
         kept = {}
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.layers[:upto]):
             h, residual = layer(h, residual, rope, cache.layer(i, b), slots, meta)
             if i in hidden_layers:
                 kept[i] = h + residual
@@ -179,13 +188,17 @@ class Llama(nn.Module):
         return ops
 
     def use_host_blas(self) -> None:
-        """Multiply through numpy's OpenBLAS from now on (float32 on the CPU only)."""
+        """Multiply with Gorgon's packed CPU kernel (or numpy's BLAS where it can't be built) from now on:
+        float32 models on the CPU only. The packed copies double the weights' memory."""
         if self.embed.weight.device.type != "cpu" or self.embed.weight.dtype != torch.float32:
             raise ValueError("host BLAS serves float32 models on the CPU")
-        host_blas.transpose_storage(self)
+        if host_blas.library() is None:
+            host_blas.transpose_storage(self)
         for sub in self.modules():
             if isinstance(sub, Linear):
                 sub.host_blas = True
+                if host_blas.library() is not None and sub.packed is None:
+                    sub.packed = host_blas.pack(sub.weight)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits [..., V] of final-normed hidden states [..., H]."""

@@ -1,0 +1,83 @@
+"""The drafter interface: propose a tree from the batch's state; learn what was accepted.
+
+Everything a drafter does runs on the device inside the speculative step (one CUDA graph on a GPU):
+it reads the state's static buffers and returns tensors of static shapes, never reading back.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from gorgon.model.llama import ForwardOutput
+from gorgon.spec.tree import StaticTree, Tree
+from gorgon.spec.verify import Acceptance
+
+
+@dataclass
+class SpecState:
+    """Where each row stands at the start of a step (static device buffers, rows 0..B-1).
+
+    root [B]: the last committed token, not yet in the target's cache; committed [B]: its position (the
+    number of tokens whose keys and values are cached); history [B, S]: every token so far, prompt
+    included, the root at index committed; kv_len: the attended cache length this step was built for.
+    """
+
+    root: torch.Tensor
+    committed: torch.Tensor
+    history: torch.Tensor
+    kv_len: int
+
+
+class Drafter(ABC):
+    """Proposes candidate trees. Subclasses set `shape` (their static tree) in __init__.
+
+    Medusa and EAGLE drafters read the target's hidden states: they list the layers they need in
+    `hidden_layers` and receive the target's forward output for the tree in `update`.
+    """
+
+    shape: StaticTree
+    hidden_layers: tuple[int, ...] = ()
+
+    @property
+    def max_depth(self) -> int:
+        return self.shape.depth
+
+    @property
+    def tree_size(self) -> int:
+        return self.shape.size
+
+    def bind(self, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> None:
+        """Allocate per-batch buffers (a draft model's KV cache, say) for `batch` rows of `capacity` slots."""
+        self._static = self.shape.tensors(batch, device)
+
+    def prefill(self, tokens: torch.Tensor, positions: torch.Tensor, kv_len: int) -> None:  # noqa: B027
+        """See the prompts [B, T] (right-padded, at positions [B, T]) the target was just prefilled with."""
+
+    @abstractmethod
+    def propose(self, state: SpecState) -> Tree:
+        """The candidate tree for this step, root = state.root."""
+
+    def update(  # noqa: B027 (a hook: most drafters need nothing)
+        self, state: SpecState, tree: Tree, accepted: Acceptance, target: ForwardOutput
+    ) -> None:
+        """Called after verification, before the state advances (state.committed is still the old root's
+        position); `target` is the target's forward output for the tree's nodes."""
+
+    def _tree(
+        self, tokens: torch.Tensor, valid: torch.Tensor, draft_probs: torch.Tensor | None = None
+    ) -> Tree:
+        parents, depths, anc = self._static
+        b = tokens.shape[0]
+        return Tree(
+            tokens,
+            parents[:b],
+            depths[:b],
+            valid,
+            self.shape.depth,
+            self.shape.max_children(),
+            draft_probs,
+            anc[:b],
+        )

@@ -1,0 +1,62 @@
+"""Prompt lookup: draft the tokens that followed the latest earlier occurrence of the last n tokens.
+
+Matching runs on the device over the whole history (prompt and output), longest n first, then most
+recent; `num_branches` distinct matches (by their first continuation token) hang from the root as
+chains of k tokens. A row with no match proposes nothing and decodes one token that step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gorgon.spec.drafters.base import Drafter, SpecState
+from gorgon.spec.tree import StaticTree, Tree
+
+
+class NGramDrafter(Drafter):
+    def __init__(self, k: int, n_min: int = 2, n_max: int = 4, branches: int = 1):
+        self.k, self.n_min, self.n_max, self.branches = k, n_min, n_max, branches
+        self.shape = StaticTree.chains(branches, k)
+
+    def matches(self, history: torch.Tensor, committed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the best `branches` continuations start: start [B, M] (an index into history) and found
+        [B, M]. A match of the last n tokens (the root included) must end before the root."""
+        b, s = history.shape
+        length = committed + 1  # tokens in history
+        best = torch.full((b, s), -1, dtype=torch.int64, device=history.device)
+        cols = torch.arange(s, device=history.device)
+        for n in range(self.n_min, self.n_max + 1):
+            width = s - n  # candidate starts j in [0, s - n)
+            tail_idx = (length[:, None] - n + torch.arange(n, device=history.device)[None, :]).clamp_min(0)
+            tail = torch.gather(history, 1, tail_idx)  # [B, n]
+            hit = torch.ones(b, width, dtype=torch.bool, device=history.device)
+            for t in range(n):
+                hit &= history[:, t : t + width] == tail[:, t : t + 1]
+            # the continuation j + n must exist and come before the tail itself
+            hit &= (cols[None, :width] + n <= length[:, None] - 1) & (length[:, None] > n)
+            score = torch.where(
+                hit, n * s + cols[None, :width] + n, torch.full_like(hit, -1, dtype=torch.int64)
+            )
+            best[:, :width] = torch.maximum(best[:, :width], score)
+        top, _ = best.topk(self.branches, dim=1)  # longest n first, then most recent
+        found = top >= 0
+        return torch.where(found, top % s, 0), found
+
+    def propose(self, state: SpecState) -> Tree:
+        hist, committed = state.history, state.committed
+        b, s = hist.shape
+        start, found = self.matches(hist, committed)  # [B, M]
+        steps = torch.arange(self.k, device=hist.device)
+        idx = start[:, :, None] + steps[None, None, :]  # [B, M, k]
+        chain = torch.gather(hist, 1, idx.clamp(max=s - 1).view(b, -1)).view(b, self.branches, self.k)
+        ok = found[:, :, None] & (idx <= committed[:, None, None])  # only tokens that exist
+        first = chain[:, :, 0]
+        # A branch whose first token an earlier branch already proposes adds nothing: drop it.
+        dup = (first[:, :, None] == first[:, None, :]) & ok[:, None, :, 0]
+        dup = torch.tril(dup, diagonal=-1).any(-1)
+        ok &= ~dup[:, :, None]
+        ok = torch.cumprod(ok.long(), dim=2).bool()  # a chain stops at its first missing token
+        # Static tree node 1 + (d - 1) * M + r is branch r at depth d.
+        tokens = torch.cat([state.root[:, None], chain.transpose(1, 2).reshape(b, -1)], dim=1)
+        valid = torch.cat([torch.ones_like(ok[:, :1, 0]), ok.transpose(1, 2).reshape(b, -1)], dim=1)
+        return self._tree(tokens, valid)

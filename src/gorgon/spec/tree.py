@@ -1,0 +1,121 @@
+"""Token trees as flat tensors, and what verification needs derived from them on the device.
+
+Node 0 of every tree is the root: the last committed token, whose key and value are not yet in the
+cache. Every other node is a drafted token whose parent has a smaller index (so parents precede
+children). A batch of trees has the same node count N in every row; rows with fewer real nodes mark
+the rest invalid, which verification never accepts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Tree:
+    """A batch of token trees: tokens, parents, depths, valid [B, N] (node 0 is the root; parents[:, 0]
+    is 0 by convention), and optionally draft_probs [B, N, V]: the draft distribution each node was
+    sampled from. Without it, candidates count as deterministic (a point mass), which keeps sampling
+    lossless for any way of choosing them.
+
+    max_depth and max_children are static bounds (Python ints) on the shape, so that verification can
+    loop over depths and siblings without reading anything back from the device.
+    """
+
+    tokens: torch.Tensor
+    parents: torch.Tensor
+    depths: torch.Tensor
+    valid: torch.Tensor
+    max_depth: int
+    max_children: int
+    draft_probs: torch.Tensor | None = None
+    ancestors: torch.Tensor | None = None  # [B, N, N] when the drafter knows it (static shapes)
+
+    @property
+    def size(self) -> int:
+        return self.tokens.shape[1]
+
+    def ancestor_matrix(self) -> torch.Tensor:
+        if self.ancestors is None:
+            self.ancestors = ancestor_matrix(self.parents)
+        return self.ancestors
+
+
+def ancestor_matrix(parents: torch.Tensor) -> torch.Tensor:
+    """anc[b, i, j] = True when node j is node i or one of its ancestors. parents [B, N] -> [B, N, N] bool.
+
+    Transitive closure by repeated squaring of (I + parent edges): log2(N) batched matrix products,
+    no data-dependent control flow, so it can sit inside a CUDA graph.
+    """
+    b, n = parents.shape
+    eye = torch.eye(n, dtype=torch.bool, device=parents.device).expand(b, n, n)
+    edge = torch.zeros(b, n, n, dtype=torch.bool, device=parents.device)
+    edge.scatter_(2, parents[:, :, None], True)
+    reach = (eye | edge).float()
+    for _ in range(max(1, (n - 1).bit_length())):
+        reach = ((reach @ reach) > 0).float()
+    return reach > 0
+
+
+def tree_mask(anc: torch.Tensor, committed: torch.Tensor, kv_len: int) -> torch.Tensor:
+    """Attention mask [B, N, kv_len] for a tree written at slots committed .. committed + N - 1: each node
+    sees every committed slot and, among the tree's slots, its ancestors and itself."""
+    b, n, _ = anc.shape
+    slots = torch.arange(kv_len, device=anc.device)
+    rel = slots[None, :] - committed[:, None]  # [B, kv_len] index into the tree, or < 0 for committed
+    inside = (rel >= 0) & (rel < n)
+    gathered = torch.gather(anc, 2, rel.clamp(0, n - 1)[:, None, :].expand(b, n, kv_len))
+    return (rel[:, None, :] < 0) | (inside[:, None, :] & gathered)
+
+
+@dataclass(frozen=True)
+class StaticTree:
+    """A fixed tree shape given as Medusa-style paths: each path is a list of top-k ranks, e.g. [0, 1]
+    = the best candidate at depth 1, then the second best under it. Every prefix of a path must be a
+    path too. Node i + 1 is paths[i] (sorted by depth, then lexicographically); node 0 is the root."""
+
+    paths: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def from_paths(cls, paths: list[list[int]]) -> StaticTree:
+        unique = sorted({tuple(p) for p in paths}, key=lambda p: (len(p), p))
+        missing = [p for p in unique if len(p) > 1 and p[:-1] not in set(unique)]
+        if missing:
+            raise ValueError(f"tree paths {missing} lack their prefixes")
+        return cls(tuple(unique))
+
+    @classmethod
+    def chains(cls, width: int, depth: int) -> StaticTree:
+        """`width` chains of `depth` nodes under the root: branch r continues with its own best tokens."""
+        return cls.from_paths([[r] + [0] * d for r in range(width) for d in range(depth)])
+
+    @property
+    def size(self) -> int:
+        return len(self.paths) + 1
+
+    @property
+    def depth(self) -> int:
+        return max((len(p) for p in self.paths), default=0)
+
+    def parents(self) -> list[int]:
+        index = {p: i + 1 for i, p in enumerate(self.paths)}
+        return [0] + [index.get(p[:-1], 0) for p in self.paths]
+
+    def depths(self) -> list[int]:
+        return [0] + [len(p) for p in self.paths]
+
+    def ranks(self) -> list[int]:
+        """The top-k rank each node takes at its parent (0 for the root)."""
+        return [0] + [p[-1] for p in self.paths]
+
+    def max_children(self) -> int:
+        parents = self.parents()
+        return max((parents[1:].count(i) for i in range(self.size)), default=0)
+
+    def tensors(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """parents, depths [B, N] and the ancestor matrix [B, N, N] of this shape, on `device`."""
+        parents = torch.tensor(self.parents(), device=device).expand(batch, -1).contiguous()
+        depths = torch.tensor(self.depths(), device=device).expand(batch, -1).contiguous()
+        return parents, depths, ancestor_matrix(parents)
