@@ -41,3 +41,27 @@ def test_write_kv_puts_each_row_at_its_slots():
     torch.testing.assert_close(cache_k[0, :3], k[0])
     torch.testing.assert_close(cache_v[1, 5:], v[1])
     assert (cache_k[0, 3:] == -1).all() and (cache_k[1, :5] == -1).all()
+
+
+@pytest.mark.parametrize("m", [1, 2, 5, 6, 7, 13])
+@pytest.mark.parametrize("n", [48, 50])  # 50: the last panel is partly padding
+def test_packed_cpu_kernel_matches_linear(m, n):
+    from gorgon.kernels import host_blas
+
+    assert host_blas.library() is not None, "the CPU kernel should build here (gcc, AVX2)"
+    w, b = torch.randn(n, 72), torch.randn(n)
+    x = torch.randn(m, 72)
+    packed = host_blas.pack(w)
+    torch.testing.assert_close(host_blas.packed_linear(x, packed, n, b), torch.nn.functional.linear(x, w, b))
+    x3 = torch.randn(2, m, 72)
+    torch.testing.assert_close(host_blas.packed_linear(x3, packed, n, None), x3 @ w.T)
+
+
+def test_numpy_fallback_matches_linear():
+    from gorgon.kernels import host_blas
+
+    lin = torch.nn.Linear(40, 24)
+    x = torch.randn(3, 40)
+    expected = lin(x)
+    host_blas.transpose_storage(lin)
+    torch.testing.assert_close(host_blas.numpy_linear(x, lin.weight, lin.bias), expected)
