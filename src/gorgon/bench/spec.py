@@ -1,0 +1,206 @@
+"""Speculative decoding speed: every drafter against Gorgon's own plain decoding, in the same run.
+
+    python -m gorgon.bench.spec --device cpu --category summarization \\
+        --methods plain,ngram:k=2,ngram:k=3,draft:layers=8:k=3
+    python -m gorgon.bench.spec --device cuda --verify-cost     # also: tree verify cost vs a plain step
+
+A method is `plain`, `ngram[:k=K][:b=BRANCHES][:nmin=N]`, or `draft[:layers=N|:model=PATH][:k=K][:b=W]`.
+Methods share one loaded target; each prompt of the category runs alone (batch 1), greedily; methods
+take turns within each repeat, and the median over repeats is reported. Appends to OUT/speculative.md
+and OUT/speculative.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import torch
+
+from gorgon import LLM, SamplingParams, SpecConfig
+from gorgon.bench.prompts import CATEGORIES, messages
+from gorgon.bench.timing import machine, median, repeat, sync
+
+
+def parse_method(text: str) -> SpecConfig | None:
+    """'plain' -> None; 'ngram:k=3:b=2:nmin=1' or 'draft:layers=8:k=3' -> a SpecConfig."""
+    name, *opts = text.split(":")
+    if name == "plain":
+        return None
+    kv = dict(o.split("=", 1) for o in opts)
+    return SpecConfig(
+        method=name,
+        num_speculative_tokens=int(kv.get("k", 3)),
+        num_branches=int(kv.get("b", 1)),
+        prompt_lookup_min=int(kv.get("nmin", 2)),
+        prompt_lookup_max=int(kv.get("nmax", 4)),
+        draft_layers=int(kv["layers"]) if "layers" in kv else None,
+        draft_model=kv.get("model"),
+    )
+
+
+def run_methods(
+    base: LLM, methods: list[str], prompts: list[list[int]], max_tokens: int, repeats: int
+) -> list[dict]:
+    llms = {m: LLM.from_model(base.model, base.tokenizer, speculative=parse_method(m)) for m in methods}
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    for llm in llms.values():  # warm-up: graphs captured, kernels compiled
+        llm.generate(prompts[0], SamplingParams(max_tokens=16, temperature=0.0))
+    times = {m: [] for m in methods}
+    outputs: dict[str, list] = {}
+    for _ in range(repeats):
+        for m, llm in llms.items():
+            elapsed = 0.0
+            outs = []
+            for p in prompts:
+                t = repeat(
+                    lambda llm=llm, p=p: outs.append(llm.generate(p, params)[0]), 1, llm.device, warmup=0
+                )
+                elapsed += t[0]
+            times[m].append(elapsed)
+            outputs[m] = outs
+    plain_time = median(times[methods[0]])
+    reference = [o.token_ids for o in outputs[methods[0]]]
+    rows = []
+    for m in methods:
+        outs = outputs[m]
+        tokens = sum(len(o.token_ids) for o in outs)
+        steps = sum(o.stats["steps"] for o in outs)
+        rates = [
+            o.stats["acceptance_rate_per_position"] for o in outs if o.stats["acceptance_rate_per_position"]
+        ]
+        per_pos = (
+            [sum(r[i] for r in rates) / len(rates) for i in range(min(map(len, rates)))] if rates else []
+        )
+        rows.append({
+            "method": m,
+            "tok_s": tokens / median(times[m]),
+            "speedup": plain_time / median(times[m]),
+            "tau": sum(len(o.token_ids) - 1 for o in outs) / steps if steps else 1.0,
+            "acceptance_per_position": per_pos,
+            "greedy_match": sum(o.token_ids == r for o, r in zip(outs, reference)) / len(outs),
+            "tokens": tokens,
+            "times_s": times[m],
+        })  # fmt: skip
+    return rows
+
+
+def verify_cost(shape_name: str, sizes: list[int], device: torch.device) -> dict:
+    """Milliseconds of one graphed target forward over a tree of N tokens (random parents, after a 512-token
+    context), and of one graphed plain decode step, for a model of the named shape with random weights."""
+    from gorgon.kv_cache import KVCache
+    from gorgon.model.shapes import random_model, shape
+    from gorgon.runner import ModelRunner
+    from gorgon.sampling import SamplingTensors
+    from gorgon.spec.tree import ancestor_matrix, tree_mask
+
+    model = random_model(shape(shape_name), device, torch.bfloat16)
+    runner = ModelRunner(model)
+    st = SamplingTensors.build([SamplingParams(temperature=0.0)], [0], device)
+    context = 512
+    runner.reserve(1, context + 256)
+    runner.start([list(range(100, 100 + context))], st)
+    runner.decode(1, context)
+
+    def step_ms(fn) -> float:
+        graph = torch.cuda.CUDAGraph()
+        fn()
+        sync(device)
+        with torch.cuda.graph(graph):
+            fn()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        samples = []
+        for _ in range(5):
+            start.record()
+            for _ in range(20):
+                graph.replay()
+            end.record()
+            end.synchronize()
+            samples.append(start.elapsed_time(end) / 20)
+        return median(samples)
+
+    plain = median([step_ms(lambda: runner._decode_fn(runner.buffers[1], 768)()) for _ in range(1)])
+    cache = KVCache(model.config, 1, context + 256, device, torch.bfloat16)
+    out = {"shape": shape_name, "plain_step_ms": plain, "tree_ms": {}}
+    for n in sizes:
+        parents = torch.tensor([[0] + [int(torch.randint(0, i, ())) for i in range(1, n)]], device=device)
+        anc = ancestor_matrix(parents)
+        depths = anc.sum(-1) - 1
+        committed = torch.tensor([context], device=device)
+        mask = tree_mask(anc, committed, context + 256)
+        tokens = torch.randint(0, model.config.vocab_size, (1, n), device=device)
+        slots = committed[:, None] + torch.arange(n, device=device)[None]
+
+        def forward(tokens=tokens, depths=depths, slots=slots, mask=mask, committed=committed):
+            hidden = model(tokens, committed[:, None] + depths, cache, slots=slots, mask=mask).hidden
+            model.logits(hidden)
+
+        with torch.inference_mode():
+            out["tree_ms"][n] = step_ms(forward)
+    del model, runner, cache
+    torch.cuda.empty_cache()
+    return out
+
+
+def write_report(out: Path, title: str, settings: dict, rows: list[dict], costs: list[dict]) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"## {title} ({now})", "", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""]
+    lines.append("Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    if rows:
+        lines += ["", "| method | tok/s | speedup vs plain | tau | acceptance per position | greedy match |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for r in rows:
+            acc = " ".join(f"{a:.2f}" for a in r["acceptance_per_position"]) or "-"
+            lines.append(f"| {r['method']} | {r['tok_s']:.1f} | {r['speedup']:.2f}x | {r['tau']:.2f} | {acc} | "
+                         f"{100 * r['greedy_match']:.0f}% |")  # fmt: skip
+    for c in costs:
+        sizes = list(c["tree_ms"])
+        lines += ["", f"Verify cost, {c['shape']} shape (bf16, random weights, 512-token context, one CUDA graph):",
+                  "", "| tree tokens | " + " | ".join(map(str, sizes)) + " |", "|---" * (len(sizes) + 1) + "|",
+                  "| ms | " + " | ".join(f"{c['tree_ms'][n]:.3f}" for n in sizes) + " |",
+                  "| x plain step | " + " | ".join(f"{c['tree_ms'][n] / c['plain_step_ms']:.2f}" for n in sizes) + " |",
+                  "", f"(plain decode step: {c['plain_step_ms']:.3f} ms)"]  # fmt: skip
+    text = "\n".join(lines) + "\n\n"
+    with open(out / "speculative.md", "a") as f:
+        f.write(text)
+    with open(out / "speculative.jsonl", "a") as f:
+        f.write(json.dumps({"title": title, "time": now, "machine": info, "settings": settings, "rows": rows,
+                            "verify_cost": costs}) + "\n")  # fmt: skip
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--model", default="default")
+    p.add_argument("--category", default="summarization", choices=sorted(CATEGORIES))
+    p.add_argument("--methods", default="plain,ngram:k=2,ngram:k=3,draft:layers=8:k=3")
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--verify-cost", action="store_true", help="GPU: time tree verification at 1..128 tokens")
+    p.add_argument("--out", default="reports")
+    args = p.parse_args(argv)
+    methods = args.methods.split(",")
+    if methods[0] != "plain":
+        methods.insert(0, "plain")
+    base = LLM(model=args.model, device=args.device, dtype=args.dtype)
+    prompts = [base.tokenizer.apply_chat_template(m, tokenize=True) for m in messages(args.category)]
+    rows = run_methods(base, methods, prompts, args.max_tokens, args.repeats)
+    costs = []
+    if args.verify_cost and base.device.type == "cuda":
+        del base
+        costs = [
+            verify_cost(s, [1, 16, 32, 64, 128], torch.device("cuda")) for s in ("smollm2-135m", "llama-3-8b")
+        ]
+    settings = {"device": args.device, "category": args.category, "max_tokens": args.max_tokens,
+                "repeats": args.repeats, "greedy": True, "batch": 1}  # fmt: skip
+    print(write_report(Path(args.out), "Speculative decoding", settings, rows, costs))
+
+
+if __name__ == "__main__":
+    main()
