@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gorgon import LLM, SamplingParams
+from gorgon import LLM, SamplingParams, SpecConfig
 
 pytestmark = pytest.mark.gpu
 
@@ -56,3 +56,27 @@ def test_long_prompts_prefilled_eagerly_agree_with_graphed_prefill(gpu_bf16):
         alone = gpu_bf16.generate([p], params)[0]
         common = next((i for i, (x, y) in enumerate(zip(out.token_ids, alone.token_ids)) if x != y), 16)
         assert common >= 8
+
+
+SPECS = [SpecConfig("ngram", num_speculative_tokens=4), SpecConfig("draft", draft_layers=8, num_speculative_tokens=3),
+         SpecConfig("draft", draft_layers=8, num_speculative_tokens=2, num_branches=2)]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=["ngram", "draft-chain", "draft-tree"])
+def test_speculative_greedy_equals_plain_on_gpu_float32(default_path, spec):
+    plain = LLM(model=str(default_path), device="cuda", dtype="float32")
+    fast = LLM(model=str(default_path), device="cuda", dtype="float32", speculative=spec)
+    params = SamplingParams(max_tokens=64, temperature=0.0)
+    expected = [o.token_ids for o in plain.generate(PROMPTS, params)]
+    assert [o.token_ids for o in fast.generate(PROMPTS, params)] == expected
+
+
+def test_speculative_graphs_replay_what_eager_steps_compute(default_path):
+    spec = SpecConfig("ngram", num_speculative_tokens=3)
+    graphed = LLM(model=str(default_path), device="cuda", dtype="bfloat16", speculative=spec)
+    eager = LLM(model=str(default_path), device="cuda", dtype="bfloat16", speculative=spec, cuda_graphs=False)
+    for params in (SamplingParams(max_tokens=80, temperature=0.0),
+                   SamplingParams(max_tokens=80, temperature=0.9, top_p=0.9, seed=5)):  # fmt: skip
+        assert [o.token_ids for o in graphed.generate(PROMPTS, params)] == [
+            o.token_ids for o in eager.generate(PROMPTS, params)
+        ]

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import time
 from pathlib import Path
 
 import torch
 
 from gorgon import LLM, SamplingParams, SpecConfig
 from gorgon.bench.prompts import CATEGORIES, messages
-from gorgon.bench.timing import machine, median, repeat, sync
+from gorgon.bench.timing import machine, median, sync
 
 
 def parse_method(text: str) -> SpecConfig | None:
@@ -55,10 +56,11 @@ def run_methods(
             elapsed = 0.0
             outs = []
             for p in prompts:
-                t = repeat(
-                    lambda llm=llm, p=p: outs.append(llm.generate(p, params)[0]), 1, llm.device, warmup=0
-                )
-                elapsed += t[0]
+                sync(llm.device)
+                start = time.perf_counter()
+                outs.append(llm.generate(p, params)[0])
+                sync(llm.device)
+                elapsed += time.perf_counter() - start
             times[m].append(elapsed)
             outputs[m] = outs
     plain_time = median(times[methods[0]])
@@ -121,7 +123,7 @@ def verify_cost(shape_name: str, sizes: list[int], device: torch.device) -> dict
             samples.append(start.elapsed_time(end) / 20)
         return median(samples)
 
-    plain = median([step_ms(lambda: runner._decode_fn(runner.buffers[1], 768)()) for _ in range(1)])
+    plain = step_ms(runner._decode_fn(runner.buffers[1], 768))
     cache = KVCache(model.config, 1, context + 256, device, torch.bfloat16)
     out = {"shape": shape_name, "plain_step_ms": plain, "tree_ms": {}}
     for n in sizes:
@@ -133,14 +135,12 @@ def verify_cost(shape_name: str, sizes: list[int], device: torch.device) -> dict
         tokens = torch.randint(0, model.config.vocab_size, (1, n), device=device)
         slots = committed[:, None] + torch.arange(n, device=device)[None]
 
-        def forward(tokens=tokens, depths=depths, slots=slots, mask=mask, committed=committed):
+        def forward(tokens=tokens, depths=depths, slots=slots, mask=mask, committed=committed, model=model):
             hidden = model(tokens, committed[:, None] + depths, cache, slots=slots, mask=mask).hidden
             model.logits(hidden)
 
         with torch.inference_mode():
             out["tree_ms"][n] = step_ms(forward)
-    del model, runner, cache
-    torch.cuda.empty_cache()
     return out
 
 
@@ -155,14 +155,17 @@ def write_report(out: Path, title: str, settings: dict, rows: list[dict], costs:
                   "|---|---|---|---|---|---|"]  # fmt: skip
         for r in rows:
             acc = " ".join(f"{a:.2f}" for a in r["acceptance_per_position"]) or "-"
-            lines.append(f"| {r['method']} | {r['tok_s']:.1f} | {r['speedup']:.2f}x | {r['tau']:.2f} | {acc} | "
-                         f"{100 * r['greedy_match']:.0f}% |")  # fmt: skip
+            cells = [r["method"], f"{r['tok_s']:.1f}", f"{r['speedup']:.2f}x", f"{r['tau']:.2f}", acc,
+                     f"{100 * r['greedy_match']:.0f}%"]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
     for c in costs:
         sizes = list(c["tree_ms"])
-        lines += ["", f"Verify cost, {c['shape']} shape (bf16, random weights, 512-token context, one CUDA graph):",
-                  "", "| tree tokens | " + " | ".join(map(str, sizes)) + " |", "|---" * (len(sizes) + 1) + "|",
-                  "| ms | " + " | ".join(f"{c['tree_ms'][n]:.3f}" for n in sizes) + " |",
-                  "| x plain step | " + " | ".join(f"{c['tree_ms'][n] / c['plain_step_ms']:.2f}" for n in sizes) + " |",
+        ms = " | ".join(f"{c['tree_ms'][n]:.3f}" for n in sizes)
+        ratio = " | ".join(f"{c['tree_ms'][n] / c['plain_step_ms']:.2f}" for n in sizes)
+        header = "| tree tokens | " + " | ".join(map(str, sizes)) + " |"
+        lines += ["", f"Verify cost, {c['shape']} shape (bf16, random weights, 512-token context, graphed):",
+                  "", header, "|---" * (len(sizes) + 1) + "|",
+                  f"| ms | {ms} |", f"| x plain step | {ratio} |",
                   "", f"(plain decode step: {c['plain_step_ms']:.3f} ms)"]  # fmt: skip
     text = "\n".join(lines) + "\n\n"
     with open(out / "speculative.md", "a") as f:
