@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED=1
   python3 -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
 } 2>&1 | tee "$OUT/env.txt"
 if [ "${TESTS:-1}" = 1 ]; then
-  python3 -m pytest -q tests/test_gpu.py tests/test_triton_ops.py -p no:cacheprovider 2>&1 | tail -40 | tee "$OUT/gpu_tests.log"
+  python3 -m pytest -q ${TEST_FILES:-tests/test_gpu.py tests/test_triton_ops.py} -p no:cacheprovider 2>&1 | tail -40 | tee "$OUT/gpu_tests.log"
 fi
 if [ "${STEP:-1}" = 1 ]; then
   python3 -m gorgon.bench.step --kernels ${KERNELS:-triton,torch} --out "$OUT/step.jsonl" 2>&1 | grep -v '"top"' | tee "$OUT/step.log"
