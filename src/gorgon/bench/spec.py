@@ -89,6 +89,7 @@ def run_methods(
     return rows
 
 
+@torch.inference_mode()
 def verify_cost(shape_name: str, sizes: list[int], device: torch.device) -> dict:
     """Milliseconds of one graphed target forward over a tree of N tokens (random parents, after a 512-token
     context), and of one graphed plain decode step, for a model of the named shape with random weights."""
