@@ -114,3 +114,13 @@ def test_real_process_exit_status_and_no_traceback():
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("gorgon: error:")
+
+
+def test_speculative_options(capsys, tiny_hf):
+    code, _, err = _run(capsys, "generate", "The quick brown fox", "--model", str(tiny_hf[0]), "--raw",
+                          "--max-tokens", "12", "--ignore-eos", "--method", "ngram", "-k", "3")  # fmt: skip
+    assert code == 0 and "accepted length (tau)" in err
+    code, _, err = _run(capsys, "generate", "hi", "--model", str(tiny_hf[0]), "--method", "draft")
+    _assert_clean_error(code, err, "draft_model")
+    code, _, err = _run(capsys, "generate", "hi", "--model", str(tiny_hf[0]), "--method", "ngram", "-k", "0")
+    _assert_clean_error(code, err, "num_speculative_tokens")
