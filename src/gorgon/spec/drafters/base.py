@@ -52,6 +52,7 @@ class Drafter(ABC):
     def bind(self, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> None:
         """Allocate per-batch buffers (a draft model's KV cache, say) for `batch` rows of `capacity` slots."""
         self._static = self.shape.tensors(batch, device)
+        self._max_children = self.shape.max_children()
 
     def prefill(self, tokens: torch.Tensor, positions: torch.Tensor, kv_len: int) -> None:  # noqa: B027
         """See the prompts [B, T] (right-padded, at positions [B, T]) the target was just prefilled with."""
@@ -77,7 +78,7 @@ class Drafter(ABC):
             depths[:b],
             valid,
             self.shape.depth,
-            self.shape.max_children(),
+            self._max_children,
             draft_probs,
             anc[:b],
         )

@@ -78,10 +78,11 @@ class DraftModelDrafter(Drafter):
         else:
             level = logits.topk(w, dim=-1).indices  # [B, w]
         tokens.append(level)
+        full_mask = tree_mask(anc[:b], committed, state.kv_len) if k > 1 else None
         for d in range(2, k + 1):
             # feed the previous level: nodes 1 + (d - 2) * w + r sit at slots committed + node index
             nodes = 1 + (d - 2) * w + torch.arange(w, device=committed.device)
-            mask = tree_mask(anc[:b], committed, state.kv_len)[:, nodes]
+            mask = full_mask[:, nodes]
             slots = committed[:, None] + nodes[None, :]
             pos = (committed + d - 1)[:, None].expand(b, w)
             logits = self._forward(level, pos, slots=slots, mask=mask)  # [B, w, V]
