@@ -177,3 +177,21 @@ def test_max_tokens_reached_in_the_middle_of_a_path(tiny_llm):
     assert seq.output == [40, 41, 42] and event.finished and seq.finish_reason == "length"
     stats = seq.result().stats
     assert stats["acceptance_rate_per_position"] == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_ngram_branches_sharing_a_prefix_merge_into_a_trie():
+    from gorgon.spec.drafters import NGramDrafter
+    from gorgon.spec.drafters.base import SpecState
+
+    drafter = NGramDrafter(k=3, n_min=1, n_max=1, branches=3)
+    drafter.bind(1, 32, torch.device("cpu"), torch.float32)
+    # "9" occurs three times; it was followed by 4 5 6, then 4 5 7, then 8 1 2. The root is the last 9.
+    history = torch.tensor([[9, 4, 5, 6, 0, 9, 4, 5, 7, 0, 9, 8, 1, 2, 0, 9] + [0] * 16])
+    tree = drafter.propose(SpecState(torch.tensor([9]), torch.tensor([15]), history, 32))
+    # Branches (most recent first): 8 1 2 | 4 5 7 | 4 5 6. Nodes 1 + 3 j + r.
+    assert tree.tokens[0].tolist() == [9, 8, 4, 4, 1, 5, 5, 2, 7, 6]
+    assert tree.valid[0].tolist() == [True, True, True, False, True, True, False, True, True, True]
+    # the third branch's "5" and "6" hang from the second branch's shared "4" and "5"
+    assert tree.parents[0].tolist() == [0, 0, 0, 0, 1, 2, 2, 4, 5, 5]
+    anc = tree.ancestor_matrix()[0]
+    assert anc[9].nonzero()[:, 0].tolist() == [0, 2, 5, 9]

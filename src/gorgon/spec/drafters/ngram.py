@@ -45,18 +45,29 @@ class NGramDrafter(Drafter):
     def propose(self, state: SpecState) -> Tree:
         hist, committed = state.history, state.committed
         b, s = hist.shape
+        m, k = self.branches, self.k
         start, found = self.matches(hist, committed)  # [B, M]
-        steps = torch.arange(self.k, device=hist.device)
-        idx = start[:, :, None] + steps[None, None, :]  # [B, M, k]
-        chain = torch.gather(hist, 1, idx.clamp(max=s - 1).view(b, -1)).view(b, self.branches, self.k)
+        idx = start[:, :, None] + torch.arange(k, device=hist.device)[None, None, :]  # [B, M, k]
+        chain = torch.gather(hist, 1, idx.clamp(max=s - 1).view(b, -1)).view(b, m, k)
         ok = found[:, :, None] & (idx <= committed[:, None, None])  # only tokens that exist
-        first = chain[:, :, 0]
-        # A branch whose first token an earlier branch already proposes adds nothing: drop it.
-        dup = (first[:, :, None] == first[:, None, :]) & ok[:, None, :, 0]
-        dup = torch.tril(dup, diagonal=-1).any(-1)
-        ok &= ~dup[:, :, None]
         ok = torch.cumprod(ok.long(), dim=2).bool()  # a chain stops at its first missing token
-        # Static tree node 1 + (d - 1) * M + r is branch r at depth d.
+        # Node 1 + j * M + r is branch r at depth j + 1 (the static layout); branches that agree on their
+        # first j + 1 tokens share those nodes: the later copies are dropped and their children hang
+        # from the first copy. The tree's shape therefore changes from step to step.
+        canon = self._first_equal_prefix(chain, ok)  # [B, M, k]: branch owning each prefix
+        valid = ok & (canon == torch.arange(m, device=hist.device)[None, :, None])
+        levels = torch.arange(k, device=hist.device)[None, None, :]
+        parents = torch.where(levels == 0, 0, 1 + (levels - 1) * m + canon.roll(1, dims=2))  # [B, M, k]
         tokens = torch.cat([state.root[:, None], chain.transpose(1, 2).reshape(b, -1)], dim=1)
-        valid = torch.cat([torch.ones_like(ok[:, :1, 0]), ok.transpose(1, 2).reshape(b, -1)], dim=1)
-        return self._tree(tokens, valid)
+        flat = lambda t: t.transpose(1, 2).reshape(b, -1)
+        valid = torch.cat([torch.ones_like(valid[:, :1, 0]), flat(valid)], dim=1)
+        parents = torch.cat([torch.zeros_like(parents[:, :1, 0]), flat(parents)], dim=1)
+        depths = self._static[1][:b]
+        return Tree(tokens, parents, depths, valid, k, m)
+
+    @staticmethod
+    def _first_equal_prefix(chain: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+        """canon[b, r, j]: the first branch whose tokens 0..j equal branch r's (r itself if none earlier)."""
+        same = (chain[:, :, None, :] == chain[:, None, :, :]) & ok[:, :, None, :] & ok[:, None, :, :]
+        same = torch.cumprod(same.long(), dim=3).bool()  # [B, r, r', j]: prefixes 0..j agree
+        return same.long().argmax(dim=2)  # the first r' that agrees (r agrees with itself)
