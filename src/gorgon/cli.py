@@ -86,6 +86,44 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print a model's configuration and where it was loaded from")
     _model_options(info)
     info.add_argument("--json", action="store_true")
+
+    dis = sub.add_parser("distill", help="write self-distillation data: the model's answers to questions")
+    _model_options(dis)
+    dis.add_argument("--out", required=True, help="dataset file to write (.safetensors)")
+    dis.add_argument("--prompts", default=None, help="JSONL ('prompt' or 'turns') or text file; default: "
+                     "the model writes its own questions (Magpie)")  # fmt: skip
+    dis.add_argument("--num-samples", type=int, default=1000)
+    dis.add_argument("--batch-size", type=int, default=64)
+    dis.add_argument("--max-tokens", type=int, default=256)
+    dis.add_argument("--temperature", type=float, default=0.7)
+    dis.add_argument("--seed", type=int, default=0)
+
+    train = sub.add_parser("train", help="train Medusa heads or an EAGLE draft layer on distilled data")
+    train.add_argument("kind", choices=["medusa", "eagle"])
+    _model_options(train)
+    train.add_argument("--data", required=True, help="dataset written by gorgon distill")
+    train.add_argument("--out", required=True, help="path prefix for OUT.safetensors and OUT.json")
+    train.add_argument("--epochs", type=float, default=2.0)
+    train.add_argument("--lr", type=float, default=None, help="default: 1e-3 (medusa), 3e-4 (eagle)")
+    train.add_argument("--tokens-per-batch", type=int, default=4096)
+    train.add_argument("--eval-every", type=int, default=200)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--num-heads", type=int, default=4, help="medusa")
+    train.add_argument("--num-layers", type=int, default=1, help="medusa: residual blocks per head")
+    train.add_argument("--tree-size", type=int, default=32, help="medusa: nodes of the derived tree")
+    train.add_argument("--top-k", type=int, default=8, help="eagle drafting")
+    train.add_argument("--depth", type=int, default=5, help="eagle drafting")
+    train.add_argument("--total-tokens", type=int, default=32, help="eagle drafting")
+
+    heads = sub.add_parser("heads", help="print each draft head's top guesses after PROMPT")
+    heads.add_argument("prompt")
+    heads.add_argument("--kind", choices=["medusa", "eagle"], default="medusa")
+    heads.add_argument(
+        "--heads", default=None, help="path prefix of trained heads (default: the shipped ones)"
+    )
+    heads.add_argument("--top", type=int, default=5)
+    heads.add_argument("--raw", action="store_true", help="no chat template")
+    _model_options(heads)
     return parser
 
 
@@ -176,10 +214,70 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill(args: argparse.Namespace) -> int:
+    from gorgon import LLM
+    from gorgon.train.distill import DistillConfig, distill
+
+    llm = LLM(model=args.model, device=args.device, dtype=args.dtype)
+    cfg = DistillConfig(num_samples=args.num_samples, prompts=args.prompts, batch_size=args.batch_size,
+                        max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)  # fmt: skip
+    data = distill(llm, cfg)
+    data.save(args.out)
+    print(f"{len(data)} conversations, {data.num_tokens} tokens -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gorgon import LLM
+    from gorgon.heads.base import save_head
+    from gorgon.heads.eagle import EagleConfig
+    from gorgon.train.data import TokenDataset
+    from gorgon.train.heads import TrainConfig, train_eagle, train_medusa
+
+    llm = LLM(model=args.model, device=args.device, dtype=args.dtype)
+    data = TokenDataset.load(args.data)
+    lr = args.lr or (1e-3 if args.kind == "medusa" else 3e-4)
+    cfg = TrainConfig(epochs=args.epochs, lr=lr, tokens_per_batch=args.tokens_per_batch,
+                      eval_every=args.eval_every, seed=args.seed)  # fmt: skip
+    if args.kind == "medusa":
+        module, config, report = train_medusa(
+            llm.model, data, cfg, args.num_heads, args.num_layers, args.tree_size
+        )
+    else:
+        drafting = EagleConfig(llm.config.hidden_size, args.top_k, args.depth, args.total_tokens)
+        module, config, report = train_eagle(llm.model, data, cfg, drafting)
+    final_loss = report.losses[-1] if report.losses else None
+    config["training"] = {"data": str(args.data), "tokens": data.num_tokens, "epochs": args.epochs, "lr": lr,
+                          "seed": args.seed, "final_loss": final_loss}  # fmt: skip
+    save_head(args.out, module, config)
+    acc = report.final
+    top1 = " ".join(f"{a:.3f}" for a in acc["top1"])
+    print(f"{args.kind}: held-out top-1 {top1} -> {args.out}.safetensors", file=sys.stderr)
+    return 0
+
+
+def cmd_heads(args: argparse.Namespace) -> int:
+    from gorgon import LLM
+    from gorgon.heads.inspect import head_guesses
+
+    llm = LLM(model=args.model, device=args.device, dtype=args.dtype)
+    prompt = args.prompt
+    if not args.raw and llm.tokenizer.chat_template:
+        ids = llm.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True)
+    else:
+        ids = llm.tokenizer.encode(prompt)
+    for label, guesses in head_guesses(llm, ids, args.kind, args.heads, args.top):
+        shown = "  ".join(f"{tok!r} {p:.3f}" for tok, p in guesses)
+        print(f"{label}: {shown}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"generate": cmd_generate, "info": cmd_info}[args.command](args)
+        commands = {"generate": cmd_generate, "info": cmd_info, "distill": cmd_distill, "train": cmd_train,
+                    "heads": cmd_heads}  # fmt: skip
+        return commands[args.command](args)
     except GorgonError as e:
         print(f"gorgon: error: {e}", file=sys.stderr)
         return 2

@@ -175,19 +175,21 @@ def _finite(x: object) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
 
 
-SPEC_METHODS = ("ngram", "draft")
+SPEC_METHODS = ("ngram", "draft", "medusa", "eagle")
 
 
 @dataclass
 class SpecConfig:
     """Speculative decoding settings, with vLLM's names where they exist.
 
-    method: "ngram" (prompt lookup) or "draft" (a draft model: `draft_model` PATH, or the first
-    `draft_layers` layers of the target itself). num_speculative_tokens: drafted tokens per branch (k).
+    method: "ngram" (prompt lookup), "draft" (a draft model: `draft_model` PATH, or the first
+    `draft_layers` layers of the target itself), "medusa" or "eagle" (trained heads: `heads` PATH, or
+    the heads shipped for the default model). num_speculative_tokens: drafted tokens per branch (k).
     num_branches: parallel branches under the root (several n-gram matches, or the draft model's top-w
     first tokens each continued greedily); the tree has 1 + num_branches * k nodes.
     acceptance: "lossless" (greedy, or speculative sampling) or "typical" (Medusa's typical acceptance,
     lossy, thresholds typical_epsilon and typical_alpha).
+    eagle_top_k, eagle_depth, eagle_total_tokens: EAGLE-2 tree growth (None: the heads' own settings).
     """
 
     method: str
@@ -197,6 +199,10 @@ class SpecConfig:
     prompt_lookup_max: int = 4
     draft_model: str | None = None
     draft_layers: int | None = None
+    heads: str | None = None
+    eagle_top_k: int | None = None
+    eagle_depth: int | None = None
+    eagle_total_tokens: int | None = None
     acceptance: str = "lossless"
     typical_epsilon: float = 0.09
     typical_alpha: float = 0.3

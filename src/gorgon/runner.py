@@ -17,7 +17,7 @@ import torch
 
 from gorgon.kernels.host_blas import single_torch_thread
 from gorgon.kv_cache import KVCache
-from gorgon.model.llama import Llama
+from gorgon.model.llama import Llama, use_host_blas, use_kernels
 from gorgon.sampling import SamplingTensors, sample
 from gorgon.spec.drafters.base import Drafter, SpecState
 from gorgon.spec.tree import tree_mask
@@ -98,11 +98,10 @@ class ModelRunner:
         self.host_blas = host_blas and self.device.type == "cpu" and self.dtype == torch.float32
         if self.host_blas:
             model.use_host_blas()
-        draft = getattr(drafter, "model", None)
-        if draft is not None and draft is not model:  # a separate draft model runs on the same backends
-            draft.use_kernels(self.ops)
+        for net in drafter.networks() if drafter is not None else []:  # drafters' own nets: same backends
+            use_kernels(net, self.ops)
             if self.host_blas:
-                draft.use_host_blas()
+                use_host_blas(net)
         self.cache: KVCache | None = None
         self.buffers: dict[int, BatchBuffers] = {}
         self.prefill_buffers: dict[tuple[int, int], PrefillBuffers] = {}
@@ -121,7 +120,7 @@ class ModelRunner:
         """Cache slots per row for prompts up to `longest_prompt` growing to `longest_total` tokens."""
         graphed = self.use_graphs and prompt_bucket(longest_prompt) <= GRAPHED_PREFILL_TOKENS
         if self.drafter is not None:  # room for a tree past the end, and a step's advance
-            longest_total += self.drafter.tree_size + self.drafter.max_depth + 2
+            longest_total += self.drafter.scratch_slots + self.drafter.max_depth + 2
         return max(longest_total, prompt_bucket(longest_prompt) if graphed else 0)
 
     @property
@@ -185,7 +184,7 @@ class ModelRunner:
         plus the bonus token), the depth the drafter proposed to, then the emitted tokens.
         """
         buf = self.buffers[batch]
-        kv_len = self._kv_len(max_committed + self.drafter.tree_size)
+        kv_len = self._kv_len(max_committed + self.drafter.scratch_slots)
         self._replay(("spec", batch, kv_len, buf.sampling.mode), lambda: self._spec_fn(buf, kv_len))
         return buf.spec_out
 
@@ -231,8 +230,12 @@ class ModelRunner:
             # Pads write slots past their row's prompt, which decode overwrites before anyone reads them.
             hidden = model(pre.tokens, positions, cache, kv_len=t).hidden
             if self.drafter is not None:
-                self.drafter.prefill(pre.tokens, positions, t)
-            self._sample(hidden[rows, pre.last], buf, pre.last + 1)
+                following = torch.cat([pre.tokens[:, 1:], pre.tokens[:, :1]], dim=1)
+                self.drafter.prefill(pre.tokens, following, positions, t, hidden)
+            last_hidden = hidden[rows, pre.last]
+            self._sample(last_hidden, buf, pre.last + 1)
+            if self.drafter is not None:
+                self.drafter.start(buf.out, pre.last, last_hidden, t)
 
         return step
 
@@ -242,18 +245,21 @@ class ModelRunner:
         lengths = torch.tensor([len(p) for p in prompts])
         longest = int(lengths.max())
         tokens = _padded(prompts, longest).to(self.device)
+        following = torch.cat([tokens[:, 1:], tokens[:, :1]], dim=1)
         last = torch.empty(b, self.model.config.hidden_size, device=self.device, dtype=self.dtype)
         for start in range(0, longest, PREFILL_CHUNK):
             end = min(start + PREFILL_CHUNK, longest)
             positions = torch.arange(start, end, device=self.device).expand(b, -1)
             hidden = self.model(tokens[:, start:end], positions, self.cache, kv_len=end).hidden
             if self.drafter is not None:
-                self.drafter.prefill(tokens[:, start:end], positions, end)
+                self.drafter.prefill(tokens[:, start:end], following[:, start:end], positions, end, hidden)
             ends_here = ((lengths - 1) >= start) & ((lengths - 1) < end)
             rows = ends_here.nonzero()[:, 0].tolist()  # host-side tensors: no device sync
             if rows:
                 last[rows] = hidden[rows, (lengths[rows] - 1 - start).tolist()]
         self._sample(last, buf, lengths.to(self.device))
+        if self.drafter is not None:
+            self.drafter.start(buf.out, (lengths - 1).to(self.device), last, longest)
 
     def _decode_fn(self, buf: BatchBuffers, kv_len: int) -> Callable[[], None]:
         model, cache = self.model, self.cache
@@ -272,7 +278,7 @@ class ModelRunner:
         model, cache, drafter = self.model, self.cache, self.drafter
         n, depth = drafter.tree_size, drafter.max_depth
         # Rows that finished keep stepping with the batch; this keeps their trees inside the cache.
-        limit = cache.capacity - n - depth - 2
+        limit = cache.capacity - drafter.scratch_slots - depth - 2
         node_slots = torch.arange(n, device=self.device)
         emit_cols = torch.arange(depth + 1, device=self.device)
 

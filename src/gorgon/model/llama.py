@@ -182,9 +182,7 @@ class Llama(nn.Module):
     def use_kernels(self, ops: ModuleType | None = None) -> ModuleType:
         """Route the fused operations to `ops` (default: the best backend for the model's device)."""
         ops = ops or ops_for(self.embed.weight.device)
-        for sub in self.modules():
-            if hasattr(sub, "ops"):
-                sub.ops = ops
+        use_kernels(self, ops)
         return ops
 
     def use_host_blas(self) -> None:
@@ -192,14 +190,26 @@ class Llama(nn.Module):
         float32 models on the CPU only. The packed copies double the weights' memory."""
         if self.embed.weight.device.type != "cpu" or self.embed.weight.dtype != torch.float32:
             raise ValueError("host BLAS serves float32 models on the CPU")
-        if host_blas.library() is None:
-            host_blas.transpose_storage(self)
-        for sub in self.modules():
-            if isinstance(sub, Linear):
-                sub.host_blas = True
-                if host_blas.library() is not None and sub.packed is None:
-                    sub.packed = host_blas.pack(sub.weight)
+        use_host_blas(self)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits [..., V] of final-normed hidden states [..., H]."""
         return self.lm_head(hidden)
+
+
+def use_kernels(module: nn.Module, ops: ModuleType) -> None:
+    """Point every fused-op user inside `module` (norms, attention, MLPs) at the `ops` backend."""
+    for sub in module.modules():
+        if hasattr(sub, "ops"):
+            sub.ops = ops
+
+
+def use_host_blas(module: nn.Module) -> None:
+    """Route every Linear of `module` through the CPU kernel (packing its weight), or numpy without it."""
+    if host_blas.library() is None:
+        host_blas.transpose_storage(module)
+    for sub in module.modules():
+        if isinstance(sub, Linear):
+            sub.host_blas = True
+            if host_blas.library() is not None and sub.packed is None:
+                sub.packed = host_blas.pack(sub.weight)

@@ -20,6 +20,8 @@ def build_drafter(spec: SpecConfig, target: Llama, tokenizer: Tokenizer) -> Draf
     k, w = spec.num_speculative_tokens, spec.num_branches
     if spec.method == "ngram":
         return NGramDrafter(k, spec.prompt_lookup_min, spec.prompt_lookup_max, w)
+    if spec.method in ("medusa", "eagle"):
+        return _head_drafter(spec, target)
     if spec.draft_layers is not None:
         depth = target.config.num_layers
         if spec.draft_layers > depth:
@@ -39,3 +41,41 @@ def build_drafter(spec: SpecConfig, target: Llama, tokenizer: Tokenizer) -> Draf
         )
     with torch.no_grad():
         return DraftModelDrafter(draft.model, k, w)
+
+
+def _head_drafter(spec: SpecConfig, target: Llama) -> Drafter:
+    """Medusa or EAGLE heads from spec.heads, or the ones shipped for the target."""
+    from gorgon.heads.base import check_target, load_head, shipped
+    from gorgon.heads.eagle import EagleConfig, EagleLayer
+    from gorgon.heads.medusa import MedusaConfig, MedusaHeads
+    from gorgon.spec.drafters.eagle import EagleDrafter
+    from gorgon.spec.drafters.medusa import MedusaDrafter
+
+    path = spec.heads or shipped(spec.method, target)
+    if path is None:
+        raise GorgonError(
+            f"no {spec.method} heads are shipped for this model; train them (gorgon train {spec.method}) "
+            "and pass their path (--heads)",
+            "heads",
+        )
+    state, config = load_head(path)
+    if config.get("kind") != spec.method:
+        raise GorgonError(f"{path} holds {config.get('kind')!r} heads, not {spec.method!r}", "heads")
+    check_target(config.get("target", {}), target, f"the heads at {path}")
+    weight = target.embed.weight
+    if spec.method == "medusa":
+        heads = MedusaHeads(MedusaConfig.from_json(config["medusa"]))
+        heads.load_state_dict(state)
+        return MedusaDrafter(target, heads.to(weight.device, weight.dtype).eval().requires_grad_(False))
+    eagle_cfg = EagleConfig.from_json(config["eagle"])
+    for name in ("top_k", "depth", "total_tokens"):
+        value = getattr(spec, f"eagle_{name}")
+        if value is not None:
+            setattr(eagle_cfg, name, value)
+    layer = EagleLayer(target.config)
+    layer.load_state_dict(state)
+    layer = layer.to(weight.device, weight.dtype).eval().requires_grad_(False)
+    try:
+        return EagleDrafter(target, layer, eagle_cfg)
+    except ValueError as e:
+        raise GorgonError(str(e), "eagle_total_tokens") from None

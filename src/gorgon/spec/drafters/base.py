@@ -49,13 +49,33 @@ class Drafter(ABC):
     def tree_size(self) -> int:
         return self.shape.size
 
+    @property
+    def scratch_slots(self) -> int:
+        """Cache slots past the committed ones that a step may write (the tree, or a drafting pool)."""
+        return self.tree_size
+
+    def networks(self) -> list[torch.nn.Module]:
+        """The drafter's own networks (not the target's), which run on the target's backends."""
+        return []
+
     def bind(self, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> None:
         """Allocate per-batch buffers (a draft model's KV cache, say) for `batch` rows of `capacity` slots."""
         self._static = self.shape.tensors(batch, device)
         self._max_children = self.shape.max_children()
 
-    def prefill(self, tokens: torch.Tensor, positions: torch.Tensor, kv_len: int) -> None:  # noqa: B027
-        """See the prompts [B, T] (right-padded, at positions [B, T]) the target was just prefilled with."""
+    def prefill(  # noqa: B027 (a hook: drafters without state of their own need nothing)
+        self, tokens: torch.Tensor, next_tokens: torch.Tensor, positions: torch.Tensor, kv_len: int,
+        hidden: torch.Tensor,
+    ) -> None:  # fmt: skip
+        """See (a chunk of) the prompts [B, T] the target was just prefilled with: right-padded tokens at
+        positions [B, T], each position's following prompt token (next_tokens, [B, T]; unknown past a
+        prompt's end), and the target's final hidden states there [B, T, H]."""
+
+    def start(  # noqa: B027
+        self, root: torch.Tensor, last: torch.Tensor, last_hidden: torch.Tensor, kv_len: int
+    ) -> None:
+        """After prefill: root [B] is each row's first generated token, `last` [B] the position of its last
+        prompt token, last_hidden [B, H] the target's final hidden state there."""
 
     @abstractmethod
     def propose(self, state: SpecState) -> Tree:

@@ -32,6 +32,9 @@ class DraftModelDrafter(Drafter):
         self.sampling: SamplingTensors | None = None  # the batch's parameters, set by the runner
         self.mode = "greedy"
 
+    def networks(self) -> list[torch.nn.Module]:
+        return [] if self.layers is not None else [self.model]  # self-drafting shares the target
+
     def bind(self, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(batch, capacity, device, dtype)
         config = self.model.config
@@ -45,7 +48,7 @@ class DraftModelDrafter(Drafter):
         )
         return self.model.logits(out.hidden)
 
-    def prefill(self, tokens: torch.Tensor, positions: torch.Tensor, kv_len: int) -> None:
+    def prefill(self, tokens, next_tokens, positions, kv_len, hidden) -> None:
         self.model(tokens, positions, self.cache, kv_len=kv_len, upto=self.layers)
 
     def _choose(

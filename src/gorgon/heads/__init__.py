@@ -1,0 +1,1 @@
+"""Draft heads on the target's hidden states: Medusa heads and an EAGLE draft layer."""

@@ -1,0 +1,68 @@
+"""The EAGLE draft layer: one decoder layer that predicts the target's next hidden state (its "feature")
+from the current feature and the next token, reading the target's embedding and LM head.
+
+Input at position p is the pair (f_p, x_{p+1}): the target's final hidden state at p and the token that
+followed. fc maps their concatenation [embed(x_{p+1}), f_p] back to the hidden size, a Llama decoder
+layer (attention over the layer's own KV cache of earlier pairs) predicts f_{p+1}, and the target's LM
+head turns that into a distribution over x_{p+2}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from gorgon.config import ModelConfig
+from gorgon.kernels import AttentionMeta
+from gorgon.kv_cache import KVCache
+from gorgon.model.llama import Block, Llama
+
+
+@dataclass
+class EagleConfig:
+    hidden_size: int
+    top_k: int = 8  # drafting: children kept per expanded node, and nodes expanded per level
+    depth: int = 5  # drafting: levels grown per step
+    total_tokens: int = 32  # drafting: drafted nodes kept for verification (the tree has one more)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> EagleConfig:
+        return cls(**{k: d[k] for k in ("hidden_size", "top_k", "depth", "total_tokens") if k in d})
+
+
+class EagleLayer(nn.Module):
+    def __init__(self, target_config: ModelConfig):
+        super().__init__()
+        h = target_config.hidden_size
+        self.fc = nn.Linear(2 * h, h)
+        self.block = Block(target_config)
+        self.cache_config = ModelConfig(**{**asdict(target_config), "num_layers": 1})
+
+    def new_cache(self, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> KVCache:
+        return KVCache(self.cache_config, batch, capacity, device, dtype)
+
+    def forward(
+        self,
+        target: Llama,
+        features: torch.Tensor,
+        next_tokens: torch.Tensor,
+        positions: torch.Tensor,
+        cache: KVCache,
+        slots: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        kv_len: int | None = None,
+    ) -> torch.Tensor:
+        """Predicted features [B, T, H] for pairs (features [B, T, H], next_tokens [B, T]) at positions
+        [B, T], their keys and values written to the layer's cache at slots (default: the positions)."""
+        x = self.fc(torch.cat([target.embed(next_tokens).to(features.dtype), features], dim=-1))
+        slots = positions if slots is None else slots
+        kv_len = mask.shape[-1] if mask is not None else (cache.capacity if kv_len is None else kv_len)
+        meta = AttentionMeta(positions, kv_len, mask)
+        rope = (target.rope_cos, target.rope_sin)
+        h, residual = self.block(x, None, rope, cache.layer(0, x.shape[0]), slots, meta)
+        return h + residual
