@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tokens-per-batch", type=int, default=4096)
     train.add_argument("--eval-every", type=int, default=200)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-seconds", type=float, default=None, help="stop training after this long")
     train.add_argument("--num-heads", type=int, default=4, help="medusa")
     train.add_argument("--num-layers", type=int, default=1, help="medusa: residual blocks per head")
     train.add_argument("--tree-size", type=int, default=32, help="medusa: nodes of the derived tree")
@@ -238,7 +239,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = TokenDataset.load(args.data)
     lr = args.lr or (1e-3 if args.kind == "medusa" else 3e-4)
     cfg = TrainConfig(epochs=args.epochs, lr=lr, tokens_per_batch=args.tokens_per_batch,
-                      eval_every=args.eval_every, seed=args.seed)  # fmt: skip
+                      eval_every=args.eval_every, seed=args.seed, max_seconds=args.max_seconds)  # fmt: skip
     if args.kind == "medusa":
         module, config, report = train_medusa(
             llm.model, data, cfg, args.num_heads, args.num_layers, args.tree_size

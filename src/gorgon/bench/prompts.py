@@ -22,6 +22,16 @@ CATEGORIES: dict[str, list[str]] = {
         "Write a Python function that checks whether a string is a palindrome, ignoring case and spaces.",
         "Write a Python class Stack with push, pop and peek methods.",
     ],
+    "translation": [
+        "Translate into French: The library will stay open until nine in the evening on weekdays.",
+        "Translate into Spanish: We are planning a trip to the mountains next summer with our friends.",
+        "Translate into German: The weather was cold, so we stayed inside and read books all afternoon.",
+    ],
+    "math": [
+        "A shop sells pencils at 3 for 45 cents. How much do 12 pencils cost? Explain step by step.",
+        "Solve for x: 3x + 7 = 25. Show your steps.",
+        "A train travels 180 km in 2 hours and 30 minutes. What is its average speed in km/h? Explain.",
+    ],
     "qa": [
         f"Answer using only the text below: how long will the longer opening hours last before they are "
         f"reviewed, and how many branches get them?\n\n{_ARTICLES[2]}",

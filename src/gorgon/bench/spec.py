@@ -26,67 +26,83 @@ from gorgon.bench.timing import machine, median, sync
 
 
 def parse_method(text: str) -> SpecConfig | None:
-    """'plain' -> None; 'ngram:k=3:b=2:nmin=1' or 'draft:layers=8:k=3' -> a SpecConfig."""
+    """'plain' -> None; 'ngram:k=3:b=2:nmin=1', 'draft:layers=8:k=3', 'medusa[:heads=PATH]' or
+    'eagle[:heads=PATH][:topk=8][:depth=6][:total=48]' -> a SpecConfig."""
     name, *opts = text.split(":")
     if name == "plain":
         return None
     kv = dict(o.split("=", 1) for o in opts)
+    num = lambda key: int(kv[key]) if key in kv else None
     return SpecConfig(
         method=name,
         num_speculative_tokens=int(kv.get("k", 3)),
         num_branches=int(kv.get("b", 1)),
         prompt_lookup_min=int(kv.get("nmin", 2)),
         prompt_lookup_max=int(kv.get("nmax", 4)),
-        draft_layers=int(kv["layers"]) if "layers" in kv else None,
+        draft_layers=num("layers"),
         draft_model=kv.get("model"),
+        heads=kv.get("heads"),
+        eagle_top_k=num("topk"),
+        eagle_depth=num("depth"),
+        eagle_total_tokens=num("total"),
     )
 
 
 def run_methods(
-    base: LLM, methods: list[str], prompts: list[list[int]], max_tokens: int, repeats: int
+    base: LLM, methods: list[str], prompt_sets: dict[str, list[list[int]]], max_tokens: int, repeats: int
 ) -> list[dict]:
+    """Rows per (category, method), and per method over all categories ("all"): median tokens/s over
+    repeats, speedup over the first method (plain), tau, acceptance per position, greedy match rate."""
     llms = {m: LLM.from_model(base.model, base.tokenizer, speculative=parse_method(m)) for m in methods}
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    first = next(iter(prompt_sets.values()))[0]
     for llm in llms.values():  # warm-up: graphs captured, kernels compiled
-        llm.generate(prompts[0], SamplingParams(max_tokens=16, temperature=0.0))
-    times = {m: [] for m in methods}
-    outputs: dict[str, list] = {}
+        llm.generate(first, SamplingParams(max_tokens=16, temperature=0.0))
+    times = {(c, m): [] for c in prompt_sets for m in methods}
+    outputs: dict[tuple[str, str], list] = {}
     for _ in range(repeats):
         for m, llm in llms.items():
-            elapsed = 0.0
-            outs = []
-            for p in prompts:
-                sync(llm.device)
-                start = time.perf_counter()
-                outs.append(llm.generate(p, params)[0])
-                sync(llm.device)
-                elapsed += time.perf_counter() - start
-            times[m].append(elapsed)
-            outputs[m] = outs
-    plain_time = median(times[methods[0]])
-    reference = [o.token_ids for o in outputs[methods[0]]]
+            for c, prompts in prompt_sets.items():
+                elapsed, outs = 0.0, []
+                for p in prompts:
+                    sync(llm.device)
+                    start = time.perf_counter()
+                    outs.append(llm.generate(p, params)[0])
+                    sync(llm.device)
+                    elapsed += time.perf_counter() - start
+                times[c, m].append(elapsed)
+                outputs[c, m] = outs
+    groups = {c: [c] for c in prompt_sets}
+    if len(prompt_sets) > 1:
+        groups["all"] = list(prompt_sets)
     rows = []
-    for m in methods:
-        outs = outputs[m]
-        tokens = sum(len(o.token_ids) for o in outs)
-        steps = sum(o.stats["steps"] for o in outs)
-        rates = [
-            o.stats["acceptance_rate_per_position"] for o in outs if o.stats["acceptance_rate_per_position"]
-        ]
-        per_pos = (
-            [sum(r[i] for r in rates) / len(rates) for i in range(min(map(len, rates)))] if rates else []
-        )
-        rows.append({
-            "method": m,
-            "tok_s": tokens / median(times[m]),
-            "speedup": plain_time / median(times[m]),
-            "tau": sum(len(o.token_ids) - 1 for o in outs) / steps if steps else 1.0,
-            "acceptance_per_position": per_pos,
-            "greedy_match": sum(o.token_ids == r for o, r in zip(outs, reference)) / len(outs),
-            "tokens": tokens,
-            "times_s": times[m],
-        })  # fmt: skip
+    for label, cats in groups.items():
+        t = {m: median([sum(times[c, m][r] for c in cats) for r in range(repeats)]) for m in methods}
+        for m in methods:
+            outs = [o for c in cats for o in outputs[c, m]]
+            ref = [o for c in cats for o in outputs[c, methods[0]]]
+            rows.append(_row(label, m, outs, ref, t[m], t[methods[0]]))
     return rows
+
+
+def _row(
+    category: str, method: str, outs: list, reference: list, elapsed: float, plain_elapsed: float
+) -> dict:
+    tokens = sum(len(o.token_ids) for o in outs)
+    steps = sum(o.stats["steps"] for o in outs)
+    rates = [o.stats["acceptance_rate_per_position"] for o in outs if o.stats["acceptance_rate_per_position"]]
+    width = min(map(len, rates)) if rates else 0
+    return {
+        "category": category,
+        "method": method,
+        "tok_s": tokens / elapsed,
+        "speedup": plain_elapsed / elapsed,
+        "tau": sum(len(o.token_ids) - 1 for o in outs) / steps if steps else 1.0,
+        "acceptance_per_position": [sum(r[i] for r in rates) / len(rates) for i in range(width)],
+        "greedy_match": sum(o.token_ids == r.token_ids for o, r in zip(outs, reference)) / len(outs),
+        "tokens": tokens,
+        "seconds": elapsed,
+    }
 
 
 @torch.inference_mode()
@@ -152,12 +168,14 @@ def write_report(out: Path, title: str, settings: dict, rows: list[dict], costs:
     lines = [f"## {title} ({now})", "", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""]
     lines.append("Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     if rows:
-        lines += ["", "| method | tok/s | speedup vs plain | tau | acceptance per position | greedy match |",
-                  "|---|---|---|---|---|---|"]  # fmt: skip
+        head = (
+            "| category | method | tok/s | speedup vs plain | tau | acceptance per position | greedy match |"
+        )
+        lines += ["", head, "|---|---|---|---|---|---|---|"]
         for r in rows:
-            acc = " ".join(f"{a:.2f}" for a in r["acceptance_per_position"]) or "-"
-            cells = [r["method"], f"{r['tok_s']:.1f}", f"{r['speedup']:.2f}x", f"{r['tau']:.2f}", acc,
-                     f"{100 * r['greedy_match']:.0f}%"]  # fmt: skip
+            acc = " ".join(f"{a:.2f}" for a in r["acceptance_per_position"][:8]) or "-"
+            speed = [f"{r['tok_s']:.1f}", f"{r['speedup']:.2f}x", f"{r['tau']:.2f}"]
+            cells = [r["category"], r["method"], *speed, acc, f"{100 * r['greedy_match']:.0f}%"]
             lines.append("| " + " | ".join(cells) + " |")
     for c in costs:
         sizes = list(c["tree_ms"])
@@ -182,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--model", default="default")
-    p.add_argument("--category", default="summarization", choices=sorted(CATEGORIES))
+    p.add_argument("--category", default="summarization",
+                   help=f"comma-separated, or 'all': {', '.join(sorted(CATEGORIES))}")  # fmt: skip
     p.add_argument("--methods", default="plain,ngram:k=2,ngram:k=3,draft:layers=8:k=3")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
@@ -193,8 +212,11 @@ def main(argv: list[str] | None = None) -> None:
     if methods[0] != "plain":
         methods.insert(0, "plain")
     base = LLM(model=args.model, device=args.device, dtype=args.dtype)
-    prompts = [base.tokenizer.apply_chat_template(m, tokenize=True) for m in messages(args.category)]
-    rows = run_methods(base, methods, prompts, args.max_tokens, args.repeats)
+    names = sorted(CATEGORIES) if args.category == "all" else args.category.split(",")
+    prompt_sets = {
+        c: [base.tokenizer.apply_chat_template(m, tokenize=True) for m in messages(c)] for c in names
+    }
+    rows = run_methods(base, methods, prompt_sets, args.max_tokens, args.repeats)
     costs = []
     if args.verify_cost and base.device.type == "cuda":
         del base

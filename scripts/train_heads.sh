@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Self-distil the default model, train its Medusa heads and EAGLE layer, and measure them against plain
+# decoding on the built-in held-out prompts. Everything lands in $OUT (default: heads-run/).
+# The shipped heads (src/gorgon/heads/weights/) came from: DEVICE=cuda bash scripts/train_heads.sh
+set -euo pipefail
+OUT=${OUT:-heads-run}
+DEVICE=${DEVICE:-cuda}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+python3 -m gorgon distill --device "$DEVICE" --out "$OUT/distill.safetensors" --num-samples "${SAMPLES:-6000}" \
+  --batch-size "${BATCH:-128}" --max-tokens "${MAX_TOKENS:-256}" --temperature 0.7 --seed 0
+python3 -m gorgon train medusa --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/medusa" \
+  --epochs "${EPOCHS_MEDUSA:-2}" --tokens-per-batch "${TPB:-8192}" --tree-size "${TREE:-48}" --eval-every "${EVAL:-200}" \
+  ${MEDUSA_SECONDS:+--max-seconds $MEDUSA_SECONDS}
+python3 -m gorgon train eagle --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/eagle" \
+  --epochs "${EPOCHS_EAGLE:-3}" --tokens-per-batch "${TPB:-8192}" --top-k "${TOPK:-8}" --depth "${DEPTH:-6}" \
+  --total-tokens "${TOTAL:-48}" --eval-every "${EVAL:-200}" ${EAGLE_SECONDS:+--max-seconds $EAGLE_SECONDS}
+python3 -m gorgon.bench.spec --device "$DEVICE" --category all --repeats "${REPEATS:-3}" \
+  --max-tokens "${BENCH_TOKENS:-128}" --out "$OUT" \
+  --methods "plain,ngram:k=4,medusa:heads=$OUT/medusa,eagle:heads=$OUT/eagle"
