@@ -68,10 +68,12 @@ class EagleDrafter(Drafter):
             torch.ones(k, dtype=torch.int64, device=dev),
         ]
         # the ancestor relation over the pool, grown with it (node 0: the root, its pair at committed - 1)
+        # (assignments through index tensors take tensor values: a Python scalar would be a host copy,
+        # which a CUDA graph capture refuses)
         anc = torch.zeros(b, self.pool, self.pool, dtype=torch.bool, device=dev)
-        levels = torch.arange(self.pool, device=dev)
         anc[:, : 1 + k, 0] = True
-        anc[:, levels[: 1 + k], levels[: 1 + k]] = True
+        eye = torch.eye(self.pool, dtype=torch.bool, device=dev)
+        anc[:, : 1 + k] |= eye[: 1 + k]
         frontier = 1 + torch.arange(k, device=dev).expand(b, k)  # pool indices
         feature_in = self.root_feature[:b, None, :].expand(b, k, -1)
         for d in range(1, depth):
@@ -87,8 +89,7 @@ class EagleDrafter(Drafter):
             parents = frontier.gather(1, parent_local)
             feature_in = pred.gather(1, parent_local[:, :, None].expand(-1, -1, pred.shape[-1]))
             new = 1 + d * k + torch.arange(k, device=dev)
-            anc[:, new] = anc[rows[:, None], parents]
-            anc[:, new, new] = True
+            anc[:, new] = anc[rows[:, None], parents] | eye[new]
             frontier = new.expand(b, k)
             pool_tokens.append(tokens)
             pool_scores.append(scores)
