@@ -46,9 +46,15 @@ def check_target(signature: dict[str, Any], model: Llama, where: str) -> None:
 
 
 def save_head(path: str | Path, module: torch.nn.Module, config: dict[str, Any]) -> None:
-    """path.safetensors (weights, stored as bfloat16 to halve the artifact) and path.json (config)."""
+    """path.safetensors (weights, stored as bfloat16 to halve the artifact) and path.json (config).
+
+    The module's own weights are rounded to bfloat16 too, so that it predicts exactly what the saved
+    heads will once loaded."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(p.to(torch.bfloat16).to(p.dtype))
     state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in module.state_dict().items()}
     save_file(state, str(path.with_suffix(".safetensors")))
     path.with_suffix(".json").write_text(json.dumps(config, indent=2))

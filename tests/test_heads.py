@@ -1,0 +1,168 @@
+"""Medusa heads and the EAGLE layer: data, training, saving, drafting, and the shipped heads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gorgon import LLM, GorgonError, SamplingParams, SpecConfig
+from gorgon.heads.base import load_head, save_head
+from gorgon.heads.medusa import MedusaConfig, MedusaHeads, best_tree
+from gorgon.train.data import TokenDataset, batches, read_prompts
+from gorgon.train.distill import DistillConfig, distill, magpie_prefix
+from gorgon.train.heads import TrainConfig, evaluate_medusa, train_eagle, train_medusa
+
+QUESTIONS = [f"Tell me about the number {i} and the quick brown fox." for i in range(48)]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tiny_llm, tmp_path_factory):
+    """The tiny model's own greedy answers: a deterministic function of the context, so learnable."""
+    path = tmp_path_factory.mktemp("distill") / "prompts.txt"
+    path.write_text("\n".join(QUESTIONS))
+    cfg = DistillConfig(
+        num_samples=len(QUESTIONS), prompts=str(path), batch_size=16, max_tokens=40, temperature=0.0
+    )
+    return distill(tiny_llm, cfg, progress=False)
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"epochs": 25, "lr": 3e-3, "tokens_per_batch": 1024, "eval_every": 0, "held_out": 0.2,
+                          "progress": False, **kw})  # fmt: skip
+
+
+def test_dataset_round_trip_and_batches(tmp_path, tiny_data):
+    path = tmp_path / "d.safetensors"
+    tiny_data.save(path)
+    back = TokenDataset.load(path)
+    assert back.sequences == tiny_data.sequences and back.prompt_lengths == tiny_data.prompt_lengths
+    assert back.meta["target"] == tiny_data.meta["target"]
+    seen = sorted(int(n) for b in batches(back, 512, 64) for n in b.lengths)
+    assert seen == sorted(min(len(s), 64) for s in back.sequences)
+    small = TokenDataset([[1, 2, 3, 4], [5, 6, 7]], [2, 1])
+    batch = next(batches(small, 64, 64, seed=None))  # shortest first
+    assert batch.tokens.tolist() == [[5, 6, 7, 0], [1, 2, 3, 4]]
+    assert batch.loss_mask.tolist() == [[False, True, True, False], [False, False, True, True]]
+
+
+def test_prompt_files(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"prompt": "hi"}\n{"turns": ["first", "second"]}\n')
+    assert read_prompts(tmp_path / "a.jsonl") == ["hi", "first"]
+    (tmp_path / "b.txt").write_text("one\n\ntwo\n")
+    assert read_prompts(tmp_path / "b.txt") == ["one", "two"]
+    (tmp_path / "c.jsonl").write_text('{"text": "no"}\n')
+    with pytest.raises(GorgonError, match="prompt"):
+        read_prompts(tmp_path / "c.jsonl")
+
+
+def test_magpie_prefix_opens_a_user_turn(tiny_llm):
+    assert (
+        tiny_llm.tokenizer.decode(magpie_prefix(tiny_llm), skip_special_tokens=False) == "<|im_start|>user\n"
+    )
+
+
+def test_medusa_training_lowers_loss_and_raises_accuracy(tiny_llm, tiny_data):
+    cfg = _cfg()
+    untrained = MedusaHeads(MedusaConfig(tiny_llm.config.hidden_size, 3))
+    before = evaluate_medusa(tiny_llm.model, untrained, tiny_data.split(0.2)[1], cfg)
+    _heads, config, report = train_medusa(tiny_llm.model, tiny_data, cfg, num_heads=3, tree_size=8)
+    assert report.losses[-1] < 0.5 * report.losses[0]
+    after = report.final
+    # (the tiny model repeats itself, so even untrained heads, which copy its next-token guess, score)
+    assert after["top1"][0] > before["top1"][0] + 0.1
+    assert sum(after["top1"]) > sum(before["top1"]) + 0.15
+    assert config["kind"] == "medusa" and len(config["medusa"]["tree"]) == 7
+
+
+def test_eagle_training_lowers_loss_and_raises_accuracy(tiny_llm, tiny_data):
+    cfg = _cfg()
+    _layer, config, report = train_eagle(tiny_llm.model, tiny_data, cfg)
+    assert report.losses[-1] < 0.7 * report.losses[0]
+    assert report.final["top1"][0] > 0.5 and config["kind"] == "eagle"
+    assert report.final["top1"][0] > report.evals[0]["top1"][0] or len(report.evals) == 1
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_llm, tiny_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("heads")
+    heads, medusa_cfg, _ = train_medusa(tiny_llm.model, tiny_data, _cfg(), num_heads=3, tree_size=8)
+    save_head(folder / "medusa", heads, medusa_cfg)
+    layer, eagle_cfg, _ = train_eagle(tiny_llm.model, tiny_data, _cfg())
+    eagle_cfg["eagle"].update(top_k=3, depth=3, total_tokens=6)
+    save_head(folder / "eagle", layer, eagle_cfg)
+    return folder, heads, layer
+
+
+def test_saved_heads_load_back_to_identical_predictions(tiny_llm, trained):
+    folder, heads, _ = trained
+    state, config = load_head(folder / "medusa")
+    loaded = MedusaHeads(MedusaConfig.from_json(config["medusa"]))
+    loaded.load_state_dict(state)
+    hidden = torch.randn(5, tiny_llm.config.hidden_size)
+    with torch.no_grad():
+        assert torch.equal(loaded(hidden), heads(hidden))
+
+
+@pytest.mark.parametrize("kind", ["medusa", "eagle"])
+def test_greedy_with_trained_heads_equals_plain(tiny_llm, trained, kind):
+    folder = trained[0]
+    prompts = [tiny_llm.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=True)
+               for q in ("Tell me about the number 7 and the quick brown fox.", "Tell me about the number 99.")]  # fmt: skip
+    params = SamplingParams(max_tokens=40, temperature=0.0)
+    expected = [o.token_ids for o in tiny_llm.generate(prompts, params)]
+    llm = LLM.from_model(
+        tiny_llm.model, tiny_llm.tokenizer, speculative=SpecConfig(kind, heads=str(folder / kind))
+    )
+    outs = llm.generate(prompts, params)
+    assert [o.token_ids for o in outs] == expected
+    assert max(o.stats["accepted_length"] for o in outs) > 1.5  # the trained heads do get accepted
+
+
+def test_heads_for_another_model_are_refused(default_llm, tiny_llm, trained):
+    with pytest.raises(GorgonError, match="another model"):
+        LLM.from_model(default_llm.model, default_llm.tokenizer,
+                       speculative=SpecConfig("medusa", heads=str(trained[0] / "medusa")))  # fmt: skip
+    with pytest.raises(GorgonError, match="no eagle heads are shipped"):
+        LLM.from_model(tiny_llm.model, tiny_llm.tokenizer, speculative=SpecConfig("eagle"))
+    with pytest.raises(GorgonError, match="not 'eagle'"):
+        LLM.from_model(tiny_llm.model, tiny_llm.tokenizer,
+                       speculative=SpecConfig("eagle", heads=str(trained[0] / "medusa")))  # fmt: skip
+
+
+def test_best_tree_follows_expected_acceptance():
+    accuracy = [[0.6, 0.2, 0.1], [0.5, 0.2, 0.1], [0.4, 0.1, 0.05]]
+    tree = best_tree(accuracy, 5)
+    # chances: (0) .6, (0,0) .3, (0,0,0) .12, (1) .2, (0,1) .12 -> the four best, then the root
+    assert set(tree.paths) == {(0,), (0, 0), (1,), (0, 0, 0)} or set(tree.paths) == {
+        (0,),
+        (0, 0),
+        (1,),
+        (0, 1),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["medusa", "eagle"])
+def test_shipped_heads_keep_greedy_output_on_the_default_model(default_llm, kind):
+    prompts = [default_llm.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=True)
+               for q in ("Give me three tips for learning to cook.", "What is the boiling point of water?")]  # fmt: skip
+    params = SamplingParams(max_tokens=64, temperature=0.0)
+    expected = [o.token_ids for o in default_llm.generate(prompts, params)]
+    llm = LLM.from_model(
+        default_llm.model, default_llm.tokenizer, speculative=SpecConfig(kind)
+    )  # shipped heads
+    outs = llm.generate(prompts, params)
+    assert [o.token_ids for o in outs] == expected
+    assert sum(o.stats["accepted_length"] for o in outs) / len(outs) > 1.3
+
+
+def test_shipped_heads_fit_the_budget():
+    from gorgon.heads.base import SHIPPED
+
+    files = list(SHIPPED.glob("*/*.safetensors"))
+    assert files and sum(f.stat().st_size for f in files) <= 12 * 1024 * 1024
+    for f in files:
+        config = json.loads(f.with_suffix(".json").read_text())
+        assert config["kind"] in ("medusa", "eagle") and "training" in config
