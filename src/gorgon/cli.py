@@ -31,8 +31,9 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 def _spec_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("speculative decoding")
-    g.add_argument("--method", choices=["plain", "ngram", "draft"], default="plain",
-                   help="plain decoding, n-gram prompt lookup, or a draft model")  # fmt: skip
+    g.add_argument("--method", choices=["plain", "ngram", "draft", "medusa", "eagle"], default="plain",
+                   help="plain decoding, n-gram prompt lookup, a draft model, or trained heads")  # fmt: skip
+    g.add_argument("--heads", default=None, help="medusa/eagle heads (path prefix; default: shipped ones)")
     g.add_argument("--num-speculative-tokens", "-k", type=int, default=4, help="drafted tokens per branch")
     g.add_argument("--num-branches", type=int, default=1, help="parallel branches under the root")
     g.add_argument(
@@ -58,6 +59,7 @@ def spec_config(args: argparse.Namespace) -> SpecConfig | None:
         prompt_lookup_max=args.prompt_lookup_max,
         draft_model=args.draft_model,
         draft_layers=args.draft_layers,
+        heads=args.heads,
         acceptance=args.acceptance,
     )
 
