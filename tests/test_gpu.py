@@ -59,10 +59,11 @@ def test_long_prompts_prefilled_eagerly_agree_with_graphed_prefill(gpu_bf16):
 
 
 SPECS = [SpecConfig("ngram", num_speculative_tokens=4), SpecConfig("draft", draft_layers=8, num_speculative_tokens=3),
-         SpecConfig("draft", draft_layers=8, num_speculative_tokens=2, num_branches=2)]  # fmt: skip
+         SpecConfig("draft", draft_layers=8, num_speculative_tokens=2, num_branches=2), SpecConfig("medusa"),
+         SpecConfig("eagle")]  # fmt: skip
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=["ngram", "draft-chain", "draft-tree"])
+@pytest.mark.parametrize("spec", SPECS, ids=["ngram", "draft-chain", "draft-tree", "medusa", "eagle"])
 def test_speculative_greedy_equals_plain_on_gpu_float32(default_path, spec):
     plain = LLM(model=str(default_path), device="cuda", dtype="float32")
     fast = LLM(model=str(default_path), device="cuda", dtype="float32", speculative=spec)
@@ -71,8 +72,9 @@ def test_speculative_greedy_equals_plain_on_gpu_float32(default_path, spec):
     assert [o.token_ids for o in fast.generate(PROMPTS, params)] == expected
 
 
-def test_speculative_graphs_replay_what_eager_steps_compute(default_path):
-    spec = SpecConfig("ngram", num_speculative_tokens=3)
+@pytest.mark.parametrize("method", ["ngram", "eagle"])
+def test_speculative_graphs_replay_what_eager_steps_compute(default_path, method):
+    spec = SpecConfig(method, num_speculative_tokens=3)
     graphed = LLM(model=str(default_path), device="cuda", dtype="bfloat16", speculative=spec)
     eager = LLM(model=str(default_path), device="cuda", dtype="bfloat16", speculative=spec, cuda_graphs=False)
     for params in (SamplingParams(max_tokens=80, temperature=0.0),
