@@ -77,12 +77,14 @@ def test_non_decode_attention_falls_back_to_reference():
     torch.testing.assert_close(triton_ops.attend(q, k, v, meta, 0.25), reference.attend(q, k, v, meta, 0.25))
 
 
-def test_model_on_triton_kernels_generates_what_the_reference_does(tiny_hf):
-    from gorgon import LLM, SamplingParams
+@pytest.mark.parametrize("speculative", [False, True])
+def test_model_on_triton_kernels_generates_what_the_reference_does(tiny_hf, speculative):
+    from gorgon import LLM, SamplingParams, SpecConfig
 
     params = SamplingParams(max_tokens=6, temperature=0.0, ignore_eos=True)
-    prompts = ["The quick brown fox", "Paris is"]
-    llm = LLM(str(tiny_hf[0]), device=DEVICE, dtype="float32")
+    prompts = ["The quick brown fox jumps. The quick brown fox", "Paris is"]
+    spec = SpecConfig("ngram", num_speculative_tokens=3, num_branches=2, prompt_lookup_min=1) if speculative else None
+    llm = LLM(str(tiny_hf[0]), device=DEVICE, dtype="float32", speculative=spec)
     llm.model.use_kernels(reference)
     expected = [o.token_ids for o in llm.generate(prompts, params)]
     llm.model.use_kernels(triton_ops)
@@ -99,3 +101,49 @@ def test_argmax_takes_the_first_of_equal_maxima(dtype):
         == reference.argmax(x).tolist()
         == [reference.argmax(x)[0].item(), 5, 4097]
     )
+
+
+def _random_parents(kind: str, n: int, g: torch.Generator) -> list[int]:
+    if kind == "chain":
+        return [0, *list(range(n - 1))]
+    if kind == "star":
+        return [0] * n
+    if kind == "topk":  # full 3-ary tree, level by level
+        return [0] + [(i - 1) // 3 for i in range(1, n)]
+    return [0] + [int(torch.randint(0, i, (), generator=g)) for i in range(1, n)]
+
+
+@pytest.mark.parametrize("kind", ["random", "chain", "star", "topk"])
+@pytest.mark.parametrize("n", [1, 2, 7, 16, 40])
+@pytest.mark.parametrize("heads, kv_heads, dim", [(4, 4, 16), (6, 2, 32), (8, 2, 64)])
+@pytest.mark.parametrize("context", [100, 300])  # one program per row block, or split and merged
+def test_tree_attention_against_float64(kind, n, heads, kv_heads, dim, context):
+    from gorgon.kernels import TreeMask
+    from gorgon.kernels.tree_attention import tree_attention
+    from gorgon.spec.tree import ancestor_matrix
+
+    g = torch.Generator().manual_seed(n * 100 + heads)
+    dtype = torch.float32
+    committed = torch.tensor([0, 37, context])  # an empty context, one off the tile size, the longest
+    b, kv_len = 3, context + n
+    parents = torch.stack([torch.tensor(_random_parents(kind, n, g)) for _ in range(b)])
+    tree = TreeMask(committed.to(DEVICE), ancestor_matrix(parents).to(DEVICE))
+    q = torch.randn(b, n, heads, dim, generator=g).to(DEVICE, dtype)
+    k = torch.randn(b, kv_len + 5, kv_heads, dim, generator=g).to(DEVICE, dtype)
+    v = torch.randn(b, kv_len + 5, kv_heads, dim, generator=g).to(DEVICE, dtype)
+    out = torch.full_like(q, float("nan"))  # poisoned: an element the kernel does not write stays NaN
+    tree_attention(q, k, v, tree.committed, tree.bits, kv_len, dim**-0.5, out=out)
+    meta = AttentionMeta(torch.zeros(b, n, dtype=torch.long, device=DEVICE), kv_len, tree=tree)
+    ref = reference.attend(q.double(), k.double(), v.double(), meta, dim**-0.5)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_tree_mask_bits_pack_the_ancestor_relation():
+    from gorgon.kernels import TreeMask
+    from gorgon.spec.tree import ancestor_matrix
+
+    parents = torch.tensor([[0] + [i - 1 for i in range(1, 70)]])  # a chain of 70: bits across 3 words
+    tree = TreeMask(torch.tensor([5]), ancestor_matrix(parents))
+    bits = tree.bits[0].long() & 0xFFFFFFFF
+    unpacked = torch.stack([(bits[:, j // 32] >> (j % 32)) & 1 for j in range(70)], dim=1).bool()
+    assert torch.equal(unpacked, tree.ancestors[0])

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import torch
 
+from gorgon.kernels.attention import TreeMask
 from gorgon.kernels.host_blas import single_torch_thread
 from gorgon.kv_cache import KVCache
 from gorgon.model.llama import Llama, use_host_blas, use_kernels
 from gorgon.sampling import SamplingTensors, sample
 from gorgon.spec.drafters.base import Drafter, SpecState
-from gorgon.spec.tree import tree_mask
 from gorgon.spec.verify import TypicalAcceptance, verify
 
 KV_BLOCK = 256  # cache capacity and attended length are multiples of this
@@ -286,10 +286,10 @@ class ModelRunner:
             committed = buf.positions[:, 0]
             state = SpecState(buf.tokens[:, 0], committed, buf.history, kv_len)
             tree = drafter.propose(state)
-            mask = tree_mask(tree.ancestor_matrix(), committed, kv_len)
             slots = committed[:, None] + node_slots[None, :]
-            out = model(tree.tokens, committed[:, None] + tree.depths, cache, slots=slots, mask=mask,
-                        hidden_layers=drafter.hidden_layers)  # fmt: skip
+            shape = TreeMask(committed, tree.ancestor_matrix())
+            out = model(tree.tokens, committed[:, None] + tree.depths, cache, slots=slots, kv_len=kv_len,
+                        tree=shape, hidden_layers=drafter.hidden_layers)  # fmt: skip
             logits = model.logits(out.hidden)
             acc = verify(
                 tree, logits, buf.sampling, buf.sampling.mode, committed, self.ops.argmax, self.typical

@@ -15,9 +15,9 @@ import torch
 
 from gorgon.errors import GorgonError
 from gorgon.kernels import host_blas, reference
-from gorgon.kernels.attention import AttentionMeta, attention, write_kv
+from gorgon.kernels.attention import AttentionMeta, TreeMask, attention, write_kv
 
-__all__ = ["AttentionMeta", "attention", "host_blas", "ops_for", "reference", "write_kv"]
+__all__ = ["AttentionMeta", "TreeMask", "attention", "host_blas", "ops_for", "reference", "write_kv"]
 
 
 def triton_available() -> bool:

@@ -9,27 +9,67 @@ import torch.nn.functional as F
 
 
 @dataclass
+class TreeMask:
+    """A tree written at cache slots committed .. committed + N - 1 of each row: every node sees all
+    committed slots and, among the tree's, its ancestors and itself. committed [B] int64; ancestors
+    [B, N, N] bool (ancestors[b, i, j]: node j is node i or one of its ancestors)."""
+
+    committed: torch.Tensor
+    ancestors: torch.Tensor
+    _bits: torch.Tensor | None = field(default=None, repr=False)
+
+    def dense(self, kv_len: int) -> torch.Tensor:
+        """The mask as [B, N, kv_len] bool."""
+        b, n, _ = self.ancestors.shape
+        slots = torch.arange(kv_len, device=self.ancestors.device)
+        rel = slots[None, :] - self.committed[:, None]  # index into the tree, or < 0 for committed slots
+        inside = (rel >= 0) & (rel < n)
+        gathered = torch.gather(self.ancestors, 2, rel.clamp(0, n - 1)[:, None, :].expand(b, n, kv_len))
+        return (rel[:, None, :] < 0) | (inside[:, None, :] & gathered)
+
+    @property
+    def bits(self) -> torch.Tensor:
+        """The ancestor relation packed into int32 words [B, N, ceil(N / 32)]: bit j % 32 of word j // 32
+        of row i is set when node j is visible to node i. What the kernels read instead of a dense mask."""
+        if self._bits is None:
+            b, n, _ = self.ancestors.shape
+            words = -(-n // 32)
+            padded = torch.zeros(b, n, words * 32, dtype=torch.int64, device=self.ancestors.device)
+            padded[:, :, :n] = self.ancestors.long()
+            shifts = torch.arange(32, device=padded.device, dtype=torch.int64)
+            packed = (padded.view(b, n, words, 32) << shifts).sum(-1)  # distinct bits: the sum is an OR
+            self._bits = torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
+        return self._bits
+
+
+@dataclass
 class AttentionMeta:
     """Which cache slots each new token may attend to, shared by all layers of one forward.
 
-    positions [B, T]: the tokens' positions; kv_len: how many leading slots are attended; mask
-    [B, T, kv_len] bool, or None for causal-by-position (slot s visible when s <= position), which
-    is what prefill and plain decoding need and what the decode kernels compute without a mask.
+    positions [B, T]: the tokens' positions; kv_len: how many leading slots are attended; then either
+    mask [B, T, kv_len] bool, or tree (a TreeMask: the tokens are a tree after the committed slots), or
+    neither: causal by position (slot s visible when s <= position), which is what prefill and plain
+    decoding need and what the decode kernels compute without a mask.
     """
 
     positions: torch.Tensor
     kv_len: int
     mask: torch.Tensor | None = None
+    tree: TreeMask | None = None
     _dense: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def causal(self) -> bool:
-        return self.mask is None
+        return self.mask is None and self.tree is None
 
     def dense_mask(self) -> torch.Tensor:
         """The mask as a [B, T, kv_len] bool tensor (built once, on first use)."""
         if self.mask is not None:
             return self.mask
+        if self.tree is not None:
+            if self._dense is None:
+                self._dense = self.tree.dense(self.kv_len)
+            return self._dense
         if self._dense is None:
             slots = torch.arange(self.kv_len, device=self.positions.device)
             self._dense = slots[None, None, :] <= self.positions[:, :, None]

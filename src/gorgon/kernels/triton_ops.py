@@ -14,6 +14,7 @@ import triton.language as tl
 
 from gorgon.kernels import reference
 from gorgon.kernels.attention import AttentionMeta
+from gorgon.kernels.tree_attention import tree_attention
 
 
 @triton.jit
@@ -271,7 +272,11 @@ def decode_attention(q, cache_k, cache_v, positions: torch.Tensor, kv_len: int, 
 
 def attend(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, meta: AttentionMeta,
            scale: float) -> torch.Tensor:  # fmt: skip
-    """Decode steps (one causal token per row) run the split kernel; anything else the reference."""
+    """Decode steps (one causal token per row) run the split decode kernel, trees the tree kernel,
+    anything else (prefill, explicit masks) the reference."""
+    if meta.tree is not None and q.shape[1] <= 128:
+        tree = meta.tree
+        return tree_attention(q, cache_k, cache_v, tree.committed, tree.bits, meta.kv_len, scale)
     if meta.causal and q.shape[1] == 1:
         return decode_attention(q, cache_k, cache_v, meta.positions, meta.kv_len, scale)
     return reference.attend(q, cache_k, cache_v, meta, scale)

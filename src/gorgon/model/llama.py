@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gorgon.config import ModelConfig
-from gorgon.kernels import AttentionMeta, host_blas, ops_for, reference
+from gorgon.kernels import AttentionMeta, TreeMask, host_blas, ops_for, reference
 from gorgon.kv_cache import KVCache
 from gorgon.model.rope import inverse_frequencies, rope_tables
 
@@ -153,11 +153,14 @@ class Llama(nn.Module):
         kv_len: int | None = None,
         hidden_layers: tuple[int, ...] = (),
         upto: int | None = None,
+        tree: TreeMask | None = None,
     ) -> ForwardOutput:
         """Run tokens [B, T] at RoPE positions [B, T] through the model, writing their keys and values
         into the cache at slots [B, T] (default: slot = position).
 
-        mask [B, T, kv_len] bool says which cache slots each token attends to (its own slot included).
+        mask [B, T, kv_len] bool says which cache slots each token attends to (its own slot included);
+        `tree` says the same compactly when the tokens are a tree after each row's committed slots (the
+        kernels read its packed ancestor bits instead of a dense mask).
         Without one the mask is causal by position over the first kv_len slots (default: the cache's
         capacity), which is right whenever slot = position. Rows of the cache beyond B are untouched.
         `upto` runs only the first `upto` layers, then the final norm: the target's own early layers as a
@@ -167,7 +170,7 @@ class Llama(nn.Module):
         slots = positions if slots is None else slots
         if mask is not None:
             kv_len = mask.shape[-1]
-        meta = AttentionMeta(positions, cache.capacity if kv_len is None else kv_len, mask)
+        meta = AttentionMeta(positions, cache.capacity if kv_len is None else kv_len, mask, tree)
         if any(not 0 <= i < len(self.layers) for i in hidden_layers):
             raise ValueError(f"hidden_layers {hidden_layers} outside 0..{len(self.layers) - 1}")
         rope = (self.rope_cos, self.rope_sin)

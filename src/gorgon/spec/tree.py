@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gorgon.kernels.attention import TreeMask
+
 
 @dataclass
 class Tree:
@@ -62,12 +64,7 @@ def ancestor_matrix(parents: torch.Tensor) -> torch.Tensor:
 def tree_mask(anc: torch.Tensor, committed: torch.Tensor, kv_len: int) -> torch.Tensor:
     """Attention mask [B, N, kv_len] for a tree written at slots committed .. committed + N - 1: each node
     sees every committed slot and, among the tree's slots, its ancestors and itself."""
-    b, n, _ = anc.shape
-    slots = torch.arange(kv_len, device=anc.device)
-    rel = slots[None, :] - committed[:, None]  # [B, kv_len] index into the tree, or < 0 for committed
-    inside = (rel >= 0) & (rel < n)
-    gathered = torch.gather(anc, 2, rel.clamp(0, n - 1)[:, None, :].expand(b, n, kv_len))
-    return (rel[:, None, :] < 0) | (inside[:, None, :] & gathered)
+    return TreeMask(committed, anc).dense(kv_len)
 
 
 @dataclass(frozen=True)
