@@ -83,7 +83,11 @@ def test_model_on_triton_kernels_generates_what_the_reference_does(tiny_hf, spec
 
     params = SamplingParams(max_tokens=6, temperature=0.0, ignore_eos=True)
     prompts = ["The quick brown fox jumps. The quick brown fox", "Paris is"]
-    spec = SpecConfig("ngram", num_speculative_tokens=3, num_branches=2, prompt_lookup_min=1) if speculative else None
+    spec = (
+        SpecConfig("ngram", num_speculative_tokens=3, num_branches=2, prompt_lookup_min=1)
+        if speculative
+        else None
+    )
     llm = LLM(str(tiny_hf[0]), device=DEVICE, dtype="float32", speculative=spec)
     llm.model.use_kernels(reference)
     expected = [o.token_ids for o in llm.generate(prompts, params)]
@@ -147,3 +151,21 @@ def test_tree_mask_bits_pack_the_ancestor_relation():
     bits = tree.bits[0].long() & 0xFFFFFFFF
     unpacked = torch.stack([(bits[:, j // 32] >> (j % 32)) & 1 for j in range(70)], dim=1).bool()
     assert torch.equal(unpacked, tree.ancestors[0])
+
+
+def test_keep_path_kernel_matches_the_reference():
+    from gorgon.config import ModelConfig
+    from gorgon.kv_cache import KVCache
+
+    cfg = ModelConfig(vocab_size=8, hidden_size=8, intermediate_size=8, num_layers=3, num_heads=4, num_kv_heads=2,
+                      head_dim=8)  # fmt: skip
+    caches = [KVCache(cfg, 4, 40, torch.device(DEVICE), torch.float32) for _ in range(2)]
+    caches[0].data.copy_(torch.randn_like(caches[0].data))
+    caches[1].data.copy_(caches[0].data)
+    committed = torch.tensor([3, 10, 0, 20], device=DEVICE)
+    # row 0: nodes 2, 3, 4 in a row (each source the next destination); row 1: nothing; row 3: all of a chain
+    path = torch.tensor([[2, 3, 4, 0], [1, 0, 0, 0], [1, 5, 6, 9], [1, 2, 3, 4]], device=DEVICE)
+    accepted = torch.tensor([3, 0, 4, 4], device=DEVICE)
+    caches[0].keep_path(committed, path, accepted)  # reference
+    caches[1].keep_path(committed, path, accepted, triton_ops)
+    torch.testing.assert_close(caches[1].data, caches[0].data, rtol=0, atol=0)

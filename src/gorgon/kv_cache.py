@@ -40,16 +40,13 @@ class KVCache:
         rows = slice(None) if batch is None else slice(0, batch)
         return self.data[0, index, rows], self.data[1, index, rows]
 
-    def keep_path(self, committed: torch.Tensor, path: torch.Tensor, n_accepted: torch.Tensor) -> None:
+    def keep_path(
+        self, committed: torch.Tensor, path: torch.Tensor, n_accepted: torch.Tensor, ops=None
+    ) -> None:
         """After verifying a tree written at slots committed .. committed + N - 1 (rows 0..B-1), move the
         accepted nodes' keys and values (tree indices path [B, D], the first n_accepted [B] of them) to
-        slots committed + 1, committed + 2, ...: one gather and one scatter over all layers at once.
-        The root stays at slot `committed`; whatever lies beyond is overwritten by the next step."""
-        b, d = path.shape
-        if d == 0:
-            return
-        rows = torch.arange(b, device=path.device)[:, None].expand(b, d)
-        dst = committed[:, None] + 1 + torch.arange(d, device=path.device)[None, :]
-        keep = torch.arange(d, device=path.device)[None, :] < n_accepted[:, None]
-        src = torch.where(keep, committed[:, None] + path, dst)  # past the path: copy a slot onto itself
-        self.data[:, :, rows, dst] = self.data[:, :, rows, src]
+        slots committed + 1, committed + 2, ...; the root stays at slot `committed`, and whatever lies
+        beyond is overwritten by the next step. `ops`: the kernel backend (default: the reference)."""
+        from gorgon.kernels import reference
+
+        (ops or reference).keep_path(self.data, committed, path, n_accepted)

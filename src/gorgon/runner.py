@@ -294,7 +294,7 @@ class ModelRunner:
             acc = verify(
                 tree, logits, buf.sampling, buf.sampling.mode, committed, self.ops.argmax, self.typical
             )
-            cache.keep_path(committed, acc.path, acc.n_accepted)
+            cache.keep_path(committed, acc.path, acc.n_accepted, self.ops)
             drafter.update(state, tree, acc, out)
             emitted = acc.emitted(tree)
             cols = (committed[:, None] + 1 + emit_cols[None, :]).clamp(max=buf.history.shape[1] - 1)

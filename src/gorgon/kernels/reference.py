@@ -72,3 +72,18 @@ def attend(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, meta: 
     """Attention of q [B, T, Hq, D] over the first meta.kv_len slots of the cache rows, as meta allows."""
     n = meta.kv_len
     return attention(q, cache_k[:, :n], cache_v[:, :n], meta.dense_mask(), scale)
+
+
+def keep_path(
+    data: torch.Tensor, committed: torch.Tensor, path: torch.Tensor, n_accepted: torch.Tensor
+) -> None:
+    """Move accepted tree nodes' keys and values into place in the cache tensor data [2, L, B', S, H, D]
+    (see KVCache.keep_path): one gather and one scatter over all layers at once."""
+    b, d = path.shape
+    if d == 0:
+        return
+    rows = torch.arange(b, device=path.device)[:, None].expand(b, d)
+    dst = committed[:, None] + 1 + torch.arange(d, device=path.device)[None, :]
+    keep = torch.arange(d, device=path.device)[None, :] < n_accepted[:, None]
+    src = torch.where(keep, committed[:, None] + path, dst)  # past the path: copy a slot onto itself
+    data[:, :, rows, dst] = data[:, :, rows, src]

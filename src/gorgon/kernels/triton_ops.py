@@ -280,3 +280,43 @@ def attend(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, meta: 
     if meta.causal and q.shape[1] == 1:
         return decode_attention(q, cache_k, cache_v, meta.positions, meta.kv_len, scale)
     return reference.attend(q, cache_k, cache_v, meta, scale)
+
+
+@triton.jit
+def _keep_path_kernel(DATA, COMMITTED, PATH, NACC, B, DEPTH, plane_stride, row_stride, slot_stride, WIDTH,
+                      BLOCK: tl.constexpr):  # fmt: skip
+    pid = tl.program_id(0)  # one (key-or-value, layer) plane of one row
+    base = DATA + (pid // B) * plane_stride + (pid % B) * row_stride
+    b = pid % B
+    committed = tl.load(COMMITTED + b)
+    accepted = tl.load(NACC + b)
+    offs = tl.arange(0, BLOCK)
+    # In path order: a node's source slot (committed + its index >= committed + 1 + its depth) lies at or
+    # past every destination written before it, so nothing is read after being overwritten.
+    for j in range(0, DEPTH):
+        if j < accepted:
+            src = base + (committed + tl.load(PATH + b * DEPTH + j)) * slot_stride
+            dst = base + (committed + 1 + j) * slot_stride
+            for w0 in range(0, WIDTH, BLOCK):
+                inside = w0 + offs < WIDTH
+                tl.store(dst + w0 + offs, tl.load(src + w0 + offs, mask=inside), mask=inside)
+
+
+def keep_path(
+    data: torch.Tensor, committed: torch.Tensor, path: torch.Tensor, n_accepted: torch.Tensor
+) -> None:
+    """The reference's keep_path as one kernel: a program per (plane, row) copies its accepted slots."""
+    b, depth = path.shape
+    if depth == 0:
+        return
+    assert (
+        data.stride(-1) == 1
+        and data.stride(-2) == data.shape[-1]
+        and data.stride(0) == data.shape[1] * data.stride(1)
+    )
+    width = data.shape[-1] * data.shape[-2]
+    planes = data.shape[0] * data.shape[1]
+    _keep_path_kernel[(planes * b,)](
+        data, committed, path.contiguous(), n_accepted, b, depth, data.stride(1), data.stride(2), data.stride(3),
+        width, BLOCK=min(1024, triton.next_power_of_2(width)),
+    )  # fmt: skip
