@@ -15,7 +15,7 @@ if [ "${TESTS:-1}" = 1 ]; then
   python3 -m pytest -q ${TEST_FILES:-tests/test_gpu.py tests/test_triton_ops.py} -p no:cacheprovider 2>&1 | tail -40 | tee "$OUT/gpu_tests.log"
 fi
 if [ "${STEP:-1}" = 1 ]; then
-  python3 -m gorgon.bench.step --kernels ${KERNELS:-triton,torch} --out "$OUT/step.jsonl" 2>&1 | grep -v '"top"' | tee "$OUT/step.log"
+  python3 -m gorgon.bench.step --kernels ${KERNELS:-triton,reference} --out "$OUT/step.jsonl" 2>&1 | grep -v '"top"' | tee "$OUT/step.log"
 fi
 if [ -n "${PROBE:-}" ]; then python3 -m gorgon.bench.gemv_probe 2>&1 | tee "$OUT/gemv_probe.log"; fi
 if [ "${PLAIN:-1}" = 1 ]; then

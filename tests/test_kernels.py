@@ -65,3 +65,31 @@ def test_numpy_fallback_matches_linear():
     expected = lin(x)
     host_blas.transpose_storage(lin)
     torch.testing.assert_close(host_blas.numpy_linear(x, lin.weight, lin.bias), expected)
+
+
+def test_registry_picks_and_forces_backends(monkeypatch):
+    from gorgon.errors import GorgonError
+    from gorgon.kernels.registry import choose
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("GORGON_ATTENTION", raising=False)
+    monkeypatch.delenv("GORGON_KERNELS", raising=False)
+    assert choose(cpu)[0] == "reference"
+    monkeypatch.setenv("GORGON_ATTENTION", "triton")
+    with pytest.raises(GorgonError, match="needs a CUDA device"):
+        choose(cpu)
+    monkeypatch.setenv("GORGON_ATTENTION", "cuda")
+    with pytest.raises(GorgonError, match="not built yet"):
+        choose(cpu)
+    monkeypatch.setenv("GORGON_ATTENTION", "magic")
+    with pytest.raises(GorgonError, match="not a backend"):
+        choose(cpu)
+    monkeypatch.setenv("GORGON_ATTENTION", "reference")
+    assert choose(cpu)[0] == "reference"
+
+
+def test_backend_in_stats(tiny_llm):
+    from gorgon import SamplingParams
+
+    out = tiny_llm.generate("hi", SamplingParams(max_tokens=2, temperature=0.0))[0]
+    assert out.stats["backend"] == "reference"

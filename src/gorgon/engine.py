@@ -235,7 +235,9 @@ class Engine:
                     continue
                 yield s.append(tokens, depth)
                 if s.finished:
-                    yield s.result()
+                    result = s.result()
+                    result.stats["backend"] = runner.kernels
+                    yield result
             if all(s.finished for s in seqs):
                 break
             pending = nxt if ahead else launch()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gorgon.kernels import backend_name
 from gorgon.kernels.attention import TreeMask
 from gorgon.kernels.host_blas import single_torch_thread
 from gorgon.kv_cache import KVCache
@@ -94,7 +95,7 @@ class ModelRunner:
         self.device, self.dtype = weight.device, weight.dtype
         self.use_graphs = cuda_graphs and self.device.type == "cuda"
         self.ops = model.use_kernels()
-        self.kernels = self.ops.__name__.rsplit(".", 1)[-1]
+        self.kernels = backend_name(self.ops)
         self.host_blas = host_blas and self.device.type == "cpu" and self.dtype == torch.float32
         if self.host_blas:
             model.use_host_blas()

@@ -75,13 +75,15 @@ def main(argv: list[str] | None = None) -> None:
     # 100 + 1 + 5 * 25 positions stay under the first 256-slot bucket: no capture inside the timing
     p.add_argument("--prompt", type=int, default=100)
     p.add_argument("--out", default=None, help="append JSON lines here")
-    p.add_argument("--kernels", default="triton,torch", help="backends to compare (GORGON_KERNELS values)")
+    p.add_argument(
+        "--kernels", default="triton,reference", help="backends to compare (GORGON_ATTENTION values)"
+    )
     args = p.parse_args(argv)
     rows = []
     for name in args.shapes.split(","):
         model = random_model(shape(name), torch.device("cuda"), torch.bfloat16)
         for batch, backend in [(int(b), k) for b in args.batches.split(",") for k in args.kernels.split(",")]:
-            os.environ["GORGON_KERNELS"] = backend
+            os.environ["GORGON_ATTENTION"] = backend
             row = {"shape": name, "batch": batch, "prompt": args.prompt, "kernels_backend": None}
             for graphs in (True, False):
                 runner = ModelRunner(model, cuda_graphs=graphs)
