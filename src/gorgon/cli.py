@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--depth", type=int, default=5, help="eagle drafting")
     train.add_argument("--total-tokens", type=int, default=32, help="eagle drafting")
 
+    bench = sub.add_parser("bench", help="benchmarks: plain, spec, step, kernels (see --help of each)")
+    bench.add_argument("suite", choices=["plain", "spec", "step", "kernels"])
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the suite")
+
     heads = sub.add_parser("heads", help="print each draft head's top guesses after PROMPT")
     heads.add_argument("prompt")
     heads.add_argument("--kind", choices=["medusa", "eagle"], default="medusa")
@@ -275,11 +279,18 @@ def cmd_heads(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    importlib.import_module(f"gorgon.bench.{args.suite}").main(args.args)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"generate": cmd_generate, "info": cmd_info, "distill": cmd_distill, "train": cmd_train,
-                    "heads": cmd_heads}  # fmt: skip
+                    "heads": cmd_heads, "bench": cmd_bench}  # fmt: skip
         return commands[args.command](args)
     except GorgonError as e:
         print(f"gorgon: error: {e}", file=sys.stderr)

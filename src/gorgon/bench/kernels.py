@@ -1,0 +1,145 @@
+"""Tree-attention microbenchmarks on the GPU: each backend against SDPA with a dense mask.
+
+    python -m gorgon.bench.kernels [--quick]      (gorgon bench kernels)
+
+For the heads of SmolLM2-135M (9 query, 3 KV, dim 64) and Llama-3-8B (32, 8, 128), batch 1 and 8, tree
+sizes N in {1, 16, 64, 128} over P in {512, 2048, 8192} committed tokens (bf16, random full top-4
+trees): milliseconds per call inside a CUDA graph (median), for Gorgon's Triton kernel, PyTorch SDPA with
+a dense boolean mask, and FlexAttention with a tree mask_mod where it runs; and the memory floor, the K/V
+bytes read over the measured copy bandwidth. Rows go to OUT/benchmark.jsonl (one JSON object per row,
+with backend, n, p, batch, q_heads, kv_heads, head_dim, dtype, ms, speedup_vs_sdpa) and a table to
+OUT/kernels.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from gorgon.bench.timing import copy_bandwidth, machine
+from gorgon.kernels import TreeMask
+from gorgon.spec.tree import ancestor_matrix
+
+HEADS = {"smollm2-135m": (9, 3, 64), "llama-3-8b": (32, 8, 128)}
+
+
+def _case(batch: int, n: int, p: int, hq: int, hkv: int, d: int, dtype: torch.dtype):
+    dev = torch.device("cuda")
+    parents = torch.tensor([0] + [(i - 1) // 4 for i in range(1, n)], device=dev).expand(batch, -1)
+    tree = TreeMask(torch.full((batch,), p, device=dev), ancestor_matrix(parents))
+    q = torch.randn(batch, n, hq, d, device=dev, dtype=dtype)
+    k = torch.randn(batch, p + n, hkv, d, device=dev, dtype=dtype)
+    v = torch.randn(batch, p + n, hkv, d, device=dev, dtype=dtype)
+    return q, k, v, tree
+
+
+def _time(fn) -> float:
+    from triton.testing import do_bench_cudagraph
+
+    return do_bench_cudagraph(fn, rep=50, return_mode="median")
+
+
+def _flex(q, k, v, tree: TreeMask, scale: float):
+    """A FlexAttention callable for the tree, or None where it does not run here."""
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+        committed, anc = tree.committed, tree.ancestors
+        n = anc.shape[1]
+
+        def mask_mod(b, h, q_idx, kv_idx):
+            rel = kv_idx - committed[b]
+            in_tree = (rel >= 0) & (rel < n)
+            return (rel < 0) | (in_tree & anc[b, q_idx, rel.clamp(0, n - 1)])
+
+        block = create_block_mask(mask_mod, q.shape[0], None, q.shape[1], k.shape[1], device="cuda")
+        compiled = torch.compile(flex_attention)
+        qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        run = lambda: compiled(qt, kt, vt, block_mask=block, scale=scale, enable_gqa=True)
+        run()
+        return run
+    except Exception:
+        return None
+
+
+def measure(batch: int, n: int, p: int, hq: int, hkv: int, d: int) -> dict[str, float]:
+    """Milliseconds per call of each backend for one case (bf16, a full top-4 tree)."""
+    from gorgon.kernels.tree_attention import tree_attention
+
+    q, k, v, tree = _case(batch, n, p, hq, hkv, d, torch.bfloat16)
+    scale, kv_len = d**-0.5, p + n
+    mask = tree.dense(kv_len)[:, None]
+    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    def sdpa():
+        return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, scale=scale, enable_gqa=True)
+
+    def triton_tree():
+        return tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale)
+
+    times = {"sdpa_dense_mask": _time(sdpa), "triton": _time(triton_tree)}
+    flex = _flex(q, k, v, tree, scale)
+    if flex is not None:
+        times["flex_attention"] = _time(flex)
+    return times
+
+
+def bench(quick: bool = False) -> list[dict]:
+    bandwidth = copy_bandwidth("cuda")
+    rows = []
+    sizes = [(1, 16, 512), (1, 64, 2048), (1, 64, 8192)]
+    if not quick:
+        sizes = [(b, n, p) for b in (1, 8) for n in (1, 16, 64, 128) for p in (512, 2048, 8192)]
+    for shape, (hq, hkv, d) in HEADS.items():
+        for batch, n, p in sizes:
+            times = measure(batch, n, p, hq, hkv, d)
+            floor_ms = 2 * batch * (p + n) * hkv * d * 2 / bandwidth * 1e3  # K and V, bf16, read once
+            for backend, ms in times.items():
+                case = {
+                    "shape": shape,
+                    "n": n,
+                    "p": p,
+                    "batch": batch,
+                    "q_heads": hq,
+                    "kv_heads": hkv,
+                    "head_dim": d,
+                }
+                speed = {"ms": ms, "speedup_vs_sdpa": times["sdpa_dense_mask"] / ms, "floor_ms": floor_ms,
+                         "x_floor": ms / floor_ms}  # fmt: skip
+                kind = {"kind": "kernel", "op": "tree_attention", "backend": backend, "dtype": "bfloat16"}
+                rows.append({**kind, **case, **speed})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="reports")
+    p.add_argument("--quick", action="store_true", help="three cases per head shape")
+    args = p.parse_args(argv)
+    rows = bench(args.quick)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    info = machine()
+    with open(out / "benchmark.jsonl", "a") as f:
+        for r in rows:
+            f.write(json.dumps({**r, "time": now, "gpu": info.get("gpu")}) + "\n")
+    head = "| shape | batch | N | P | backend | ms | speedup vs SDPA | x memory floor |"
+    lines = [f"## Tree attention kernels ({now}, {info.get('gpu')})", "", head, "|---" * 8 + "|"]
+    for r in rows:
+        speed = [f"{r['ms']:.4f}", f"{r['speedup_vs_sdpa']:.2f}x", f"{r['x_floor']:.2f}"]
+        cells = [r["shape"], r["batch"], r["n"], r["p"], r["backend"], *speed]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    with open(out / "kernels.md", "a") as f:
+        f.write("\n".join(lines) + "\n\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
