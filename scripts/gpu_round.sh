@@ -2,7 +2,7 @@
 # One GPU round in one call: environment, GPU tests, then the benchmarks asked for, tables under $OUT.
 # Expects PYTHONPATH and GORGON_MODEL set as the README's GPU notes say.
 #   STEP=1 (decode-step timings), PROBE=1 (GEMV probe), PLAIN=1 (plain vs transformers), SPEC=1 (drafters,
-#   verify cost); TESTS=0 skips the tests. Default: tests, step, plain.
+#   verify cost), KBENCH=1 (tree-attention kernels); TESTS=0 skips the tests. Default: tests, step, plain.
 set -uo pipefail
 OUT=${OUT:-/tmp/gorgon-out}
 mkdir -p "$OUT"
@@ -17,6 +17,7 @@ fi
 if [ "${STEP:-1}" = 1 ]; then
   python3 -m gorgon.bench.step --kernels ${KERNELS:-triton,reference} --out "$OUT/step.jsonl" 2>&1 | grep -v '"top"' | tee "$OUT/step.log"
 fi
+if [ -n "${KBENCH:-}" ]; then python3 -m gorgon.bench.kernels --out "$OUT" ${KBENCH_QUICK:+--quick} 2>&1 | tail -60 | tee "$OUT/kernels.log"; fi
 if [ -n "${PROBE:-}" ]; then python3 -m gorgon.bench.gemv_probe 2>&1 | tee "$OUT/gemv_probe.log"; fi
 if [ "${PLAIN:-1}" = 1 ]; then
   python3 -m gorgon.bench.plain --device cuda --out "$OUT" 2>&1 | grep -v "it/s]" | tee "$OUT/plain.log"
