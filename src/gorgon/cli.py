@@ -118,9 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--depth", type=int, default=5, help="eagle drafting")
     train.add_argument("--total-tokens", type=int, default=32, help="eagle drafting")
 
-    bench = sub.add_parser("bench", help="benchmarks: plain, spec, step, kernels (see --help of each)")
-    bench.add_argument("suite", choices=["plain", "spec", "step", "kernels"])
-    bench.add_argument("args", nargs=argparse.REMAINDER, help="options of the suite")
+    suites = "plain, spec, step, kernels, cost"
+    bench = sub.add_parser("bench", add_help=False,
+                           help=f"methods x prompts (gorgon bench --help), or a suite: {suites}")  # fmt: skip
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="the suite's options")
 
     heads = sub.add_parser("heads", help="print each draft head's top guesses after PROMPT")
     heads.add_argument("prompt")
@@ -282,11 +283,22 @@ def cmd_heads(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
-    importlib.import_module(f"gorgon.bench.{args.suite}").main(args.args)
+    suites = ("plain", "spec", "step", "kernels", "cost")
+    if args.args and args.args[0] in suites:
+        importlib.import_module(f"gorgon.bench.{args.args[0]}").main(args.args[1:])
+    else:
+        importlib.import_module("gorgon.bench.harness").main(args.args)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # the suites parse their own options (argparse cannot pass "--x" through)
+        try:
+            return cmd_bench(argparse.Namespace(args=argv[1:]))
+        except GorgonError as e:
+            print(f"gorgon: error: {e}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     try:
         commands = {"generate": cmd_generate, "info": cmd_info, "distill": cmd_distill, "train": cmd_train,

@@ -44,7 +44,10 @@ def copy_bandwidth(device: torch.device | str, nbytes: int = 1 << 30) -> float:
 
 
 def machine() -> dict[str, str]:
+    from gorgon import __version__
+
     info = {
+        "gorgon": __version__,
         "cpu": _cpu_name(),
         "python": platform.python_version(),
         "torch": torch.__version__,
