@@ -88,10 +88,11 @@ def test_each_backend_gives_the_reference_output(default_path, monkeypatch):
     params = SamplingParams(max_tokens=48, temperature=0.0)
     spec = SpecConfig("ngram", num_speculative_tokens=4, num_branches=2)
     outputs = {}
-    for backend in ("reference", "triton"):
+    for backend in ("reference", "triton", "cuda"):
         monkeypatch.setenv("GORGON_ATTENTION", backend)
         llm = LLM(model=str(default_path), device="cuda", dtype="float32", speculative=spec)
         outs = llm.generate(PROMPTS, params)
         assert {o.stats["backend"] for o in outs} == {backend}
         outputs[backend] = [o.token_ids for o in outs]
     assert outputs["triton"] == outputs["reference"]
+    assert outputs["cuda"] == outputs["reference"]

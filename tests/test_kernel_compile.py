@@ -86,3 +86,30 @@ def test_every_kernel_compiles_for_sm90():
                           cwd=os.path.dirname(__file__), env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("compiled") == len(CASES)
+
+
+def test_cuda_kernels_compile_for_sm90():
+    """The CUDA C++ kernels (no torch headers in the .cu file) compile with nvcc for sm_90."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import pytest
+
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc is not installed here")
+    source = Path(to.__file__).parent / "cuda" / "tree_attention.cu"
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            nvcc,
+            "-std=c++17",
+            "-O1",
+            "-gencode=arch=compute_90,code=sm_90",
+            "-c",
+            str(source),
+            "-o",
+            f"{tmp}/k.o",
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     info = machine()
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"## Cost model: {args.shape} shape, random bf16 weights ({now}, {info.get('gpu')})",
+        f"## Cost model: {args.shape} shape, random bf16 weights, {costs['backend']} kernels "
+        f"({now}, {info.get('gpu')})",
         "",
         "| tree tokens | " + " | ".join(map(str, SIZES)) + " |",
         "|---" * (len(SIZES) + 1) + "|",

@@ -83,6 +83,12 @@ def measure(batch: int, n: int, p: int, hq: int, hkv: int, d: int) -> dict[str, 
         return tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale)
 
     times = {"sdpa_dense_mask": _time(sdpa), "triton": _time(triton_tree)}
+    from gorgon.kernels import cuda_ops
+
+    if cuda_ops.buildable():
+        cuda_ops.extension()  # built (or loaded from the cache) before any timing or graph capture
+        cuda_tree = lambda: cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale)
+        times["cuda"] = _time(cuda_tree)
     flex = _flex(q, k, v, tree, scale)
     if flex is not None:
         times["flex_attention"] = _time(flex)

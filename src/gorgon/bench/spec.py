@@ -109,11 +109,12 @@ def _row(
 def verify_cost(shape_name: str, sizes: list[int], device: torch.device) -> dict:
     """Milliseconds of one graphed target forward over a tree of N tokens (random parents, after a 512-token
     context), and of one graphed plain decode step, for a model of the named shape with random weights."""
+    from gorgon.kernels import TreeMask
     from gorgon.kv_cache import KVCache
     from gorgon.model.shapes import random_model, shape
     from gorgon.runner import ModelRunner
     from gorgon.sampling import SamplingTensors
-    from gorgon.spec.tree import ancestor_matrix, tree_mask
+    from gorgon.spec.tree import ancestor_matrix
 
     model = random_model(shape(shape_name), device, torch.bfloat16)
     runner = ModelRunner(model)
@@ -142,18 +143,19 @@ def verify_cost(shape_name: str, sizes: list[int], device: torch.device) -> dict
 
     plain = step_ms(runner._decode_fn(runner.buffers[1], 768))
     cache = KVCache(model.config, 1, context + 256, device, torch.bfloat16)
-    out = {"shape": shape_name, "plain_step_ms": plain, "tree_ms": {}}
+    out = {"shape": shape_name, "plain_step_ms": plain, "tree_ms": {}, "backend": runner.kernels}
     for n in sizes:
         parents = torch.tensor([[0] + [int(torch.randint(0, i, ())) for i in range(1, n)]], device=device)
         anc = ancestor_matrix(parents)
         depths = anc.sum(-1) - 1
         committed = torch.tensor([context], device=device)
-        mask = tree_mask(anc, committed, context + 256)
+        tree = TreeMask(committed, anc)  # the registry's tree-attention kernel, as the engine runs it
         tokens = torch.randint(0, model.config.vocab_size, (1, n), device=device)
         slots = committed[:, None] + torch.arange(n, device=device)[None]
 
-        def forward(tokens=tokens, depths=depths, slots=slots, mask=mask, committed=committed, model=model):
-            hidden = model(tokens, committed[:, None] + depths, cache, slots=slots, mask=mask).hidden
+        def forward(tokens=tokens, depths=depths, slots=slots, tree=tree, kv_len=context + n):
+            positions = tree.committed[:, None] + depths
+            hidden = model(tokens, positions, cache, slots=slots, kv_len=kv_len, tree=tree).hidden
             model.logits(hidden)
 
         with torch.inference_mode():

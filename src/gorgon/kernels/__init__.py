@@ -1,8 +1,8 @@
 """The model's fused operations and their backends.
 
 `reference` is plain PyTorch (the definition of correct, and what runs on the CPU); `triton_ops` has the
-same functions as Triton kernels for CUDA. `registry.choose(device)` picks one; GORGON_ATTENTION=
-reference|triton forces a choice.
+same functions as Triton kernels for CUDA; `cuda_ops` has tree attention and KV compaction in CUDA C++.
+`registry.choose(device)` picks one; GORGON_ATTENTION=reference|triton|cuda forces a choice.
 """
 
 from __future__ import annotations

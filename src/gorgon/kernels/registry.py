@@ -35,28 +35,48 @@ def _triton_ok(device: torch.device) -> bool:
     return device.type == "cuda" and importlib.util.find_spec("triton") is not None
 
 
+def _cuda_ok(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    from gorgon.kernels.cuda_ops import buildable
+
+    return buildable()
+
+
 BACKENDS = [
+    Backend(
+        "cuda",
+        10,
+        "gorgon.kernels.cuda_ops",
+        _cuda_ok,
+        "needs a CUDA device, a CUDA build of torch, nvcc and ninja",
+    ),
     Backend("triton", 20, "gorgon.kernels.triton_ops", _triton_ok, "needs a CUDA device and Triton"),
     Backend("reference", 0, "gorgon.kernels.reference", lambda device: True, ""),
 ]
-# A CUDA C++ backend (issue 5) slots in here at priority 30 once it exists; asking for it is an error
-# until then rather than a silent fallback.
-PLANNED = {"cuda": "the CUDA C++ backend is not built yet (use triton or reference)"}
+# cuda ranks below triton: it compiles for about a minute on first use, and only tree attention and KV
+# compaction are its own (the rest is Triton's); GORGON_ATTENTION=cuda selects it.
+PLANNED: dict[str, str] = {}
 
 
 def choose(device: torch.device) -> tuple[str, ModuleType]:
     """(name, module) of the backend to run on `device`: the forced one, or the best available."""
+    name, module = _choose(device)
+    if hasattr(module, "extension"):
+        module.extension()  # compiled now, not inside the first CUDA-graph capture
+    return name, module
+
+
+def _choose(device: torch.device) -> tuple[str, ModuleType]:
     forced = os.environ.get(ENV) or os.environ.get("GORGON_KERNELS")  # the older name still works
     if forced in (None, "", "auto"):
         best = max((b for b in BACKENDS if b.available(device)), key=lambda b: b.priority)
         return best.name, importlib.import_module(best.module)
     if forced == "torch":
         forced = "reference"
-    if forced in PLANNED:
-        raise GorgonError(f"{ENV}={forced}: {PLANNED[forced]}")
     match = [b for b in BACKENDS if b.name == forced]
     if not match:
-        known = ", ".join([b.name for b in BACKENDS] + list(PLANNED))
+        known = ", ".join(b.name for b in BACKENDS)
         raise GorgonError(f"{ENV}={forced!r} is not a backend (known: {known}, or auto)")
     if not match[0].available(device):
         raise GorgonError(f"{ENV}={forced}: {match[0].why_not}")

@@ -1,0 +1,90 @@
+// Torch binding of the CUDA kernels in tree_attention.cu: shape checks, strides, the current stream.
+#include <ATen/cuda/CUDAContext.h>
+#include <torch/extension.h>
+
+#include <cuda_runtime.h>
+
+namespace gorgon {
+struct TreeAttentionArgs {
+  const void* q;
+  const void* k;
+  const void* v;
+  const int64_t* committed;
+  const int32_t* bits;
+  float* m_out;
+  float* l_out;
+  float* acc_out;
+  void* out;
+  float scale;
+  int n, hkv, group, nsplit, split;
+  int64_t sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh;
+};
+cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, cudaStream_t stream);
+cudaError_t tree_attention_exact(TreeAttentionArgs a, int batch, int d, int dtype, cudaStream_t stream);
+cudaError_t keep_path(void* data, int elem_size, const int64_t* committed, const int64_t* path,
+                      const int64_t* n_acc, int rows, int depth, int planes, int64_t plane_stride,
+                      int64_t row_stride, int64_t slot_stride, int64_t width, cudaStream_t stream);
+}  // namespace gorgon
+
+static int dtype_code(const torch::Tensor& t) {
+  if (t.scalar_type() == torch::kFloat32) return 0;
+  if (t.scalar_type() == torch::kFloat16) return 1;
+  if (t.scalar_type() == torch::kBFloat16) return 2;
+  TORCH_CHECK(false, "tree attention: unsupported dtype ", t.scalar_type());
+}
+
+// q [B, N, Hq, D]; cache_k/v [B, S, Hkv, D]; committed [B] int64; bits [B, N, W] int32; out like q.
+// fast: the tensor-core kernel with `nsplit` blocks per row block of `split` committed slots each (nsplit 1:
+// one block does all); m/l [parts], acc [parts, D] float32 scratch when nsplit > 1.
+void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor committed,
+                    torch::Tensor bits, torch::Tensor out, torch::Tensor m, torch::Tensor l, torch::Tensor acc,
+                    double scale, int64_t nsplit, int64_t split, bool fast) {
+  TORCH_CHECK(q.is_cuda() && q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "tree attention: bad inputs");
+  TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && out.stride(3) == 1,
+              "tree attention: head_dim must be contiguous");
+  TORCH_CHECK(committed.scalar_type() == torch::kInt64 && bits.scalar_type() == torch::kInt32,
+              "tree attention: committed int64, bits int32");
+  gorgon::TreeAttentionArgs a;
+  a.q = q.data_ptr();
+  a.k = k.data_ptr();
+  a.v = v.data_ptr();
+  a.committed = committed.data_ptr<int64_t>();
+  a.bits = bits.data_ptr<int32_t>();
+  a.m_out = m.data_ptr<float>();
+  a.l_out = l.data_ptr<float>();
+  a.acc_out = acc.data_ptr<float>();
+  a.out = out.data_ptr();
+  a.scale = (float)scale;
+  a.n = (int)q.size(1);
+  a.hkv = (int)k.size(2);
+  a.group = (int)(q.size(2) / k.size(2));
+  a.nsplit = (int)nsplit;
+  a.split = (int)split;
+  a.sqb = q.stride(0), a.sqn = q.stride(1), a.sqh = q.stride(2);
+  a.skb = k.stride(0), a.sks = k.stride(1), a.skh = k.stride(2);
+  a.svb = v.stride(0), a.svs = v.stride(1), a.svh = v.stride(2);
+  a.sbb = bits.stride(0), a.sbn = bits.stride(1);
+  a.sob = out.stride(0), a.son = out.stride(1), a.soh = out.stride(2);
+  const int batch = (int)q.size(0), d = (int)q.size(3);
+  auto stream = at::cuda::getCurrentCUDAStream().stream();
+  cudaError_t err = fast ? gorgon::tree_attention_fast(a, batch, d, dtype_code(q), stream)
+                         : gorgon::tree_attention_exact(a, batch, d, dtype_code(q), stream);
+  TORCH_CHECK(err == cudaSuccess, "tree attention launch: ", cudaGetErrorString(err));
+}
+
+// data [2, L, B, S, ...] with contiguous trailing dims; path [B, depth], n_accepted [B], committed [B] int64.
+void keep_path(torch::Tensor data, torch::Tensor committed, torch::Tensor path, torch::Tensor n_accepted) {
+  TORCH_CHECK(data.is_contiguous(), "keep_path: the cache must be contiguous");
+  const int64_t width = data.stride(3);  // elements per slot: the trailing dims, contiguous
+  auto stream = at::cuda::getCurrentCUDAStream().stream();
+  cudaError_t err = gorgon::keep_path(
+      data.data_ptr(), (int)data.element_size(), committed.data_ptr<int64_t>(), path.data_ptr<int64_t>(),
+      n_accepted.data_ptr<int64_t>(), (int)path.size(0), (int)path.size(1), (int)(data.size(0) * data.size(1)),
+      data.stride(1), data.stride(2), data.stride(3), width, stream);
+  TORCH_CHECK(err == cudaSuccess, "keep_path launch: ", cudaGetErrorString(err));
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("tree_attention", &tree_attention, "tree attention (see tree_attention.cu)");
+  m.def("keep_path", &keep_path, "compact accepted KV slots in place");
+}
