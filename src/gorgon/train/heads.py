@@ -67,10 +67,11 @@ def _head_weight(model: Llama) -> torch.Tensor:
     return model.lm_head.weight.detach().float()
 
 
-def _schedule(step: int, total: int, warmup: int) -> float:
+def _schedule(step: int, progress: float, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay over `progress` (0..1 of the run)."""
     if step < warmup:
         return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _train(module, loss_fn, evaluate, model, data: TokenDataset, cfg: TrainConfig, desc: str) -> TrainReport:
@@ -81,7 +82,8 @@ def _train(module, loss_fn, evaluate, model, data: TokenDataset, cfg: TrainConfi
     total = max(1, int(per_epoch * cfg.epochs))
     report = TrainReport()
     step, epoch = 0, 0
-    deadline = time.monotonic() + cfg.max_seconds if cfg.max_seconds else float("inf")
+    start = time.monotonic()
+    deadline = start + cfg.max_seconds if cfg.max_seconds else float("inf")
     # TF32 for the vocabulary-sized products of training (float32 weights, ~10x the speed on an H100)
     tf32 = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -90,8 +92,12 @@ def _train(module, loss_fn, evaluate, model, data: TokenDataset, cfg: TrainConfi
             for batch in batches(train, cfg.tokens_per_batch, cfg.max_len, seed=cfg.seed + epoch):
                 if step >= total or time.monotonic() >= deadline:
                     break
+                # A time limit ends the run like the last epoch would: the decay follows whichever is nearer.
+                progress = (step - cfg.warmup) / max(1, total - cfg.warmup)
+                if cfg.max_seconds:
+                    progress = max(progress, (time.monotonic() - start) / cfg.max_seconds)
                 for group in opt.param_groups:
-                    group["lr"] = cfg.lr * _schedule(step, total, cfg.warmup)
+                    group["lr"] = cfg.lr * _schedule(step, progress, cfg.warmup)
                 loss = loss_fn(batch, target_features(model, batch))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# One GPU session in three calls (each under the 10-minute limit), results under $OUT:
+#   STAGE=train  self-distil and train the default model's heads (into $OUT/heads, copied to /tmp/heads)
+#   STAGE=check  GPU tests (kernels on real shapes, engine), compute-sanitizer memcheck of the CUDA kernels,
+#                tree-attention microbenchmarks, verify cost per backend (Llama-3-8B shape)
+#   STAGE=bench  the full harness: every method x every category against plain and transformers, plus
+#                the end-to-end change per kernel backend; heads from /tmp/heads when present
+# Expects PYTHONPATH and GORGON_MODEL set as the README's GPU notes say.
+set -uo pipefail
+OUT=${OUT:-/tmp/gorgon-out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+log() { echo "[$(date +%T)] $*"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/env.txt" 2>&1
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" >> "$OUT/env.txt"
+
+case "${STAGE:-check}" in
+train)
+  log distill+train
+  OUT="$OUT/heads" DEVICE=cuda SAMPLES=${SAMPLES:-8000} BATCH=256 MAX_TOKENS=256 EPOCHS_MEDUSA=20 EPOCHS_EAGLE=20 \
+    TPB=16384 MEDUSA_SECONDS=${MEDUSA_SECONDS:-100} EAGLE_SECONDS=${EAGLE_SECONDS:-240} NO_BENCH=1 \
+    bash scripts/train_heads.sh 2>&1 | grep -v "it/s]$" | tail -60 | tee "$OUT/train.log"
+  rm -f "$OUT/heads/distill.safetensors"
+  mkdir -p /tmp/heads && cp "$OUT"/heads/medusa.* "$OUT"/heads/eagle.* /tmp/heads/
+  log done
+  ;;
+check)
+  log tests
+  timeout 300 python3 -m pytest -q -x -p no:cacheprovider tests/test_kernels_gpu.py tests/test_gpu.py \
+    tests/test_triton_ops.py 2>&1 | tail -30 | tee "$OUT/gpu_tests.log"
+  log memcheck
+  timeout 120 compute-sanitizer --tool memcheck --print-limit 20 python3 scripts/cuda_smoke.py 2>&1 | tail -15 \
+    | tee "$OUT/memcheck.log"
+  log kernels
+  timeout 200 python3 -m gorgon.bench.kernels --out "$OUT" 2>&1 | grep -v '^{' | tee "$OUT/kernels.log" | tail -5
+  for be in reference triton cuda; do
+    log cost $be
+    GORGON_ATTENTION=$be timeout 60 python3 -m gorgon bench cost --shape llama-3-8b --out "$OUT" 2>&1 | tail -8
+  done
+  log done
+  ;;
+bench)
+  M=/tmp/heads/medusa; E=/tmp/heads/eagle
+  [ -f "$M.json" ] && [ -f "$E.json" ] || { M=; E=; }
+  HEADS_M=${M:+:heads=$M}; HEADS_E=${E:+:heads=$E}
+  log harness
+  timeout 420 python3 -m gorgon bench --device cuda --prompts all --max-tokens 128 --repeats ${REPEATS:-2} \
+    --methods "plain,ngram:k=4,ngram:k=8,draft:layers=15:k=3,medusa$HEADS_M,eagle$HEADS_E,hf,hf-lookup" \
+    --out "$OUT" --no-progress 2>&1 | tail -70 | tee "$OUT/harness.log"
+  for be in reference triton cuda; do
+    log backend $be
+    GORGON_ATTENTION=$be timeout 60 python3 -m gorgon bench --device cuda --prompts summarization,code \
+      --max-tokens 128 --repeats 2 --methods "plain,ngram:k=8,eagle$HEADS_E" --out "$OUT/backends" --no-progress \
+      2>&1 | tail -12
+  done
+  log done
+  ;;
+esac
