@@ -19,14 +19,20 @@ from gorgon.errors import GorgonError
 from gorgon.model.tokenizer import Detokenizer, Tokenizer
 from gorgon.runner import HostFetch, ModelRunner
 from gorgon.sampling import SamplingTensors
+from gorgon.spec.tree import StepTree
 
 
 @dataclass
 class Request:
-    """One prompt, as token ids, and how to continue it."""
+    """One prompt, as token ids, and how to continue it.
+
+    `cancelled` may be set from any thread (a server whose client went away): the request then stops
+    between steps, ending with finish reason "cancelled", and a batch whose requests have all stopped ends.
+    """
 
     prompt_ids: list[int]
     params: SamplingParams
+    cancelled: bool = False
 
 
 @dataclass
@@ -38,6 +44,7 @@ class TokenEvent:
     text: str
     finished: bool = False
     finish_reason: str | None = None
+    tree: StepTree | None = None  # the step's candidate tree, when the runner reads it back (tree_debug)
 
 
 @dataclass
@@ -112,6 +119,9 @@ class Sequence:
             self.end_time = now
         return TokenEvent(self.index, taken, delta, self.finished, self.finish_reason)
 
+    def cancel(self) -> None:
+        self.finish_reason, self.end_time = "cancelled", time.perf_counter()
+
     def _count_step(self, produced: int, taken: int, proposed_depth: int) -> None:
         self.steps += 1
         self.step_tokens += taken
@@ -154,6 +164,9 @@ class Sequence:
             "acceptance_rate_per_position": [
                 a / p if p else 0.0 for a, p in zip(self.accepted, self.proposed)
             ],
+            # the counts behind the rates: steps that drafted each depth, and that accepted it
+            "drafted_per_position": list(self.proposed),
+            "accepted_per_position": list(self.accepted),
         }
         return RequestOutput(self.index, self.req.prompt_ids, self.output, text, self.finish_reason, stats)
 
@@ -225,15 +238,22 @@ class Engine:
             first = unread["prefill"] == 1
             unread["prefill" if first else "steps"] -= 1
             for i, (s, row) in enumerate(zip(seqs, rows)):
+                tree = None
                 if first or runner.drafter is None:
                     tokens, depth = [row], (None if first else 0)
                 else:
                     tokens, depth = row[2 : 2 + row[0]], row[1]
+                    tree = runner.read_tree(row) if runner.tree_debug else None
                 if not first:
                     committed[i] += len(tokens)
                 if s.finished:
                     continue
-                yield s.append(tokens, depth)
+                if s.req.cancelled:
+                    s.cancel()
+                else:
+                    event = s.append(tokens, depth)
+                    event.tree = tree
+                    yield event
                 if s.finished:
                     result = s.result()
                     result.stats["backend"] = runner.kernels

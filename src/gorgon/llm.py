@@ -89,14 +89,19 @@ class LLM:
         tokenizer: Tokenizer,
         cuda_graphs: bool = True,
         speculative: SpecConfig | None = None,
+        tree_debug: bool = False,
     ) -> LLM:
-        """Wrap a model already in memory (random weights of a named shape, say)."""
+        """Wrap a model already in memory (random weights of a named shape, say; or another LLM's model,
+        to decode it another way). tree_debug: stream each speculative step's tree (TokenEvent.tree)."""
         llm = cls.__new__(cls)
-        llm._setup(model, tokenizer, cuda_graphs, speculative)
+        llm._setup(model, tokenizer, cuda_graphs, speculative, tree_debug)
         llm.checkpoint, llm.load_time_s = None, 0.0
         return llm
 
-    def _setup(self, model: Llama, tokenizer: Tokenizer, cuda_graphs: bool, spec: SpecConfig | None) -> None:
+    def _setup(
+        self, model: Llama, tokenizer: Tokenizer, cuda_graphs: bool, spec: SpecConfig | None,
+        tree_debug: bool = False,
+    ) -> None:  # fmt: skip
         self.model, self.tokenizer, self.config = model, tokenizer, model.config
         self.device, self.dtype = model.embed.weight.device, model.embed.weight.dtype
         self.speculative = spec
@@ -104,7 +109,7 @@ class LLM:
         typical = None
         if spec is not None and spec.acceptance == "typical":
             typical = TypicalAcceptance(spec.typical_epsilon, spec.typical_alpha)
-        runner = ModelRunner(model, cuda_graphs=cuda_graphs, drafter=drafter, typical=typical)
+        runner = ModelRunner(model, cuda_graphs, drafter=drafter, typical=typical, tree_debug=tree_debug)
         self.engine = Engine(runner, tokenizer)
 
     # ------------------------------------------------------------------------------- requests

@@ -22,6 +22,7 @@ from gorgon.kv_cache import KVCache
 from gorgon.model.llama import Llama, use_host_blas, use_kernels
 from gorgon.sampling import SamplingTensors, sample
 from gorgon.spec.drafters.base import Drafter, SpecState
+from gorgon.spec.tree import StepTree
 from gorgon.spec.verify import TypicalAcceptance, verify
 
 KV_BLOCK = 256  # cache capacity and attended length are multiples of this
@@ -49,7 +50,7 @@ class BatchBuffers:
     positions: torch.Tensor  # [B, 1] its position (the number of committed tokens)
     out: torch.Tensor  # [B] the token sampled by the last prefill or decode step
     history: torch.Tensor | None = None  # [B, S] every token so far (speculative decoding)
-    spec_out: torch.Tensor | None = None  # [B, 2 + D + 1]: emitted count, drafted depth, tokens
+    spec_out: torch.Tensor | None = None  # [B, 2 + D + 1 (+ 3N + D)]: see ModelRunner.spec_step
 
 
 @dataclass
@@ -86,11 +87,13 @@ class ModelRunner:
         host_blas: bool = True,
         drafter: Drafter | None = None,
         typical: TypicalAcceptance | None = None,
+        tree_debug: bool = False,
     ):
         """drafter: proposes trees for speculative steps (None: plain decoding only); typical: verify with
-        Medusa's (lossy) typical acceptance instead of lossless speculative sampling."""
+        Medusa's (lossy) typical acceptance instead of lossless speculative sampling; tree_debug: each
+        speculative step also reads back its candidate tree and accepted path (see `read_tree`)."""
         self.model = model
-        self.drafter, self.typical = drafter, typical
+        self.drafter, self.typical, self.tree_debug = drafter, typical, tree_debug
         weight = model.embed.weight
         self.device, self.dtype = weight.device, weight.dtype
         self.use_graphs = cuda_graphs and self.device.type == "cuda"
@@ -182,7 +185,9 @@ class ModelRunner:
         largest committed length is at most `max_committed`.
 
         Returns the static buffer [B, 2 + D + 1]: per row the number of tokens emitted (accepted drafts
-        plus the bonus token), the depth the drafter proposed to, then the emitted tokens.
+        plus the bonus token), the depth the drafter proposed to, then the emitted tokens. With
+        tree_debug, each row goes on with the tree (tokens, parents or -1 where invalid, depths: N each)
+        and the accepted path (D node indices): still one small read-back per step.
         """
         buf = self.buffers[batch]
         kv_len = self._kv_len(max_committed + self.drafter.scratch_slots)
@@ -199,6 +204,15 @@ class ModelRunner:
         kv_len = self._kv_len(max_position + 1)
         self._replay(("decode", batch, kv_len, buf.sampling.mode), lambda: self._decode_fn(buf, kv_len))
         return buf.out
+
+    def read_tree(self, row: list[int]) -> StepTree:
+        """The candidate tree and accepted path in one row of a tree_debug spec_step's output."""
+        d, n = self.drafter.max_depth, self.drafter.tree_size
+        start = 3 + d
+        tokens, parents, depths = (row[start + i * n : start + (i + 1) * n] for i in range(3))
+        path = row[start + 3 * n : start + 3 * n + d]
+        n_accepted = row[0] - 1
+        return StepTree(tokens, [-1, *parents[1:]], depths, [0, *path[:n_accepted]], row[2 + n_accepted])
 
     def _kv_len(self, live: int) -> int:
         """Cache slots to attend to when `live` may be in use: bucketed for graphs (few captures), exact
@@ -302,7 +316,11 @@ class ModelRunner:
             keep = emit_cols[None, :] <= acc.n_accepted[:, None]
             buf.history.scatter_(1, cols, torch.where(keep, emitted, torch.gather(buf.history, 1, cols)))
             proposed = (tree.depths * tree.valid).amax(dim=1)
-            buf.spec_out.copy_(torch.cat([(acc.n_accepted + 1)[:, None], proposed[:, None], emitted], dim=1))
+            parts = [(acc.n_accepted + 1)[:, None], proposed[:, None], emitted]
+            if self.tree_debug:
+                parents = torch.where(tree.valid, tree.parents, -1)
+                parts += [tree.tokens, parents, tree.depths, acc.path]
+            buf.spec_out.copy_(torch.cat(parts, dim=1))
             buf.tokens.copy_(acc.bonus[:, None])
             buf.positions.copy_((committed + 1 + acc.n_accepted).clamp(max=limit)[:, None])
 
@@ -329,7 +347,10 @@ class ModelRunner:
             if self.drafter is not None:
                 buf = self.buffers[batch]
                 buf.history = torch.zeros(batch, self.cache.capacity, dtype=torch.int64, device=dev)
-                buf.spec_out = torch.zeros(batch, self.drafter.max_depth + 3, dtype=torch.int64, device=dev)
+                width = self.drafter.max_depth + 3
+                if self.tree_debug:
+                    width += 3 * self.drafter.tree_size + self.drafter.max_depth
+                buf.spec_out = torch.zeros(batch, width, dtype=torch.int64, device=dev)
         return self.buffers[batch]
 
     def _prefill_buffers(self, batch: int, length: int) -> PrefillBuffers:

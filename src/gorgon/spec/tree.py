@@ -116,3 +116,19 @@ class StaticTree:
         parents = torch.tensor(self.parents(), device=device).expand(batch, -1).contiguous()
         depths = torch.tensor(self.depths(), device=device).expand(batch, -1).contiguous()
         return parents, depths, ancestor_matrix(parents)
+
+
+@dataclass
+class StepTree:
+    """One speculative step's candidate tree, read back to the host for display (the server's tree view).
+
+    tokens, parents, depths: per node (node 0 is the root; parents -1 for the root and for nodes that were
+    not real candidates); accepted: the accepted nodes from the root down; bonus: the token the target
+    added after the last of them.
+    """
+
+    tokens: list[int]
+    parents: list[int]
+    depths: list[int]
+    accepted: list[int]
+    bonus: int
