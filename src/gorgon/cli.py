@@ -1,4 +1,4 @@
-"""The `gorgon` command: generate text, describe a model.
+"""The `gorgon` command: generate text, serve it over HTTP, describe a model.
 
 Mistakes a user can make end with one line on stderr and exit status 2, never a traceback.
 """
@@ -45,6 +45,9 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--prompt-lookup-max", type=int, default=4)
     g.add_argument("--acceptance", choices=["lossless", "typical"], default="lossless",
                    help="typical: Medusa's typical acceptance (lossy)")  # fmt: skip
+    g.add_argument("--eagle-top-k", type=int, default=None, help="eagle tree growth (default: the heads')")
+    g.add_argument("--eagle-depth", type=int, default=None)
+    g.add_argument("--eagle-total-tokens", type=int, default=None)
 
 
 def spec_config(args: argparse.Namespace) -> SpecConfig | None:
@@ -61,6 +64,9 @@ def spec_config(args: argparse.Namespace) -> SpecConfig | None:
         draft_layers=args.draft_layers,
         heads=args.heads,
         acceptance=args.acceptance,
+        eagle_top_k=args.eagle_top_k,
+        eagle_depth=args.eagle_depth,
+        eagle_total_tokens=args.eagle_total_tokens,
     )
 
 
@@ -84,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-cuda-graphs", action="store_true", help="run each step eagerly (debugging)")
     gen.add_argument("--json", action="store_true", help="print the statistics as JSON")
     _spec_options(gen)
+
+    srv = sub.add_parser("serve", help="serve the OpenAI API, metrics and the live tree page over HTTP")
+    _model_options(srv)
+    _spec_options(srv)
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--served-model-name", default=None, help="the model id clients use (default: --model)")
+    srv.add_argument("--max-queue", type=int, default=64, help="waiting requests beyond which it answers 503")
+    srv.add_argument("--max-batch", type=int, default=8, help="requests decoded together")
+    srv.add_argument("--max-tokens", type=int, default=256, help="when a request gives no max_tokens")
+    srv.add_argument("--baseline-tokens", type=int, default=32,
+                     help="plain decoding tokens timed at start: the speedup's base (0: none)")  # fmt: skip
 
     info = sub.add_parser("info", help="print a model's configuration and where it was loaded from")
     _model_options(info)
@@ -187,6 +205,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 f"acceptance per position {rates}]",
                 file=sys.stderr,
             )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gorgon.serve.app import ServeConfig, serve
+
+    if args.max_queue < 1 or args.max_batch < 1 or args.max_tokens < 1:
+        raise GorgonError("--max-queue, --max-batch and --max-tokens must be >= 1")
+    config = ServeConfig(model=args.model, device=args.device, dtype=args.dtype, spec=spec_config(args),
+                         served_model_name=args.served_model_name, max_queue=args.max_queue,
+                         max_batch=args.max_batch, baseline_tokens=args.baseline_tokens,
+                         default_max_tokens=args.max_tokens)  # fmt: skip
+    serve(config, args.host, args.port)
     return 0
 
 
@@ -302,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"generate": cmd_generate, "info": cmd_info, "distill": cmd_distill, "train": cmd_train,
-                    "heads": cmd_heads, "bench": cmd_bench}  # fmt: skip
+                    "heads": cmd_heads, "bench": cmd_bench, "serve": cmd_serve}  # fmt: skip
         return commands[args.command](args)
     except GorgonError as e:
         print(f"gorgon: error: {e}", file=sys.stderr)
