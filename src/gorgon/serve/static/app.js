@@ -6,7 +6,6 @@ const $ = (sel) => document.querySelector(sel);
 const SVG = "http://www.w3.org/2000/svg";
 const DX = 78; // px per depth column
 const DY = 26; // px per row
-const ROWS = 6; // rows drawn above and below the accepted path
 const KEEP_STEPS = 300; // older steps are removed from the DOM
 
 let plainSpeed = null;
@@ -36,14 +35,20 @@ class TreeView {
 
   clear() {
     this.svg.replaceChildren();
-    this.cursor = 0; // column of the last committed token drawn
+    this.root = document.createElementNS(SVG, "g"); // shifted down as rows above the path appear
+    this.svg.append(this.root);
+    this.cursor = -1; // column of the last committed token drawn
     this.steps = [];
-    this.resize(4);
+    this.minRow = -2;
+    this.maxRow = 2;
+    this.columns = 4;
+    this.resize();
   }
 
-  resize(columns) {
-    this.svg.setAttribute("width", String((columns + 2) * DX));
-    this.svg.setAttribute("height", String((2 * ROWS + 1) * DY + 8));
+  resize() {
+    this.svg.setAttribute("width", String((this.columns + 1) * DX));
+    this.svg.setAttribute("height", String((this.maxRow - this.minRow + 1) * DY + 8));
+    this.root.setAttribute("transform", `translate(0,${-this.minRow * DY + DY / 2 + 4})`);
   }
 
   // Rows: leaves in visiting order (accepted child first) take rows 0, 1, -1, 2, -2, ...; a node sits
@@ -68,41 +73,42 @@ class TreeView {
     return row;
   }
 
+  // Each step's tree takes its own columns to the right of the last; the bonus token (the model's own
+  // token after the accepted path) starts the next step's columns, where it is that step's root.
   add(step) {
     const chain = step.kind === "chain";
-    const base = chain ? this.cursor + 1 : this.cursor; // a tree's root is the token already drawn
-    const rows = this.layout(chain ? step.nodes.map((n) => ({ ...n, parent: -1 })) : step.nodes);
-    if (chain) step.nodes.forEach((n) => rows.set(n.id, 0));
-    const pos = new Map(step.nodes.map((n) => [n.id, { x: (base + n.depth) * DX + DX / 2, y: this.y(rows.get(n.id)) }]));
+    const base = chain ? this.cursor + 1 : this.cursor;
+    const nodes = chain ? step.nodes.map((n) => ({ ...n, parent: n.id - 1 })) : step.nodes;
+    const drafted = nodes.filter((n) => !n.bonus);
+    const deepest = Math.max(0, ...drafted.map((n) => n.depth));
+    const col = (n) => base + (n.bonus && !chain ? Math.max(n.depth, deepest + 1) : n.depth);
+    const rows = this.layout(nodes);
+    const pos = new Map(nodes.map((n) => [n.id, { x: col(n) * DX + DX / 2, y: (rows.get(n.id) ?? 0) * DY }]));
     const g = document.createElementNS(SVG, "g");
     g.setAttribute("class", "step");
-    for (const n of step.nodes) {
-      const parent = chain ? step.nodes.find((m) => m.id === n.id - 1) : step.nodes.find((m) => m.id === n.parent);
-      if (!parent) continue;
-      const a = pos.get(parent.id), b = pos.get(n.id);
+    for (const n of nodes) {
+      const a = pos.get(n.parent), b = pos.get(n.id);
+      if (!a) continue;
       const edge = document.createElementNS(SVG, "path");
       edge.setAttribute("d", `M${a.x + 30},${a.y} C${a.x + 45},${a.y} ${b.x - 45},${b.y} ${b.x - 30},${b.y}`);
       edge.setAttribute("class", `edge ${n.accepted ? "accepted" : "rejected"}`);
       g.append(edge);
     }
-    for (const n of step.nodes) {
-      if (!chain && n.depth === 0 && this.steps.length) continue; // drawn last step, as its bonus token
+    for (const n of nodes) {
+      if (!chain && n.parent < 0 && this.steps.length) continue; // drawn last step, as its bonus token
       g.append(this.node(n, pos.get(n.id)));
     }
-    this.svg.append(g);
+    this.root.append(g);
     this.steps.push(g);
     if (this.steps.length > KEEP_STEPS) this.steps.shift().remove();
-    const deepest = Math.max(...step.nodes.map((n) => n.depth));
-    const last = step.nodes.filter((n) => n.accepted).reduce((a, b) => (b.depth > a.depth ? b : a));
-    this.cursor = base + last.depth;
-    this.resize(base + deepest + 1);
+    const used = [...rows.values()];
+    this.minRow = Math.min(this.minRow, ...used);
+    this.maxRow = Math.max(this.maxRow, ...used);
+    this.cursor = Math.max(...nodes.filter((n) => n.accepted).map(col));
+    this.columns = Math.max(this.columns, ...nodes.map(col));
+    this.resize();
     const box = this.svg.parentElement;
     box.scrollLeft = box.scrollWidth;
-  }
-
-  y(row) {
-    const clamped = Math.max(-ROWS, Math.min(ROWS, row ?? 0));
-    return (clamped + ROWS) * DY + DY / 2 + 4;
   }
 
   node(n, p) {
