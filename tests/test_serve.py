@@ -198,3 +198,45 @@ def test_page_and_info(server):
     info = httpx.get(server.url + "/info").json()
     assert info["default_method"] == "ngram" and {"plain", "ngram", "medusa", "eagle"} <= set(info["methods"])
     assert info["plain_tokens_per_s"] > 0
+
+
+def test_cli_serve_rejects_bad_options(capsys):
+    from gorgon.cli import main
+
+    assert main(["serve", "--max-queue", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gorgon: error:") and "--max-queue" in err[0]
+
+
+def test_gorgon_serve_command(tmp_path):
+    """The real command in a subprocess: EAGLE with a CPU-sized tree, answering the openai client."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "gorgon", "serve", "--model", "default", "--method", "eagle", "--host", "127.0.0.1",
+           "--port", str(port), "--eagle-top-k", "4", "--eagle-depth", "4", "--eagle-total-tokens", "8",
+           "--baseline-tokens", "0", "--device", "cpu"]  # fmt: skip
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "gorgon serve did not come up"
+            try:
+                if httpx.get(url + "/v1/models").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        out = client.chat.completions.create(model="default", messages=QUESTION, max_tokens=8, temperature=0)
+        assert out.speculative["method"] == "eagle" and out.usage.completion_tokens == 8
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
