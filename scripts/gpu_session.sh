@@ -18,7 +18,7 @@ case "${STAGE:-check}" in
 train)
   log distill+train
   OUT="$OUT/heads" DEVICE=cuda SAMPLES=${SAMPLES:-8000} BATCH=256 MAX_TOKENS=256 EPOCHS_MEDUSA=20 EPOCHS_EAGLE=20 \
-    TPB=16384 MEDUSA_SECONDS=${MEDUSA_SECONDS:-100} EAGLE_SECONDS=${EAGLE_SECONDS:-240} NO_BENCH=1 \
+    TPB=16384 MEDUSA_SECONDS=${MEDUSA_SECONDS:-110} EAGLE_SECONDS=${EAGLE_SECONDS:-270} NO_BENCH=1 \
     bash scripts/train_heads.sh 2>&1 | grep -v "it/s]$" | tail -60 | tee "$OUT/train.log"
   rm -f "$OUT/heads/distill.safetensors"
   mkdir -p /tmp/heads && cp "$OUT"/heads/medusa.* "$OUT"/heads/eagle.* /tmp/heads/
