@@ -1,9 +1,11 @@
 """The page in a real browser: headless Chromium (Debian's, driven by Playwright) submits a prompt and
-sees the answer stream in and the tree grow, with accepted and rejected nodes; a screenshot is saved
-to reports/serve_page.png."""
+sees the answer stream in and the tree grow, with accepted and rejected nodes. The screenshot goes to a
+temporary folder, or to $GORGON_SCREENSHOT (reports/serve_page.png was made with
+GORGON_SCREENSHOT=reports/serve_page.png), so a test run leaves the checkout clean."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +16,6 @@ from gorgon.serve.app import BackgroundServer, ServeConfig, create_app
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOT = Path(__file__).parent.parent / "reports" / "serve_page.png"
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,8 @@ def server(default_llm):
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Chromium (Debian's chromium package)")
-def test_page_streams_answer_and_tree(server):
+def test_page_streams_answer_and_tree(server, tmp_path):
+    screenshot = Path(os.environ.get("GORGON_SCREENSHOT") or tmp_path / "serve_page.png")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
@@ -47,8 +49,8 @@ def test_page_streams_answer_and_tree(server):
             speedup = page.inner_text("#speedup")
             stats = page.inner_text("#stats")
             page.wait_for_timeout(1700)  # let the rejected nodes finish fading
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
     assert "Monday" in answer
