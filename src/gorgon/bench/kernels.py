@@ -8,7 +8,7 @@ trees): milliseconds per call inside a CUDA graph (median), for Gorgon's Triton 
 a dense boolean mask, and FlexAttention with a tree mask_mod where it runs; and the memory floor, the K/V
 bytes read over the measured copy bandwidth. Rows go to OUT/benchmark.jsonl (one JSON object per row,
 with backend, n, p, batch, q_heads, kv_heads, head_dim, dtype, ms, speedup_vs_sdpa) and a table to
-OUT/kernels.md.
+OUT/benchmark.md.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         speed = [f"{r['ms']:.4f}", f"{r['speedup_vs_sdpa']:.2f}x", f"{r['x_floor']:.2f}"]
         cells = [r["shape"], r["batch"], r["n"], r["p"], r["backend"], *speed]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
-    with open(out / "kernels.md", "a") as f:
+    with open(out / "benchmark.md", "a") as f:  # the harness's report, one section per run
         f.write("\n".join(lines) + "\n\n")
     print("\n".join(lines))
 
