@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -263,6 +264,93 @@ class Engine:
             pending = nxt if ahead else launch()
         if ahead:
             torch.cuda.synchronize()  # a step launched for rows that then stopped must not outlive us
+
+    def fits(self, req: Request, capacity: int) -> bool:
+        """Whether `req` fits a row of `capacity` cache slots."""
+        return self.runner.slots_needed(len(req.prompt_ids), self.total_tokens(req)) <= capacity
+
+    def total_tokens(self, req: Request) -> int:
+        """Prompt plus the most tokens `req` may generate (the context bounds max_tokens), plus one."""
+        n = len(req.prompt_ids)
+        return n + min(req.params.max_tokens, self.max_position - n) + 1
+
+    def serve(
+        self, poll: Callable[[int, Callable[[Request], bool]], list[tuple[int, Request]]], batch: int,
+        capacity: int, stream_text: bool = True,
+    ) -> Iterator[TokenEvent | RequestOutput]:  # fmt: skip
+        """Continuous batching: `batch` rows that requests join whenever a row is free, while the others
+        keep decoding. Before each step, `poll(free_rows, fits)` hands over up to `free_rows` validated
+        (id, request) pairs, in order, each one that `fits` a row; events carry the id as `index`. Ends
+        when no row is busy and poll has nothing. Rows hold `capacity` cache slots (see `fits`)."""
+        runner = self.runner
+        with runner.step_context():
+            runner.reserve(batch, capacity)
+            runner.open_batch(batch)
+            yield from self._serve(poll, batch, stream_text)
+
+    def _serve(self, poll, batch: int, stream_text: bool) -> Iterator[TokenEvent | RequestOutput]:
+        runner = self.runner
+        capacity = runner.cache.capacity
+        seqs: list[Sequence | None] = [None] * batch
+        committed = [0] * batch
+        stale = [0] * batch  # steps queued before the row's request joined: their output for it is old
+        inflight: deque[HostFetch] = deque()
+        ahead = 2 if runner.device.type == "cuda" else 1  # steps queued at once (see `stream`)
+
+        def admit() -> Iterator[TokenEvent | RequestOutput]:
+            free = [r for r in range(batch) if seqs[r] is None]
+            if not free:
+                return
+            for (rid, req), row in zip(poll(len(free), lambda q: self.fits(q, capacity)), free):
+                seq = Sequence(rid, req, self.tokenizer, self.max_position, stream_text)
+                seed = req.params.seed if req.params.seed is not None else random.getrandbits(32)
+                sampling = SamplingTensors.build([req.params], [seed], runner.device)
+                first = HostFetch(runner.admit(batch, row, req.prompt_ids, sampling)).wait()
+                seqs[row], committed[row], stale[row] = seq, len(req.prompt_ids), len(inflight)
+                yield from self._advance(seq, first, None, None)
+                if seq.finished:
+                    seqs[row] = None
+
+        step = runner.decode if runner.drafter is None else runner.spec_step
+        yield from admit()
+        while True:
+            while len(inflight) < ahead and any(seqs):
+                bound = max(c for c, s in zip(committed, seqs) if s) + len(inflight) * runner.max_advance
+                inflight.append(HostFetch(step(batch, bound)))
+            if not inflight:
+                break
+            for r, row in enumerate(inflight.popleft().wait()):
+                if stale[r]:
+                    stale[r] -= 1
+                    continue
+                seq = seqs[r]
+                if seq is None:
+                    continue
+                if runner.drafter is None:
+                    tokens, depth, tree = [row], 0, None
+                else:
+                    tokens, depth = row[2 : 2 + row[0]], row[1]
+                    tree = runner.read_tree(row) if runner.tree_debug else None
+                committed[r] += len(tokens)
+                yield from self._advance(seq, tokens, depth, tree)
+                if seq.finished:
+                    seqs[r] = None
+            yield from admit()
+        if runner.device.type == "cuda":
+            torch.cuda.synchronize()  # steps queued for rows that then stopped must not outlive us
+
+    def _advance(self, seq: Sequence, tokens: list[int], depth: int | None, tree) -> Iterator:
+        """A row's new tokens: its event (or its cancellation), then its result if it ended."""
+        if seq.req.cancelled:
+            seq.cancel()
+        else:
+            event = seq.append(tokens, depth)
+            event.tree = tree
+            yield event
+        if seq.finished:
+            result = seq.result()
+            result.stats["backend"] = self.runner.kernels
+            yield result
 
     def generate(self, requests: list[Request]) -> list[RequestOutput]:
         """Run to completion; the outputs in request order."""

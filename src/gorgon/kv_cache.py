@@ -34,6 +34,13 @@ class KVCache:
     def nbytes(self) -> int:
         return self.data.numel() * self.data.element_size()
 
+    def rows(self, start: int, count: int = 1) -> KVCache:
+        """A cache of rows start .. start + count - 1 that shares this one's memory (a request joining a
+        running batch is prefilled through it)."""
+        view = KVCache.__new__(KVCache)
+        view.data = self.data[:, :, start : start + count]
+        return view
+
     def layer(self, index: int, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Views of layer `index`'s keys and values [batch, capacity, kv_heads, head_dim], for the
         first `batch` rows (all of them by default)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from gorgon.config import SamplingParams
 from gorgon.kernels import backend_name
 from gorgon.kernels.attention import TreeMask
 from gorgon.kernels.host_blas import single_torch_thread
@@ -180,6 +181,52 @@ class ModelRunner:
         return buf.out
 
     @torch.inference_mode()
+    def open_batch(self, batch: int) -> None:
+        """Prepare a batch of `batch` rows that requests join one by one (`admit`), each row free until
+        then: every row greedy and idle at position 0, stepping along harmlessly with the others."""
+        buf = self._buffers(batch)
+        buf.sampling.copy_(SamplingTensors.build([SamplingParams(temperature=0.0)] * batch, [0] * batch,
+                                                 self.device))  # fmt: skip
+        buf.tokens.zero_()
+        buf.positions.zero_()
+        if self.drafter is not None:
+            self.drafter.sampling, self.drafter.mode = buf.sampling, buf.sampling.mode
+
+    @torch.inference_mode()
+    def admit(self, batch: int, row: int, prompt: list[int], sampling: SamplingTensors) -> torch.Tensor:
+        """Start `prompt` in row `row` of an open batch while the other rows go on (continuous batching):
+        prefill it into that row of the cache and of the drafter's state, sample its first token with the
+        one-row `sampling`, and load the row's step inputs. Steps already queued still see the row's old
+        state (their output for it is stale); steps launched after this see the new request.
+        Returns the first token, int64 [1] on the device."""
+        buf = self.buffers[batch]
+        rows = slice(row, row + 1)
+        for name in ("temperature", "top_p", "top_k", "seeds"):
+            getattr(buf.sampling, name)[rows].copy_(getattr(sampling, name))
+        # The batch's sampling mode only widens (greedy -> sample -> filtered): rows with temperature 0
+        # still take the argmax in a sampling graph.
+        buf.sampling.all_greedy = buf.sampling.all_greedy and sampling.all_greedy
+        buf.sampling.filtered = buf.sampling.filtered or sampling.filtered
+        row_sampling = SamplingTensors(
+            buf.sampling.temperature[rows], buf.sampling.top_p[rows], buf.sampling.top_k[rows],
+            buf.sampling.seeds[rows], sampling.all_greedy, sampling.filtered,
+        )  # fmt: skip
+        first = torch.zeros(1, dtype=torch.int64, device=self.device)
+        drafting = self.drafter.rows(row) if self.drafter is not None else contextlib.nullcontext()
+        with drafting:
+            self._prefill_eager([prompt], buf, self.cache.rows(row), row_sampling, first)
+        if self.drafter is not None:
+            self.drafter.sampling, self.drafter.mode = buf.sampling, buf.sampling.mode
+        n = len(prompt)
+        buf.tokens[rows, 0] = first
+        buf.positions[rows, 0] = n
+        if buf.history is not None:
+            buf.history[rows].zero_()
+            buf.history[rows, :n] = torch.tensor(prompt, dtype=torch.int64, device=self.device)
+            buf.history[rows, n] = first
+        return first
+
+    @torch.inference_mode()
     def spec_step(self, batch: int, max_committed: int) -> torch.Tensor:
         """One speculative step for rows 0..batch-1 (propose, verify, keep the accepted path), whose
         largest committed length is at most `max_committed`.
@@ -232,8 +279,13 @@ class ModelRunner:
     # ------------------------------------------------------------------------------ functions
 
     def _sample(self, hidden: torch.Tensor, buf: BatchBuffers, positions: torch.Tensor) -> None:
+        self._sample_into(hidden, buf.sampling, buf.out, positions)
+
+    def _sample_into(
+        self, hidden: torch.Tensor, sampling: SamplingTensors, out: torch.Tensor, positions: torch.Tensor
+    ) -> None:
         logits = self.model.logits(hidden)
-        buf.out.copy_(sample(logits, buf.sampling, positions, buf.sampling.mode, self.ops.argmax))
+        out.copy_(sample(logits, sampling, positions, sampling.mode, self.ops.argmax))
 
     def _prefill_fn(self, buf: BatchBuffers, pre: PrefillBuffers) -> Callable[[], None]:
         model, cache = self.model, self.cache
@@ -254,8 +306,19 @@ class ModelRunner:
 
         return step
 
-    def _prefill_eager(self, prompts: list[list[int]], buf: BatchBuffers) -> None:
-        """Prefill in chunks of PREFILL_CHUNK tokens (long prompts, or no graphs)."""
+    def _prefill_eager(
+        self,
+        prompts: list[list[int]],
+        buf: BatchBuffers,
+        cache: KVCache | None = None,
+        sampling: SamplingTensors | None = None,
+        out: torch.Tensor | None = None,
+    ) -> None:
+        """Prefill in chunks of PREFILL_CHUNK tokens (long prompts, or no graphs). `cache`, `sampling`
+        and `out` default to the whole batch's; `admit` passes one row's views."""
+        cache = self.cache if cache is None else cache
+        sampling = buf.sampling if sampling is None else sampling
+        out = buf.out if out is None else out
         b = len(prompts)
         lengths = torch.tensor([len(p) for p in prompts])
         longest = int(lengths.max())
@@ -265,16 +328,16 @@ class ModelRunner:
         for start in range(0, longest, PREFILL_CHUNK):
             end = min(start + PREFILL_CHUNK, longest)
             positions = torch.arange(start, end, device=self.device).expand(b, -1)
-            hidden = self.model(tokens[:, start:end], positions, self.cache, kv_len=end).hidden
+            hidden = self.model(tokens[:, start:end], positions, cache, kv_len=end).hidden
             if self.drafter is not None:
                 self.drafter.prefill(tokens[:, start:end], following[:, start:end], positions, end, hidden)
             ends_here = ((lengths - 1) >= start) & ((lengths - 1) < end)
             rows = ends_here.nonzero()[:, 0].tolist()  # host-side tensors: no device sync
             if rows:
                 last[rows] = hidden[rows, (lengths[rows] - 1 - start).tolist()]
-        self._sample(last, buf, lengths.to(self.device))
+        self._sample_into(last, sampling, out, lengths.to(self.device))
         if self.drafter is not None:
-            self.drafter.start(buf.out, (lengths - 1).to(self.device), last, longest)
+            self.drafter.start(out, (lengths - 1).to(self.device), last, longest)
 
     def _decode_fn(self, buf: BatchBuffers, kv_len: int) -> Callable[[], None]:
         model, cache = self.model, self.cache

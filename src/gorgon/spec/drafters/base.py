@@ -6,11 +6,14 @@ it reads the state's static buffers and returns tensors of static shapes, never 
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
+from gorgon.kv_cache import KVCache
 from gorgon.model.llama import ForwardOutput
 from gorgon.spec.tree import StaticTree, Tree
 from gorgon.spec.verify import Acceptance
@@ -40,6 +43,21 @@ class Drafter(ABC):
 
     shape: StaticTree
     hidden_layers: tuple[int, ...] = ()
+    # Attributes holding per-row state, tensors [B, ...] or KV caches: what `rows` narrows to one row.
+    row_state: tuple[str, ...] = ()
+
+    @contextlib.contextmanager
+    def rows(self, row: int) -> Iterator[None]:
+        """Within the block, the drafter's per-row state is row `row`'s alone (batch 1), so that prefill
+        and start for a request joining a running batch touch no other row."""
+        saved = {name: getattr(self, name) for name in self.row_state}
+        try:
+            for name, value in saved.items():
+                setattr(self, name, value.rows(row) if isinstance(value, KVCache) else value[row : row + 1])
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
 
     @property
     def max_depth(self) -> int:

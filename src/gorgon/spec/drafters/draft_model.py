@@ -23,6 +23,8 @@ from gorgon.spec.verify import STREAM_DRAFT, Acceptance
 
 
 class DraftModelDrafter(Drafter):
+    row_state = ("cache",)
+
     def __init__(self, model: Llama, k: int, branches: int = 1, layers: int | None = None):
         """model: the draft (or the target itself, with `layers` = how many of its layers draft)."""
         self.model, self.k, self.branches = model, k, branches

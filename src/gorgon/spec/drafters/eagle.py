@@ -20,6 +20,8 @@ from gorgon.spec.verify import Acceptance
 
 
 class EagleDrafter(Drafter):
+    row_state = ("cache", "root_feature")
+
     def __init__(self, target: Llama, layer: EagleLayer, config: EagleConfig):
         self.target, self.layer, self.config = target, layer, config
         k, depth = config.top_k, config.depth

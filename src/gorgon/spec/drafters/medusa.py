@@ -13,6 +13,8 @@ from gorgon.spec.verify import Acceptance
 
 
 class MedusaDrafter(Drafter):
+    row_state = ("last_hidden",)
+
     def __init__(self, target: Llama, heads: MedusaHeads, tree: StaticTree | None = None):
         self.target, self.heads = target, heads
         paths = tree.paths if tree else heads.config.tree
