@@ -1,9 +1,11 @@
-"""The server under load: 32 concurrent streaming clients, each answered as if alone; a client that
-disconnects mid-stream (or while queued) frees its place at once."""
+"""The server under load: 32 concurrent streaming clients, each answered as if alone; a request that
+arrives during a long answer joins the running batch; a client that disconnects mid-stream (or while
+queued) frees its place at once."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import httpx
@@ -130,3 +132,24 @@ def test_disconnect_while_queued_leaves_the_queue(server):
         assert _metric(server, "gorgon_running_requests") == 1  # the long one is still running
     assert _wait_for(lambda: _cancelled(server) == before + 2)
     assert _wait_for(lambda: _metric(server, "gorgon_running_requests") == 0)
+
+
+def test_a_short_request_joins_a_running_long_one(server):
+    """Continuous batching: a request arriving while a long answer is generated is answered at once,
+    not after the long one ends."""
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0)
+    long_done, short_done = {}, {}
+
+    def long_request():
+        client.completions.create(model="default", prompt="Count: 1, 2, 3,", max_tokens=400, temperature=0,
+                                  extra_body={"ignore_eos": True})  # fmt: skip
+        long_done["t"] = time.perf_counter()
+
+    worker = threading.Thread(target=long_request)
+    worker.start()
+    assert _wait_for(lambda: _metric(server, "gorgon_running_requests") >= 1)
+    out = client.completions.create(model="default", prompt="Hello", max_tokens=4, temperature=0)
+    short_done["t"] = time.perf_counter()
+    worker.join(timeout=120)
+    assert out.choices[0].text
+    assert short_done["t"] < long_done["t"]

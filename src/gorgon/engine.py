@@ -293,8 +293,9 @@ class Engine:
         capacity = runner.cache.capacity
         seqs: list[Sequence | None] = [None] * batch
         committed = [0] * batch
-        stale = [0] * batch  # steps queued before the row's request joined: their output for it is old
-        inflight: deque[HostFetch] = deque()
+        joined = [0] * batch  # the first step launched after the row's request joined (earlier: stale)
+        launched = 0
+        inflight: deque[tuple[int, HostFetch]] = deque()
         ahead = 2 if runner.device.type == "cuda" else 1  # steps queued at once (see `stream`)
 
         def admit() -> Iterator[TokenEvent | RequestOutput]:
@@ -306,7 +307,7 @@ class Engine:
                 seed = req.params.seed if req.params.seed is not None else random.getrandbits(32)
                 sampling = SamplingTensors.build([req.params], [seed], runner.device)
                 first = HostFetch(runner.admit(batch, row, req.prompt_ids, sampling)).wait()
-                seqs[row], committed[row], stale[row] = seq, len(req.prompt_ids), len(inflight)
+                seqs[row], committed[row], joined[row] = seq, len(req.prompt_ids), launched
                 yield from self._advance(seq, first, None, None)
                 if seq.finished:
                     seqs[row] = None
@@ -315,16 +316,17 @@ class Engine:
         yield from admit()
         while True:
             while len(inflight) < ahead and any(seqs):
+                # Only rows up to the highest busy one step (admission fills the lowest free row).
+                rows = 1 + max(r for r, s in enumerate(seqs) if s)
                 bound = max(c for c, s in zip(committed, seqs) if s) + len(inflight) * runner.max_advance
-                inflight.append(HostFetch(step(batch, bound)))
+                inflight.append((launched, HostFetch(step(rows, bound))))
+                launched += 1
             if not inflight:
                 break
-            for r, row in enumerate(inflight.popleft().wait()):
-                if stale[r]:
-                    stale[r] -= 1
-                    continue
+            index, fetch = inflight.popleft()
+            for r, row in enumerate(fetch.wait()):
                 seq = seqs[r]
-                if seq is None:
+                if seq is None or index < joined[r]:
                     continue
                 if runner.drafter is None:
                     tokens, depth, tree = [row], 0, None

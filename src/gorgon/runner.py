@@ -53,6 +53,15 @@ class BatchBuffers:
     history: torch.Tensor | None = None  # [B, S] every token so far (speculative decoding)
     spec_out: torch.Tensor | None = None  # [B, 2 + D + 1 (+ 3N + D)]: see ModelRunner.spec_step
 
+    def narrow(self, batch: int) -> BatchBuffers:
+        """The first `batch` rows, sharing this one's memory (smaller steps of a continuous batch)."""
+        st = self.sampling
+        sampling = SamplingTensors(st.temperature[:batch], st.top_p[:batch], st.top_k[:batch],
+                                   st.seeds[:batch], st.all_greedy, st.filtered)  # fmt: skip
+        cut = lambda t: None if t is None else t[:batch]
+        return BatchBuffers(sampling, self.tokens[:batch], self.positions[:batch], self.out[:batch],
+                            cut(self.history), cut(self.spec_out))  # fmt: skip
+
 
 @dataclass
 class PrefillBuffers:
@@ -185,12 +194,23 @@ class ModelRunner:
         """Prepare a batch of `batch` rows that requests join one by one (`admit`), each row free until
         then: every row greedy and idle at position 0, stepping along harmlessly with the others."""
         buf = self._buffers(batch)
+        # Steps run over the first k rows, k = 1 + the highest busy row: the buffers of every k < batch
+        # become views of this batch's (graphs captured on separate buffers are dropped once).
+        for k in range(1, batch):
+            mine = self.buffers.get(k)
+            if mine is None or mine.tokens.data_ptr() != buf.tokens.data_ptr():
+                self.buffers[k] = buf.narrow(k)
+                self.graphs = {key: g for key, g in self.graphs.items() if key[1] != k}
         buf.sampling.copy_(SamplingTensors.build([SamplingParams(temperature=0.0)] * batch, [0] * batch,
                                                  self.device))  # fmt: skip
+        self._set_mode(batch, True, False)
         buf.tokens.zero_()
         buf.positions.zero_()
-        if self.drafter is not None:
-            self.drafter.sampling, self.drafter.mode = buf.sampling, buf.sampling.mode
+
+    def _set_mode(self, batch: int, all_greedy: bool, filtered: bool) -> None:
+        """Sampling flags of an open batch and of its narrower views."""
+        for k in range(1, batch + 1):
+            self.buffers[k].sampling.all_greedy, self.buffers[k].sampling.filtered = all_greedy, filtered
 
     @torch.inference_mode()
     def admit(self, batch: int, row: int, prompt: list[int], sampling: SamplingTensors) -> torch.Tensor:
@@ -205,8 +225,9 @@ class ModelRunner:
             getattr(buf.sampling, name)[rows].copy_(getattr(sampling, name))
         # The batch's sampling mode only widens (greedy -> sample -> filtered): rows with temperature 0
         # still take the argmax in a sampling graph.
-        buf.sampling.all_greedy = buf.sampling.all_greedy and sampling.all_greedy
-        buf.sampling.filtered = buf.sampling.filtered or sampling.filtered
+        self._set_mode(
+            batch, buf.sampling.all_greedy and sampling.all_greedy, buf.sampling.filtered or sampling.filtered
+        )
         row_sampling = SamplingTensors(
             buf.sampling.temperature[rows], buf.sampling.top_p[rows], buf.sampling.top_k[rows],
             buf.sampling.seeds[rows], sampling.all_greedy, sampling.filtered,
@@ -215,8 +236,6 @@ class ModelRunner:
         drafting = self.drafter.rows(row) if self.drafter is not None else contextlib.nullcontext()
         with drafting:
             self._prefill_eager([prompt], buf, self.cache.rows(row), row_sampling, first)
-        if self.drafter is not None:
-            self.drafter.sampling, self.drafter.mode = buf.sampling, buf.sampling.mode
         n = len(prompt)
         buf.tokens[rows, 0] = first
         buf.positions[rows, 0] = n
@@ -237,6 +256,7 @@ class ModelRunner:
         and the accepted path (D node indices): still one small read-back per step.
         """
         buf = self.buffers[batch]
+        self.drafter.sampling, self.drafter.mode = buf.sampling, buf.sampling.mode  # this batch's rows
         kv_len = self._kv_len(max_committed + self.drafter.scratch_slots)
         self._replay(("spec", batch, kv_len, buf.sampling.mode), lambda: self._spec_fn(buf, kv_len))
         return buf.spec_out

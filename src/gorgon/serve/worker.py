@@ -1,12 +1,14 @@
-"""The engine thread: a bounded queue of requests in front of the one engine, run in micro-batches.
+"""The engine thread: a bounded queue of requests in front of the one engine, with continuous batching.
 
-Model calls must not run concurrently, so one thread owns them. It takes the oldest waiting request and
-up to `max_batch - 1` more that want the same method, runs them as one batch to the end, and hands
-each event to its request's asyncio queue (loop.call_soon_threadsafe), so every client streams as its
-tokens arrive. Requests that arrive meanwhile wait for the next batch (no joining a running batch).
+Model calls must not run concurrently, so one thread owns them. It runs a batch of `max_batch` rows
+(Engine.serve) for the method at the head of the queue: whenever a row is free, the next waiting
+request for that method joins the running batch, prefilled into the free row while the others keep
+decoding, so nobody waits for somebody else's long answer to end. Each event goes to its request's
+asyncio queue (loop.call_soon_threadsafe), so every client streams as its tokens arrive. A request
+for another method waits until the batch drains (first come, first served by the queue's head).
 
 A client that goes away cancels its request: a waiting one leaves the queue at once; a running one
-stops between steps and no longer counts, and its batch ends as soon as all of its requests have.
+stops at the next step and its row takes the next request.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from dataclasses import dataclass, field
 from gorgon.engine import Request, RequestOutput, TokenEvent
 from gorgon.serve.methods import Methods
 from gorgon.serve.metrics import Metrics
+
+# Cache rows are sized for at least this (prompt, total) in tokens, so that typical requests join a
+# running batch without regrowing the cache (a larger request regrows it when its turn comes).
+DEFAULT_ROW = (512, 1024)
 
 
 class QueueFull(Exception):
@@ -122,46 +128,65 @@ class Worker:
             self._thread.join(timeout=30)
 
     def _main(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            self._run(batch)
+        while (head := self._wait_for_work()) is not None:
+            self._serve(head.method, head)
 
-    def _next_batch(self) -> list[Job] | None:
+    def _wait_for_work(self) -> Job | None:
         with self._cond:
             while not self._waiting and not self._stopping:
                 self._cond.wait()
-            if self._stopping:
-                return None
-            method = self._waiting[0].method
-            batch = [j for j in self._waiting if j.method == method][: self.max_batch]
-            for job in batch:
-                self._waiting.remove(job)
-            self._running = batch
-            self.metrics.queue_depth.set(len(self._waiting))
-            self.metrics.running.set(len(batch))
-            return batch
+            return None if self._stopping else self._waiting[0]
 
-    def _run(self, batch: list[Job]) -> None:
-        now = time.perf_counter()
-        for job in batch:
-            self.metrics.queue_wait.observe(now - job.arrived)
-        method = batch[0].method
-        left = set(range(len(batch)))
+    def _poll(self, method: str, jobs: dict[int, Job]):
+        """Engine.serve's source: waiting jobs for `method`, from the head of the queue, while they fit."""
+
+        def poll(free: int, fits) -> list:
+            taken = []
+            with self._cond:
+                while (
+                    self._waiting and len(taken) < free and not self._stopping
+                    and self._waiting[0].method == method and fits(self._waiting[0].request)
+                ):  # fmt: skip
+                    taken.append(self._waiting.popleft())
+                self._running.extend(taken)
+                self.metrics.queue_depth.set(len(self._waiting))
+                self.metrics.running.set(len(self._running))
+            now = time.perf_counter()
+            for job in taken:
+                self.metrics.queue_wait.observe(now - job.arrived)
+                jobs[id(job)] = job
+            return [(id(job), job.request) for job in taken]
+
+        return poll
+
+    def _serve(self, method: str, head: Job) -> None:
+        """Run `method`'s batch until it drains; rows hold at least what the head of the queue needs."""
+        jobs: dict[int, Job] = {}
         try:
             llm = self.methods.get(method)
-            for event in llm.engine.stream([job.request for job in batch]):
-                job = batch[event.index]
+            engine = llm.engine
+            need = engine.runner.slots_needed(len(head.request.prompt_ids), engine.total_tokens(head.request))
+            capacity = max(need, engine.runner.slots_needed(*DEFAULT_ROW))
+            for event in engine.serve(self._poll(method, jobs), self.max_batch, capacity):
+                job = jobs[event.index]
                 if isinstance(event, RequestOutput):
-                    left.discard(event.index)
-                    self.metrics.running.dec()
-                    end = time.perf_counter()
-                    ttft = (job.first_token or end) - job.arrived
-                    self.metrics.finished(job.endpoint, method, event, end - job.arrived, ttft)
+                    self._finish(job, method, event)
+                    del jobs[event.index]
                 job.deliver(event)
         except Exception as e:  # a failed batch fails its requests, not the server
-            for i in left:
-                self.metrics.requests.labels(batch[i].endpoint, "error").inc()
-                batch[i].deliver(e)
+            for job in jobs.values():
+                self.metrics.requests.labels(job.endpoint, "error").inc()
+                job.deliver(e)
         finally:
             with self._cond:
                 self._running = []
             self.metrics.running.set(0)
+
+    def _finish(self, job: Job, method: str, out: RequestOutput) -> None:
+        with self._cond:
+            if job in self._running:
+                self._running.remove(job)
+            self.metrics.running.set(len(self._running))
+        end = time.perf_counter()
+        ttft = (job.first_token or end) - job.arrived
+        self.metrics.finished(job.endpoint, method, out, end - job.arrived, ttft)
