@@ -26,8 +26,12 @@ train)
   ;;
 check)
   log tests
-  timeout 300 python3 -m pytest -q -x -p no:cacheprovider tests/test_kernels_gpu.py tests/test_gpu.py \
-    tests/test_triton_ops.py 2>&1 | tail -30 | tee "$OUT/gpu_tests.log"
+  # The engine's GPU tests first (graphs, every backend end to end, continuous batching, tree_debug),
+  # then the kernels on real shapes (Triton's many compiles make that file the slow one).
+  timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_triton_ops.py 2>&1 \
+    | tail -30 | tee "$OUT/gpu_tests.log"
+  timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py 2>&1 | tail -15 \
+    | tee -a "$OUT/gpu_tests.log"
   log memcheck
   timeout 120 compute-sanitizer --tool memcheck --print-limit 20 python3 scripts/cuda_smoke.py 2>&1 | tail -15 \
     | tee "$OUT/memcheck.log"

@@ -96,3 +96,24 @@ def test_each_backend_gives_the_reference_output(default_path, monkeypatch):
         outputs[backend] = [o.token_ids for o in outs]
     assert outputs["triton"] == outputs["reference"]
     assert outputs["cuda"] == outputs["reference"]
+
+
+@pytest.mark.parametrize("method", ["plain", "ngram", "eagle"])
+def test_continuous_batching_under_graphs_equals_alone(default_path, method):
+    from test_continuous import SPECS, _requests, _serve
+
+    llm = LLM(model=str(default_path), device="cuda", dtype="float32", speculative=SPECS[method])
+    reqs = _requests(llm, [24, 6, 17, 30, 9, 20])
+    alone = [llm.engine.generate([r])[0].token_ids for r in reqs]
+    served = _serve(llm, reqs, batch=3, arrive_every=2)
+    assert [served[i].token_ids for i in range(len(reqs))] == alone
+
+
+def test_tree_debug_under_graphs_changes_nothing(default_path):
+    spec = SpecConfig("eagle", eagle_top_k=4, eagle_depth=4, eagle_total_tokens=12)
+    params = SamplingParams(max_tokens=32, temperature=0.0)
+    base = LLM(model=str(default_path), device="cuda", dtype="float32", speculative=spec)
+    debug = LLM.from_model(base.model, base.tokenizer, speculative=spec, tree_debug=True)
+    events = [e for e in debug.stream(PROMPTS[0], params) if hasattr(e, "tree") and e.tree is not None]
+    assert events and all(e.tree.tokens for e in events)
+    assert debug.generate(PROMPTS[0], params)[0].token_ids == base.generate(PROMPTS[0], params)[0].token_ids
