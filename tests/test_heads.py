@@ -166,3 +166,37 @@ def test_shipped_heads_fit_the_budget():
     for f in files:
         config = json.loads(f.with_suffix(".json").read_text())
         assert config["kind"] in ("medusa", "eagle") and "training" in config
+
+
+def test_unrolled_eagle_passes_see_what_drafting_sees(tiny_llm, tiny_data):
+    """Pass 1 of the unrolled training forward is the teacher-forced one; in pass 2, query i equals one
+    drafting step: the layer's cache holding pass 1's entries 0..i, then (its own prediction, the next
+    token) at position i + 1."""
+    from gorgon.heads.eagle import EagleLayer
+    from gorgon.train.heads import _eagle_forward, _eagle_unrolled, _TrainingKV, target_features
+
+    model = tiny_llm.model
+    layer = EagleLayer(model.config)
+    batch = next(iter(batches(tiny_data, 256, 32, seed=None)))
+    batch.loss_mask[:] = True
+    features = target_features(model, batch)
+    with torch.no_grad():
+        (p1, _), (p2, _) = _eagle_unrolled(model, layer, batch, features, steps=2)
+        teacher, _ = _eagle_forward(model, layer, batch, features)
+        b, t = batch.tokens.shape
+        torch.testing.assert_close(p1, teacher.reshape(-1, teacher.shape[-1]))
+        p1 = p1.reshape(b, t - 1, -1)
+        p2 = p2.reshape(b, t - 2, -1)
+        for i in (0, 3, t - 3):
+            cache = _TrainingKV(b, t, model.config, torch.device("cpu"))
+            positions = torch.arange(i + 1).expand(b, -1)
+            layer(model, features[:, : i + 1], batch.tokens[:, 1 : i + 2], positions, cache, kv_len=i + 1)
+            step = layer(model, p1[:, i : i + 1], batch.tokens[:, i + 2 : i + 3], torch.full((b, 1), i + 1),
+                         cache, kv_len=i + 2)  # fmt: skip
+            torch.testing.assert_close(step[:, 0], p2[:, i], rtol=1e-4, atol=1e-5)
+
+
+def test_unrolled_eagle_training_lowers_loss(tiny_llm, tiny_data):
+    _layer, config, report = train_eagle(tiny_llm.model, tiny_data, _cfg(), unroll=2)
+    assert report.losses[-1] < 0.7 * report.losses[0]
+    assert config["training_unroll"] == 2

@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--top-k", type=int, default=8, help="eagle drafting")
     train.add_argument("--depth", type=int, default=5, help="eagle drafting")
     train.add_argument("--total-tokens", type=int, default=32, help="eagle drafting")
+    train.add_argument("--unroll", type=int, default=1,
+                       help="eagle: 1 = EAGLE-1; k > 1 adds passes on its own predictions")  # fmt: skip
 
     suites = "plain, spec, step, kernels, cost"
     bench = sub.add_parser("bench", add_help=False,
@@ -284,7 +286,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     else:
         drafting = EagleConfig(llm.config.hidden_size, args.top_k, args.depth, args.total_tokens)
-        module, config, report = train_eagle(llm.model, data, cfg, drafting)
+        module, config, report = train_eagle(llm.model, data, cfg, drafting, unroll=args.unroll)
     final_loss = report.losses[-1] if report.losses else None
     config["training"] = {"data": str(args.data), "tokens": data.num_tokens, "epochs": args.epochs, "lr": lr,
                           "seed": args.seed, "final_loss": final_loss}  # fmt: skip

@@ -25,6 +25,7 @@ from gorgon.train.data import Batch, TokenDataset, batches
 MEDUSA_DECAY = 0.8  # head k's loss weighs 0.8^k
 EAGLE_CLS_WEIGHT = 0.1  # EAGLE-1: feature regression plus 0.1 x cross-entropy
 EAGLE_NOISE = 0.1  # EAGLE-1: uniform noise on input features during training, against drift
+EAGLE_UNROLL_DECAY = 0.8  # weight of each further unrolled pass (as Medusa weighs its later heads)
 
 
 @dataclass
@@ -189,21 +190,30 @@ def evaluate_medusa(
 # ----------------------------------------------------------------------------------------- EAGLE
 
 
-def train_eagle(model: Llama, data: TokenDataset, cfg: TrainConfig, drafting: EagleConfig | None = None):
-    """Train the EAGLE draft layer (EAGLE-1 losses); returns it, its JSON config and the report."""
+def train_eagle(
+    model: Llama, data: TokenDataset, cfg: TrainConfig, drafting: EagleConfig | None = None, unroll: int = 1
+):
+    """Train the EAGLE draft layer; returns it, its JSON config and the report.
+
+    unroll 1: EAGLE-1's losses on teacher-forced features. unroll k > 1 adds k - 1 passes in which the
+    layer reads its own previous prediction instead of the target's feature, as it does when drafting
+    past depth 1 (EAGLE-3's training-time test), each pass's loss weighted by EAGLE_UNROLL_DECAY^pass."""
+    if unroll < 1:
+        raise ValueError(f"unroll must be >= 1, got {unroll}")
     torch.manual_seed(cfg.seed)
     device = model.embed.weight.device
     layer = EagleLayer(model.config).to(device)
     weight = _head_weight(model)
 
     def loss_fn(batch: Batch, features: torch.Tensor) -> torch.Tensor:
-        pred, keep = _eagle_forward(model, layer, batch, features, noise=EAGLE_NOISE)
-        truth = features[:, 1:][keep]
-        mine = pred[keep]
-        regression = F.smooth_l1_loss(mine, truth)
-        target_probs = torch.softmax(F.linear(truth, weight), dim=-1)
-        cls = -(target_probs * torch.log_softmax(F.linear(mine, weight), dim=-1)).sum(-1).mean()
-        return regression + EAGLE_CLS_WEIGHT * cls
+        total = features.new_zeros(())
+        passes = _eagle_unrolled(model, layer, batch, features, unroll, EAGLE_NOISE)
+        for j, (mine, truth) in enumerate(passes):
+            regression = F.smooth_l1_loss(mine, truth)
+            target_probs = torch.softmax(F.linear(truth, weight), dim=-1)
+            cls = -(target_probs * torch.log_softmax(F.linear(mine, weight), dim=-1)).sum(-1).mean()
+            total = total + EAGLE_UNROLL_DECAY**j * (regression + EAGLE_CLS_WEIGHT * cls)
+        return total
 
     report = _train(
         layer, loss_fn, lambda held: evaluate_eagle(model, layer, held, cfg), model, data, cfg, "eagle"
@@ -211,7 +221,44 @@ def train_eagle(model: Llama, data: TokenDataset, cfg: TrainConfig, drafting: Ea
     drafting = drafting or EagleConfig(model.config.hidden_size)
     config = {"kind": "eagle", "target": target_signature(model), "eagle": drafting.to_json(),
               "accuracy": {k: report.final[k] for k in ("top1", "top5")}}  # fmt: skip
+    config["training_unroll"] = unroll
     return layer.eval(), config, report
+
+
+def _eagle_unrolled(model, layer, batch: Batch, features: torch.Tensor, steps: int, noise: float = 0.0):
+    """(predicted, true) features of the counted (response) positions for each of `steps` passes.
+
+    Pass 1 is teacher-forced: query i (position i) reads (feature i, token i + 1) and predicts feature
+    i + 1. Pass j reads pass j - 1's prediction in place of the feature: query i sits at position
+    i + j - 1, reads (prediction, token i + j), predicts feature i + j, and attends to pass 1's slots
+    0..i (the target's features, as the draft cache holds them) and to the slot of query i in each later
+    pass up to its own (the chain it drafted), which is what drafting at depth j sees."""
+    device = features.device
+    tokens, loss_mask = batch.tokens.to(device), batch.loss_mask.to(device)
+    b, t = tokens.shape
+    n = t - 1
+    cache = _TrainingKV(b, n * steps, model.config, device)
+    query = torch.arange(n, device=device)
+    slot = torch.arange(n * steps, device=device)
+    inputs = features[:, :-1]
+    if noise:
+        inputs = inputs + (torch.rand_like(inputs) * 2 - 1) * noise
+    out = []
+    for j in range(1, steps + 1):
+        if j > 1:  # a pass writes into copies: earlier passes' attention saved the old tensors for backward
+            cache.k, cache.v = cache.k.clone(), cache.v.clone()
+        m = n - j + 1  # queries of pass j
+        i = query[:m]
+        first_pass = (slot[None, :] < n) & (slot[None, :] <= i[:, None])
+        own = (slot[None, :] >= n) & (slot[None, :] % n == i[:, None]) & (slot[None, :] // n < j)
+        mask = (first_pass | own)[None].expand(b, -1, -1)
+        positions = (i + j - 1)[None].expand(b, -1)
+        slots = ((j - 1) * n + i)[None].expand(b, -1)
+        pred = layer(model, inputs[:, :m], tokens[:, j:], positions, cache, slots=slots, mask=mask)
+        keep = loss_mask[:, j:]
+        out.append((pred[keep], features[:, j:][keep]))
+        inputs = pred[:, :-1]  # pass j + 1 reads these in place of features j .. n - 1
+    return out
 
 
 def _eagle_forward(model, layer, batch: Batch, features: torch.Tensor, noise: float = 0.0):
