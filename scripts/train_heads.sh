@@ -14,7 +14,8 @@ python3 -m gorgon train medusa --device "$DEVICE" --data "$OUT/distill.safetenso
   ${MEDUSA_SECONDS:+--max-seconds $MEDUSA_SECONDS}
 python3 -m gorgon train eagle --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/eagle" \
   --epochs "${EPOCHS_EAGLE:-3}" --tokens-per-batch "${TPB:-8192}" --top-k "${TOPK:-8}" --depth "${DEPTH:-6}" \
-  --total-tokens "${TOTAL:-48}" --eval-every "${EVAL:-200}" ${EAGLE_SECONDS:+--max-seconds $EAGLE_SECONDS}
+  --total-tokens "${TOTAL:-48}" --eval-every "${EVAL:-200}" ${EAGLE_SECONDS:+--max-seconds $EAGLE_SECONDS} \
+  ${UNROLL:+--unroll $UNROLL}
 [ -n "${NO_BENCH:-}" ] && exit 0
 python3 -m gorgon.bench.spec --device "$DEVICE" --category all --repeats "${REPEATS:-3}" \
   --max-tokens "${BENCH_TOKENS:-128}" --out "$OUT" \
