@@ -87,3 +87,18 @@ def test_a_cancelled_row_is_reused_at_once(default_path):
     assert results[0].finish_reason == "cancelled"
     assert len(results[0].token_ids) < 10  # stopped after a few tokens, not 200
     assert results[2].finish_reason == "length"  # the third request ran once a row was free
+
+
+@pytest.mark.parametrize("method", ["plain", "eagle"])
+def test_seeded_sampling_is_the_same_in_a_running_batch(default_path, method):
+    """Sampling noise depends on (seed, position, token) only, so a seeded request samples the same
+    tokens whether it runs alone or joins others (mixed greedy and sampled rows)."""
+    llm = LLM(model=str(default_path), device="cpu", dtype="float32", speculative=SPECS[method])
+    params = [
+        SamplingParams(max_tokens=n, temperature=t, top_p=p, seed=s)
+        for n, t, p, s in [(20, 0.8, 1.0, 1), (8, 0.0, 1.0, None), (16, 1.0, 0.9, 7), (12, 0.7, 1.0, 3)]
+    ]
+    reqs = llm._requests(PROMPTS[:4], params)
+    alone = [llm.engine.generate([r])[0].token_ids for r in reqs]
+    served = _serve(llm, reqs, batch=2, arrive_every=2)
+    assert [served[i].token_ids for i in range(len(reqs))] == alone
