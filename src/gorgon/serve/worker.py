@@ -174,6 +174,10 @@ class Worker:
                     del jobs[event.index]
                 job.deliver(event)
         except Exception as e:  # a failed batch fails its requests, not the server
+            with self._cond:
+                if head in self._waiting and not any(j is head for j in jobs.values()):
+                    self._waiting.remove(head)  # it failed before joining: don't retry it forever
+                    jobs[id(head)] = head
             for job in jobs.values():
                 self.metrics.requests.labels(job.endpoint, "error").inc()
                 job.deliver(e)
