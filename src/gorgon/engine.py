@@ -239,26 +239,11 @@ class Engine:
             first = unread["prefill"] == 1
             unread["prefill" if first else "steps"] -= 1
             for i, (s, row) in enumerate(zip(seqs, rows)):
-                tree = None
-                if first or runner.drafter is None:
-                    tokens, depth = [row], (None if first else 0)
-                else:
-                    tokens, depth = row[2 : 2 + row[0]], row[1]
-                    tree = runner.read_tree(row) if runner.tree_debug else None
+                tokens, depth, tree = ([row], None, None) if first else self._step_row(row)
                 if not first:
                     committed[i] += len(tokens)
-                if s.finished:
-                    continue
-                if s.req.cancelled:
-                    s.cancel()
-                else:
-                    event = s.append(tokens, depth)
-                    event.tree = tree
-                    yield event
-                if s.finished:
-                    result = s.result()
-                    result.stats["backend"] = runner.kernels
-                    yield result
+                if not s.finished:
+                    yield from self._advance(s, tokens, depth, tree)
             if all(s.finished for s in seqs):
                 break
             pending = nxt if ahead else launch()
@@ -328,11 +313,7 @@ class Engine:
                 seq = seqs[r]
                 if seq is None or index < joined[r]:
                     continue
-                if runner.drafter is None:
-                    tokens, depth, tree = [row], 0, None
-                else:
-                    tokens, depth = row[2 : 2 + row[0]], row[1]
-                    tree = runner.read_tree(row) if runner.tree_debug else None
+                tokens, depth, tree = self._step_row(row)
                 committed[r] += len(tokens)
                 yield from self._advance(seq, tokens, depth, tree)
                 if seq.finished:
@@ -341,7 +322,17 @@ class Engine:
         if runner.device.type == "cuda":
             torch.cuda.synchronize()  # steps queued for rows that then stopped must not outlive us
 
-    def _advance(self, seq: Sequence, tokens: list[int], depth: int | None, tree) -> Iterator:
+    def _step_row(self, row) -> tuple[list[int], int, StepTree | None]:
+        """One row of a decode or speculative step's read-back: (new tokens, depth drafted, tree)."""
+        runner = self.runner
+        if runner.drafter is None:
+            return [row], 0, None
+        tree = runner.read_tree(row) if runner.tree_debug else None
+        return row[2 : 2 + row[0]], row[1], tree
+
+    def _advance(
+        self, seq: Sequence, tokens: list[int], depth: int | None, tree: StepTree | None
+    ) -> Iterator[TokenEvent | RequestOutput]:
         """A row's new tokens: its event (or its cancellation), then its result if it ended."""
         if seq.req.cancelled:
             seq.cancel()

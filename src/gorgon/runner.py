@@ -55,9 +55,7 @@ class BatchBuffers:
 
     def narrow(self, batch: int) -> BatchBuffers:
         """The first `batch` rows, sharing this one's memory (smaller steps of a continuous batch)."""
-        st = self.sampling
-        sampling = SamplingTensors(st.temperature[:batch], st.top_p[:batch], st.top_k[:batch],
-                                   st.seeds[:batch], st.all_greedy, st.filtered)  # fmt: skip
+        sampling = self.sampling.rows(0, batch)
         cut = lambda t: None if t is None else t[:batch]
         return BatchBuffers(sampling, self.tokens[:batch], self.positions[:batch], self.out[:batch],
                             cut(self.history), cut(self.spec_out))  # fmt: skip
@@ -228,10 +226,8 @@ class ModelRunner:
         self._set_mode(
             batch, buf.sampling.all_greedy and sampling.all_greedy, buf.sampling.filtered or sampling.filtered
         )
-        row_sampling = SamplingTensors(
-            buf.sampling.temperature[rows], buf.sampling.top_p[rows], buf.sampling.top_k[rows],
-            buf.sampling.seeds[rows], sampling.all_greedy, sampling.filtered,
-        )  # fmt: skip
+        row_sampling = buf.sampling.rows(row, row + 1)
+        row_sampling.all_greedy, row_sampling.filtered = sampling.all_greedy, sampling.filtered
         first = torch.zeros(1, dtype=torch.int64, device=self.device)
         drafting = self.drafter.rows(row) if self.drafter is not None else contextlib.nullcontext()
         with drafting:

@@ -70,6 +70,12 @@ class SamplingTensors:
         """What the sampling graph must compute: 'greedy', 'sample' or 'filtered'."""
         return "greedy" if self.all_greedy else ("filtered" if self.filtered else "sample")
 
+    def rows(self, start: int, stop: int) -> SamplingTensors:
+        """Rows start .. stop - 1, sharing this one's memory, with the same flags."""
+        cut = slice(start, stop)
+        return SamplingTensors(self.temperature[cut], self.top_p[cut], self.top_k[cut], self.seeds[cut],
+                               self.all_greedy, self.filtered)  # fmt: skip
+
     def copy_(self, other: SamplingTensors) -> None:
         """Load another batch's parameters into these (static) buffers, and its mode."""
         for name in ("temperature", "top_p", "top_k", "seeds"):
