@@ -30,9 +30,9 @@ def _online(s, m_i, l_i, acc, v, PRECISION: tl.constexpr):
 
 @triton.jit
 def _tree_attention_kernel(
-    Q, K, V, COMMITTED, BITS, M_OUT, L_OUT, ACC, OUT, scale, N, HKV, NSPLIT,
+    Q, K, V, COMMITTED, BITS, M_OUT, L_OUT, ACC, OUT, scale, N, HKV, NSPLIT, SPLIT,
     sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
-    G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, SPLIT: tl.constexpr, BLOCK_N: tl.constexpr,
+    G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
     bh = tl.program_id(0)
@@ -117,9 +117,20 @@ def _merge_kernel(M_IN, L_IN, ACC, OUT, PARTS, N, HQ, sob, son, soh, BLOCK_S: tl
     tl.store(OUT + b * sob + node * son + head * soh + d, out.to(OUT.dtype.element_ty))
 
 
-def _split_size(committed_span: int) -> int:
-    # Up to 256 committed slots: one program does everything; beyond, at most 32 splits per row block.
-    return max(256, triton.next_power_of_2(triton.cdiv(committed_span, 32)))
+def _num_sms(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 132  # the interpreter: size the grid as for an H100
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _split_size(span: int, programs: int, sms: int) -> int:
+    """Committed slots per program: one program per row block covers the whole context when the grid
+    already fills the GPU (partials would only add memory traffic and a merge); otherwise the context is
+    split until the grid is about two waves, in splits of at least 256 slots (multiples of a tile)."""
+    if programs >= sms:
+        return max(span, 1)
+    nsplit = min(triton.cdiv(2 * sms, programs), triton.cdiv(span, 256))
+    return max(triton.cdiv(triton.cdiv(span, max(nsplit, 1)), 64) * 64, 64)
 
 
 def tree_attention(
@@ -142,7 +153,7 @@ def tree_attention(
     rows = n * group
     block_m = 16 if rows <= 16 else (32 if rows <= 32 else 64)
     span = max(kv_len - n, 1)
-    split = _split_size(span)
+    split = _split_size(span, b * hkv * triton.cdiv(rows, block_m), _num_sms(q.device))
     nsplit = triton.cdiv(span, split)
     direct = nsplit == 1
     parts = 1 if direct else b * n * hq * (nsplit + 1)
@@ -152,10 +163,10 @@ def tree_attention(
     out = torch.empty_like(q) if out is None else out
     grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nsplit + 1)
     _tree_attention_kernel[grid](
-        q, cache_k, cache_v, committed, bits, m, l_, acc, out, scale, n, hkv, nsplit,
+        q, cache_k, cache_v, committed, bits, m, l_, acc, out, scale, n, hkv, nsplit, split,
         q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
         cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
-        out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, SPLIT=split, BLOCK_N=64,
+        out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=64,
         DIRECT=direct, PRECISION="ieee" if q.dtype == torch.float32 else "tf32", num_warps=4,
     )  # fmt: skip
     if not direct:
