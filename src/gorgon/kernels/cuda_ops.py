@@ -2,8 +2,10 @@
 
 Built at first use with `torch.utils.cpp_extension` (nvcc and ninja needed; about a minute, cached under
 ~/.cache/gorgon/cuda-<hash> afterwards), for the architecture of the GPU at hand (sm_90 on H100/H200).
-Tree attention in bfloat16/float16 with head_dim 64 or 128 runs the tensor-core kernel; float32 and other
-head sizes run the exact warp-per-row kernel. The decode-step operations this backend has no CUDA kernel
+Tree attention in bfloat16/float16 with head_dim 64 or 128 runs a tensor-core kernel: by default the
+mma.sync one (FlashAttention-2 on raw PTX), or the older WMMA one with GORGON_CUDA_KERNEL=wmma (for
+comparison); float32 and other head sizes run the exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact
+forces it everywhere). The decode-step operations this backend has no CUDA kernel
 for (RMSNorm, RoPE + KV write, SiLU, decode attention, argmax) come from the Triton backend when Triton is
 installed, else from the reference.
 """
@@ -26,6 +28,9 @@ from gorgon.kernels.attention import AttentionMeta
 
 SOURCES = [Path(__file__).parent / "cuda" / name for name in ("tree_attention.cu", "binding.cpp")]
 MAX_TREE = 128
+KERNELS = {"exact": 0, "mma": 1, "wmma": 2}  # the binding's kernel codes
+BLOCK_ROWS = 64  # (node, head) rows per block of the tensor-core kernels
+MIN_SPLIT = 128  # committed slots per split, at least
 
 
 def buildable() -> bool:
@@ -84,10 +89,33 @@ def _aligned(*tensors: torch.Tensor) -> bool:
     return all(t.data_ptr() % 16 == 0 and all(s % 8 == 0 for s in t.stride()[:-1]) for t in tensors)
 
 
-def _split_size(span: int) -> int:
-    # Up to 256 committed slots: one block per row block does everything; beyond, at most ~32 splits.
-    need = -(-span // 32)
-    return max(256, 1 << (need - 1).bit_length())
+@cache
+def _target_blocks(device: int) -> int:
+    # About two waves: two blocks fit an SM (registers and shared memory of the mma kernel at head_dim 128).
+    return 2 * torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _splits(blocks: int, span: int, target: int) -> tuple[int, int]:
+    """(splits, split size) of the committed span for a grid of `blocks` blocks per split: enough splits
+    for about `target` blocks in all, none shorter than MIN_SPLIT slots, sizes a multiple of 64 (the tile)."""
+    splits = max(1, min(-(-target // blocks), -(-span // MIN_SPLIT)))
+    split = -(-span // splits)
+    split = -(-split // 64) * 64
+    return -(-span // split), split
+
+
+def _kernel_code(
+    q: torch.Tensor, tensors: tuple[torch.Tensor, ...], fast: bool | None, kernel: str | None
+) -> int:
+    name = kernel or os.environ.get("GORGON_CUDA_KERNEL") or "mma"
+    if name not in KERNELS:
+        raise GorgonError(f"GORGON_CUDA_KERNEL / kernel: {name!r} is not one of {sorted(KERNELS)}")
+    if fast is True:  # a tensor-core kernel, whatever the environment says
+        return KERNELS["wmma" if name == "wmma" else "mma"]
+    if fast is False or name == "exact":
+        return KERNELS["exact"]
+    applies = q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] in (64, 128) and _aligned(*tensors)
+    return KERNELS[name] if applies else KERNELS["exact"]
 
 
 def tree_attention(
@@ -100,23 +128,27 @@ def tree_attention(
     scale: float,
     out: torch.Tensor | None = None,
     fast: bool | None = None,
+    kernel: str | None = None,
 ) -> torch.Tensor:
     """Same contract as gorgon.kernels.tree_attention.tree_attention (q [B, N, Hq, D], N <= 128).
-    `fast`: force the tensor-core (True) or the exact (False) kernel; default: tensor cores where they
-    apply."""
+    `fast`: force a tensor-core (True) or the exact (False) kernel; default: tensor cores where they
+    apply. `kernel`: "mma" (default), "wmma" or "exact"; default: $GORGON_CUDA_KERNEL, else "mma"."""
     b, n, hq, d = q.shape
     out = torch.empty_like(q) if out is None else out
-    if fast is None:
-        fast = q.dtype in (torch.float16, torch.bfloat16) and d in (64, 128) and _aligned(q, cache_k, cache_v)
+    code = _kernel_code(q, (q, cache_k, cache_v, out), fast, kernel)
+    hkv = cache_k.shape[2]
     span = max(kv_len - n, 1)
-    split = _split_size(span)
-    nsplit = 1 if span <= split else -(-span // split) + 1
+    nsplit, split = 1, span
+    if code != KERNELS["exact"]:
+        blocks = b * hkv * -(-n * (hq // hkv) // BLOCK_ROWS)
+        splits, split = _splits(blocks, span, _target_blocks(q.get_device()))
+        nsplit = 1 if splits == 1 else splits + 1  # the last split takes the tree
     parts = b * n * hq * nsplit if nsplit > 1 else 1
     m = torch.empty(parts, device=q.device, dtype=torch.float32)
     l_ = torch.empty_like(m)
     acc = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=torch.float32)
     extension().tree_attention(
-        q, cache_k, cache_v, committed, bits, out, m, l_, acc, scale, nsplit, split, fast
+        q, cache_k, cache_v, committed, bits, out, m, l_, acc, scale, nsplit, split, code
     )
     return out
 

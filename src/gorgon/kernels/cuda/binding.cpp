@@ -19,7 +19,8 @@ struct TreeAttentionArgs {
   int n, hkv, group, nsplit, split;
   int64_t sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh;
 };
-cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, cudaStream_t stream);
+cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
+                                cudaStream_t stream);
 cudaError_t tree_attention_exact(TreeAttentionArgs a, int batch, int d, int dtype, cudaStream_t stream);
 cudaError_t keep_path(void* data, int elem_size, const int64_t* committed, const int64_t* path,
                       const int64_t* n_acc, int rows, int depth, int planes, int64_t plane_stride,
@@ -34,11 +35,12 @@ static int dtype_code(const torch::Tensor& t) {
 }
 
 // q [B, N, Hq, D]; cache_k/v [B, S, Hkv, D]; committed [B] int64; bits [B, N, W] int32; out like q.
-// fast: the tensor-core kernel with `nsplit` blocks per row block of `split` committed slots each (nsplit 1:
-// one block does all); m/l [parts], acc [parts, D] float32 scratch when nsplit > 1.
+// kernel: 0 the exact warp-per-row kernel, 1 the mma.sync tensor-core kernel, 2 the WMMA one. The tensor-core
+// kernels run `nsplit` blocks per row block, of `split` committed slots each, the last one taking the tree
+// (nsplit 1: one block does all); m/l [parts], acc [parts, D] float32 scratch when nsplit > 1.
 void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor committed,
                     torch::Tensor bits, torch::Tensor out, torch::Tensor m, torch::Tensor l, torch::Tensor acc,
-                    double scale, int64_t nsplit, int64_t split, bool fast) {
+                    double scale, int64_t nsplit, int64_t split, int64_t kernel) {
   TORCH_CHECK(q.is_cuda() && q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "tree attention: bad inputs");
   TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && out.stride(3) == 1,
               "tree attention: head_dim must be contiguous");
@@ -67,8 +69,9 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   a.sob = out.stride(0), a.son = out.stride(1), a.soh = out.stride(2);
   const int batch = (int)q.size(0), d = (int)q.size(3);
   auto stream = at::cuda::getCurrentCUDAStream().stream();
-  cudaError_t err = fast ? gorgon::tree_attention_fast(a, batch, d, dtype_code(q), stream)
-                         : gorgon::tree_attention_exact(a, batch, d, dtype_code(q), stream);
+  TORCH_CHECK(kernel >= 0 && kernel <= 2, "tree attention: unknown kernel ", kernel);
+  cudaError_t err = kernel == 0 ? gorgon::tree_attention_exact(a, batch, d, dtype_code(q), stream)
+                                : gorgon::tree_attention_fast(a, batch, d, dtype_code(q), (int)kernel - 1, stream);
   TORCH_CHECK(err == cudaSuccess, "tree attention launch: ", cudaGetErrorString(err));
 }
 

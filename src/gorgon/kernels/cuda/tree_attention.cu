@@ -4,12 +4,15 @@
 // committed cache slots (all of them) and, among the tree's own slots committed .. committed + N - 1,
 // to their ancestors and themselves, read from packed ancestor bits (one int32 word per 32 nodes).
 //
-// Two kernels compute it. `tree_attention_mma` (bf16/fp16, head_dim 64 or 128) is FlashAttention-2
-// shaped: a block owns 64 (node, head) rows that share one KV head, so grouped heads read each K/V tile
-// once; it streams K/V tiles of 64 slots through shared memory, computes QK^T and PV on tensor cores
-// (WMMA, fp32 accumulation) and keeps an online softmax in the log2 domain. Long contexts are split
-// over blocks (the tree being one more split) and merged by `merge_splits`. `tree_attention_simple`
-// (any dtype incl. float32, any head_dim <= 256) is a warp per row and exists for exactness, not speed.
+// Three kernels compute it. `fa2::tree_attention_mma` (bf16/fp16, head_dim 64 or 128; the default) is
+// FlashAttention-2 on raw mma.sync.m16n8k16 PTX: a block owns 64 (node, head) rows that share one KV head,
+// so grouped heads read each K/V tile once; K/V tiles of 64 slots are double-buffered through shared
+// memory with cp.async, Q stays in registers and the online softmax (log2 domain) runs on the
+// accumulator fragments in registers. `tree_attention_wmma` is the earlier WMMA kernel with the same
+// contract (scores round-trip through shared memory, per-row softmax in a warp), kept for comparison.
+// Long contexts are split over blocks (the tree being one more split) and merged by `merge_splits`.
+// `tree_attention_simple` (any dtype incl. float32, any head_dim <= 256) is a warp per row and exists for
+// exactness, not speed.
 // The file needs no torch headers, so it compiles (and is checked in CI) with nvcc alone.
 
 #include <cuda_bf16.h>
@@ -69,9 +72,9 @@ __device__ __forceinline__ bool visible(const TreeAttentionArgs& a, int b, int n
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Tensor-core kernel.
+// WMMA kernel (the first tensor-core kernel; GORGON_CUDA_KERNEL=wmma selects it).
 
-template <int D> struct MmaLayout {
+template <int D> struct WmmaLayout {
   static constexpr int LD = D + 8;                      // halves per smem row (pad: fewer bank conflicts)
   static constexpr int WLD = (D > kBN ? D : kBN) + 4;   // floats per row of a warp's score/PV scratch
   static constexpr int PLD = kBN + 8;                   // halves per row of a warp's probabilities
@@ -82,8 +85,8 @@ template <int D> struct MmaLayout {
 };
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionArgs a) {
-  using L = MmaLayout<D>;
+__global__ void __launch_bounds__(kWarps * 32) tree_attention_wmma(TreeAttentionArgs a) {
+  using L = WmmaLayout<D>;
   extern __shared__ __align__(128) unsigned char smem[];
   T* sq = reinterpret_cast<T*>(smem);
   T* sk = sq + kBM * L::LD;
@@ -256,6 +259,354 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionA
   }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// mma.sync kernel (the default for bf16/fp16): FlashAttention-2 on raw m16n8k16 PTX.
+//
+// A block of 4 warps owns kBM = 64 rows (row r: node r / group, head kvh * group + r % group), each warp
+// 16 of them. Q fragments are loaded once (ldmatrix) and stay in registers. K/V tiles of kBN slots are
+// double-buffered in shared memory with cp.async (tile t + 1 is in flight while tile t is computed).
+// S = Q K^T accumulates in f32 mma fragments; the online softmax (log2 domain) runs on those fragments in
+// registers: a thread owns rows g = lane / 4 and g + 8 of its warp's 16, columns 2 (lane % 4) + {0, 1} of
+// every 8-column block, so a row's max and sum are reductions over the 4 threads of a quad. The C
+// fragments of two adjacent 8-column blocks are, element for element, the A fragment of one 16-wide k
+// step, so P feeds O += P V from registers (packed to bf16/fp16); V's B fragments come from ldmatrix.trans.
+//
+// Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"), with
+// g = lane >> 2 and t = lane & 3:
+//   A 16x16 (4 x b32): a[0] = (g, 2t..2t+1), a[1] = (g+8, 2t..), a[2] = (g, 2t+8..), a[3] = (g+8, 2t+8..)
+//   B 16x8  (2 x b32): b[0] = (k 2t..2t+1, n g), b[1] = (k 2t+8..2t+9, n g)
+//   C 16x8  (4 x f32): c[0], c[1] = (g, 2t), (g, 2t+1); c[2], c[3] = (g+8, 2t), (g+8, 2t+1)
+// ldmatrix .x4: lanes 8i..8i+7 give the row addresses of matrix i, which lands in register i; each lane
+// receives (row lane / 4, columns 2 (lane % 4) + {0, 1}) of every matrix, transposed with .trans.
+
+namespace fa2 {
+
+constexpr int kWarps = 4;
+constexpr int kBM = 16 * kWarps;  // rows per block
+constexpr int kBN = 64;           // KV slots per tile (two words of ancestor bits on tree tiles)
+
+template <int D> struct Layout {
+  static constexpr int LD = D + 8;  // halves per smem row: 16 bytes of pad, ldmatrix rows hit distinct banks
+  static constexpr int Q = kBM * LD;
+  static constexpr int KV = kBN * LD;
+  static constexpr size_t bytes = sizeof(uint16_t) * (size_t)(Q + 4 * KV);  // Q, K x 2, V x 2
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global -> shared, bypassing L1; `full` false writes 16 zero bytes and reads nothing.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool full) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(full ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// d += a b for one m16n8k16 (f32 accumulation).
+template <typename T>
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                        uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma16816<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Two floats as one b32 of two 16-bit values, `lo` in the low half (the lower column index).
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return (uint32_t)__bfloat16_as_ushort(v.x) | ((uint32_t)__bfloat16_as_ushort(v.y) << 16);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+  const __half2 v = __floats2half2_rn(lo, hi);
+  return (uint32_t)__half_as_ushort(v.x) | ((uint32_t)__half_as_ushort(v.y) << 16);
+}
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionArgs a) {
+  using L = Layout<D>;
+  constexpr int KD = D / 16;    // k steps of QK^T (over head_dim)
+  constexpr int NB = kBN / 8;   // 8-slot score blocks per tile
+  constexpr int DB = D / 8;     // 8-wide output blocks
+  constexpr int V8 = D / 8;     // 16-byte vectors per K/V/Q row
+  constexpr int kLoads = kBN * V8 / (kWarps * 32);  // cp.async per thread per tile, for K and for V
+  static_assert(kBN * V8 % (kWarps * 32) == 0, "tile loads must divide evenly");
+
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* sq = reinterpret_cast<T*>(smem);
+  T* sk = sq + L::Q;       // 2 buffers of kBN x LD
+  T* sv = sk + 2 * L::KV;  // 2 buffers of kBN x LD
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int g = lane >> 2, tq = lane & 3;
+  const int b = blockIdx.x / a.hkv, kvh = blockIdx.x % a.hkv, split = blockIdx.z;
+  const int row0 = blockIdx.y * kBM;
+  const int rows = a.n * a.group;
+  const bool live = row0 + warp * 16 < rows;  // warp-uniform: a warp of padding rows only loads tiles
+  const int64_t committed = a.committed[b];
+  const bool direct = a.nsplit == 1;
+
+  // This block's share: all committed slots (direct), one split of them, or (the last split) the tree.
+  int64_t lo = 0, hi = committed;
+  const bool do_tree = direct || split == a.nsplit - 1;
+  if (!direct) {
+    lo = (int64_t)split * a.split;
+    hi = do_tree ? lo : (lo + a.split < committed ? lo + a.split : committed);
+  }
+  const int n_ctx = hi > lo ? (int)((hi - lo + kBN - 1) / kBN) : 0;
+  const int n_tiles = n_ctx + (do_tree ? (a.n + kBN - 1) / kBN : 0);
+
+  const T* kbase = static_cast<const T*>(a.k) + b * a.skb + kvh * a.skh;
+  const T* vbase = static_cast<const T*>(a.v) + b * a.svb + kvh * a.svh;
+
+  // Tile t: committed slots lo + t kBN .. (< hi), then tree slots committed + t0 .. (< committed + n).
+  auto tile_range = [&](int t, int64_t& slot0, int64_t& limit) {
+    if (t < n_ctx) {
+      slot0 = lo + (int64_t)t * kBN;
+      limit = hi;
+    } else {
+      slot0 = committed + (int64_t)(t - n_ctx) * kBN;
+      limit = committed + a.n;
+    }
+  };
+  // Slots past the limit are zero-filled (never read): masked scores then multiply zeros, not garbage.
+  auto load_tile = [&](int t, int buf) {
+    int64_t slot0, limit;
+    tile_range(t, slot0, limit);
+    const uint32_t dk = smem_u32(sk + buf * L::KV), dv = smem_u32(sv + buf * L::KV);
+#pragma unroll
+    for (int it = 0; it < kLoads; ++it) {
+      const int i = tid + it * kWarps * 32, r = i / V8, c = (i % V8) * 8;
+      const bool ok = slot0 + r < limit;
+      const int64_t slot = ok ? slot0 + r : slot0;  // a valid address even when nothing is read
+      const uint32_t off = (uint32_t)(r * L::LD + c) * sizeof(T);
+      cp_async16(dk + off, kbase + slot * a.sks + c, ok);
+      cp_async16(dv + off, vbase + slot * a.svs + c, ok);
+    }
+  };
+
+  if (n_tiles > 0) load_tile(0, 0);
+  cp_async_commit();
+
+  // Q tile, rows past the tree zero; then each warp takes its 16 rows into A fragments.
+  for (int i = tid; i < kBM * V8; i += kWarps * 32) {
+    const int r = i / V8, c = (i % V8) * 8, row = row0 + r, node = row / a.group;
+    uint4 val = make_uint4(0, 0, 0, 0);
+    if (row < rows) {
+      const T* src = static_cast<const T*>(a.q) + b * a.sqb + node * a.sqn +
+                     (int64_t)(kvh * a.group + row % a.group) * a.sqh + c;
+      val = *reinterpret_cast<const uint4*>(src);
+    }
+    *reinterpret_cast<uint4*>(sq + r * L::LD + c) = val;
+  }
+  __syncthreads();
+  uint32_t qf[KD][4];
+  if (live) {
+    // Matrices 0..3 = (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15).
+    const T* base = sq + (warp * 16 + (lane & 15)) * L::LD + (lane >> 4) * 8;
+#pragma unroll
+    for (int kd = 0; kd < KD; ++kd) ldsm_x4(qf[kd], smem_u32(base + kd * 16));
+  }
+
+  // This thread's rows: g and g + 8 of the warp's 16; their nodes for the ancestor bits.
+  int node[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = row0 + warp * 16 + g + 8 * h;
+    node[h] = row < rows ? row / a.group : a.n;  // a.n: padding, sees nothing in the tree
+  }
+  float o[DB][4];
+#pragma unroll
+  for (int j = 0; j < DB; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's columns only, summed at the end
+  const float scale = a.scale * kLog2e;
+
+  for (int t = 0; t < n_tiles; ++t) {
+    const int buf = t & 1;
+    if (t + 1 < n_tiles) load_tile(t + 1, buf ^ 1);  // that buffer's last reader passed the barrier below
+    cp_async_commit();
+    cp_async_wait<1>();  // all but the newest group: tile t has landed (for this thread's copies)
+    __syncthreads();     // ... and for every thread's
+
+    if (live) {
+      // S = Q K^T. K rows are slots: B[k][n] = K[n][k] is K's smem row n, so no transpose. Matrices
+      // 0..3 = (slots 0-7, d 0-7), (slots 0-7, d 8-15), (slots 8-15, d 0-7), (slots 8-15, d 8-15).
+      float s[NB][4];
+#pragma unroll
+      for (int j = 0; j < NB; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+      const T* kt = sk + buf * L::KV + ((lane & 7) + (lane >> 4) * 8) * L::LD + ((lane >> 3) & 1) * 8;
+#pragma unroll
+      for (int kd = 0; kd < KD; ++kd) {
+#pragma unroll
+        for (int np = 0; np < NB / 2; ++np) {
+          uint32_t kb[4];
+          ldsm_x4(kb, smem_u32(kt + np * 16 * L::LD + kd * 16));
+          mma16816<T>(s[2 * np], qf[kd], kb[0], kb[1]);
+          mma16816<T>(s[2 * np + 1], qf[kd], kb[2], kb[3]);
+        }
+      }
+
+      // Scale into the log2 domain and mask. Element e of block j: row g + 8 (e >> 1), column
+      // 8 j + 2 tq + (e & 1) of the tile.
+      int64_t slot0, limit;
+      tile_range(t, slot0, limit);
+      if (t >= n_ctx) {
+        const int t0 = (int)(slot0 - committed);  // tree node index of the tile's first column
+        const int words = (a.n + 31) >> 5;
+        uint32_t word[2][2];  // [row half][32-column half of the tile]
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int w = 0; w < 2; ++w) {
+            const int wi = (t0 >> 5) + w;
+            word[h][w] = node[h] < a.n && wi < words
+                             ? (uint32_t)a.bits[b * a.sbb + (int64_t)node[h] * a.sbn + wi]
+                             : 0u;
+          }
+#pragma unroll
+        for (int j = 0; j < NB; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int c = 8 * j + 2 * tq + (e & 1);
+            const bool ok = t0 + c < a.n && ((word[e >> 1][c >> 5] >> (c & 31)) & 1u);
+            s[j][e] = ok ? s[j][e] * scale : -INFINITY;
+          }
+      } else if (slot0 + kBN > limit) {  // the context's (or split's) last, partial tile
+        const int valid = (int)(limit - slot0);
+#pragma unroll
+        for (int j = 0; j < NB; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int c = 8 * j + 2 * tq + (e & 1);
+            s[j][e] = c < valid ? s[j][e] * scale : -INFINITY;
+          }
+      } else {
+#pragma unroll
+        for (int j = 0; j < NB; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[j][e] *= scale;
+      }
+
+      // Online softmax on the fragments. A row that has seen only masked slots keeps m = -inf and
+      // uses 0 as its reference, so exp2(-inf - 0) = 0 everywhere and nothing becomes NaN.
+      float alpha[2], ref[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < NB; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * h], s[j][2 * h + 1]));
+        const float m_new = fmaxf(m[h], quad_max(mx));
+        ref[h] = m_new == -INFINITY ? 0.f : m_new;
+        alpha[h] = exp2f(m[h] - ref[h]);
+        m[h] = m_new;
+      }
+      float sum[2] = {0.f, 0.f};
+#pragma unroll
+      for (int j = 0; j < NB; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          s[j][e] = exp2f(s[j][e] - ref[e >> 1]);
+          sum[e >> 1] += s[j][e];
+        }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + sum[h];
+#pragma unroll
+      for (int j = 0; j < DB; ++j) {
+        o[j][0] *= alpha[0];
+        o[j][1] *= alpha[0];
+        o[j][2] *= alpha[1];
+        o[j][3] *= alpha[1];
+      }
+
+      // O += P V. P's A fragment for slots 16 kk .. 16 kk + 15 is the C fragments of score blocks 2 kk
+      // (a[0], a[1]) and 2 kk + 1 (a[2], a[3]). V rows are slots (k) and B[k][n] = V[k][n] is column n
+      // of the smem tile: ldmatrix.trans. Matrices 0..3 = (slots 0-7, d 0-7), (slots 8-15, d 0-7),
+      // (slots 0-7, d 8-15), (slots 8-15, d 8-15): b0, b1 of output block 2 dp, then of 2 dp + 1.
+      const T* vt = sv + buf * L::KV + ((lane & 7) + ((lane >> 3) & 1) * 8) * L::LD + (lane >> 4) * 8;
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        uint32_t pa[4];
+        pa[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+        pa[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+        pa[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pa[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t vb[4];
+          ldsm_x4_trans(vb, smem_u32(vt + kk * 16 * L::LD + dp * 16));
+          mma16816<T>(o[2 * dp], pa, vb[0], vb[1]);
+          mma16816<T>(o[2 * dp + 1], pa, vb[2], vb[3]);
+        }
+      }
+    }
+    __syncthreads();  // buffer `buf` is free for tile t + 2
+  }
+  cp_async_wait<0>();  // nothing in flight at exit (the last group is empty)
+
+  if (!live) return;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float lsum = quad_sum(l[h]);
+    const int row = row0 + warp * 16 + g + 8 * h;
+    if (row >= rows) continue;
+    const int nd = row / a.group, head = kvh * a.group + row % a.group;
+    if (direct) {
+      const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
+      T* dst = static_cast<T*>(a.out) + b * a.sob + nd * a.son + head * a.soh + 2 * tq;
+#pragma unroll
+      for (int j = 0; j < DB; ++j)
+        *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+    } else {
+      const int64_t part = ((int64_t)(b * a.n + nd) * (a.hkv * a.group) + head) * a.nsplit + split;
+      float* dst = a.acc_out + part * D + 2 * tq;
+#pragma unroll
+      for (int j = 0; j < DB; ++j)
+        *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[j][2 * h], o[j][2 * h + 1]);
+      if (tq == 0) {
+        a.m_out[part] = m[h];
+        a.l_out[part] = lsum;
+      }
+    }
+  }
+}
+
+}  // namespace fa2
+
 // Combine the splits of each (row, node, head): weights 2^(m - max m), splits past the context weigh 0.
 template <typename T>
 __global__ void merge_splits(TreeAttentionArgs a, int d) {
@@ -349,27 +700,43 @@ __global__ void keep_path_kernel(T* data, const int64_t* committed, const int64_
 namespace gorgon {
 
 template <typename T, int D>
-static cudaError_t launch_mma(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
-  const size_t bytes = MmaLayout<D>::bytes;
-  cudaError_t err = cudaFuncSetAttribute(tree_attention_mma<T, D>,
+static cudaError_t launch_wmma(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
+  const size_t bytes = WmmaLayout<D>::bytes;
+  cudaError_t err = cudaFuncSetAttribute(tree_attention_wmma<T, D>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (a.n * a.group + kBM - 1) / kBM, a.nsplit);
-  tree_attention_mma<T, D><<<grid, kWarps * 32, bytes, stream>>>(a);
+  tree_attention_wmma<T, D><<<grid, kWarps * 32, bytes, stream>>>(a);
+  if (a.nsplit > 1) merge_splits<T><<<batch * a.n * a.hkv * a.group, D, 0, stream>>>(a, D);
+  return cudaGetLastError();
+}
+
+template <typename T, int D>
+static cudaError_t launch_mma(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
+  const size_t bytes = fa2::Layout<D>::bytes;
+  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_mma<T, D>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+  if (err != cudaSuccess) return err;
+  dim3 grid(batch * a.hkv, (a.n * a.group + fa2::kBM - 1) / fa2::kBM, a.nsplit);
+  fa2::tree_attention_mma<T, D><<<grid, fa2::kWarps * 32, bytes, stream>>>(a);
   if (a.nsplit > 1) merge_splits<T><<<batch * a.n * a.hkv * a.group, D, 0, stream>>>(a, D);
   return cudaGetLastError();
 }
 
 template <typename T>
-static cudaError_t launch_mma_d(const TreeAttentionArgs& a, int batch, int d, cudaStream_t stream) {
-  if (d == 64) return launch_mma<T, 64>(a, batch, stream);
-  if (d == 128) return launch_mma<T, 128>(a, batch, stream);
+static cudaError_t launch_tc(const TreeAttentionArgs& a, int batch, int d, int variant, cudaStream_t stream) {
+  if (variant == 0 && d == 64) return launch_mma<T, 64>(a, batch, stream);
+  if (variant == 0 && d == 128) return launch_mma<T, 128>(a, batch, stream);
+  if (variant == 1 && d == 64) return launch_wmma<T, 64>(a, batch, stream);
+  if (variant == 1 && d == 128) return launch_wmma<T, 128>(a, batch, stream);
   return cudaErrorInvalidValue;
 }
 
-cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, cudaStream_t stream) {
-  if (dtype == 1) return launch_mma_d<__half>(a, batch, d, stream);
-  if (dtype == 2) return launch_mma_d<__nv_bfloat16>(a, batch, d, stream);
+// variant 0: the mma.sync kernel (tree_attention_mma); 1: the WMMA kernel (tree_attention_wmma).
+cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
+                                cudaStream_t stream) {
+  if (dtype == 1) return launch_tc<__half>(a, batch, d, variant, stream);
+  if (dtype == 2) return launch_tc<__nv_bfloat16>(a, batch, d, variant, stream);
   return cudaErrorInvalidValue;
 }
 
