@@ -64,13 +64,29 @@ GRID = [
 ]
 
 
+@pytest.mark.parametrize("kernel", ["mma", "wmma"])  # float32 runs the exact kernel under either
 @pytest.mark.parametrize("context", list(CONTEXTS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("n, hq, hkv, d", GRID)
-def test_cuda_tree_attention(n, hq, hkv, d, dtype, context):
+def test_cuda_tree_attention(n, hq, hkv, d, dtype, context, kernel):
     from gorgon.kernels import cuda_ops
 
-    _check(cuda_ops.tree_attention, n, hq, hkv, d, dtype, context)
+    if dtype == torch.float32 and kernel != "mma":
+        pytest.skip("float32 runs the exact kernel, tested once")
+    attend = lambda *args, **kw: cuda_ops.tree_attention(*args, **kw, kernel=kernel)
+    _check(attend, n, hq, hkv, d, dtype, context)
+
+
+@pytest.mark.parametrize("kernel", ["mma", "wmma"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("target", [1, 10**6])  # one block per row block does all; the most splits
+@pytest.mark.parametrize("n, hq, hkv, d", [(64, 32, 8, 128), (128, 4, 1, 64), (5, 8, 8, 128)])
+def test_cuda_tree_attention_split_counts(n, hq, hkv, d, target, dtype, kernel, monkeypatch):
+    from gorgon.kernels import cuda_ops
+
+    monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: target)
+    attend = lambda *args, **kw: cuda_ops.tree_attention(*args, **kw, kernel=kernel)
+    _check(attend, n, hq, hkv, d, dtype, "long")
 
 
 @pytest.mark.parametrize("context", list(CONTEXTS))
