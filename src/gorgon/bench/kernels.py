@@ -103,7 +103,7 @@ def measure(batch: int, n: int, p: int, hq: int, hkv: int, d: int) -> dict[str, 
 def bench(quick: bool = False) -> list[dict]:
     bandwidth = copy_bandwidth("cuda")
     rows = []
-    sizes = [(1, 16, 512), (1, 64, 2048), (1, 64, 8192)]
+    sizes = [(1, 16, 512), (1, 64, 2048), (1, 64, 8192), (8, 64, 2048), (8, 128, 512)]
     if not quick:
         sizes = [(b, n, p) for b in (1, 8) for n in (1, 16, 64, 128) for p in (512, 2048, 8192)]
     for shape, (hq, hkv, d) in HEADS.items():
@@ -131,7 +131,7 @@ def bench(quick: bool = False) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="reports")
-    p.add_argument("--quick", action="store_true", help="three cases per head shape")
+    p.add_argument("--quick", action="store_true", help="five cases per head shape")
     args = p.parse_args(argv)
     rows = bench(args.quick)
     out = Path(args.out)
