@@ -15,7 +15,7 @@ import torch
 from gorgon.heads.eagle import EagleConfig, EagleLayer
 from gorgon.model.llama import ForwardOutput, Llama
 from gorgon.spec.drafters.base import Drafter, SpecState
-from gorgon.spec.tree import StaticTree, Tree, tree_mask
+from gorgon.spec.tree import StaticTree, Tree
 from gorgon.spec.verify import Acceptance
 
 
@@ -45,6 +45,16 @@ class EagleDrafter(Drafter):
         super().bind(batch, capacity, device, dtype)
         self.cache = self.layer.new_cache(batch, capacity, device, dtype)
         self.root_feature = torch.zeros(batch, self.config.hidden_size, device=device, dtype=dtype)
+        # constants of the pool's layout (the root, then `depth` levels of top_k nodes)
+        k, pool = self.config.top_k, self.pool
+        self._index = torch.arange(pool, device=device)
+        self._depths = torch.cat([torch.zeros(1, dtype=torch.int64), torch.arange(pool - 1) // k + 1]).to(
+            device
+        )
+        self._tie_break = 1e-6 * self._depths
+        self._zero = torch.zeros(batch, 1, device=device)
+        self._root_parents = torch.zeros(batch, 1 + k, dtype=torch.int64, device=device)
+        self._valid = torch.ones(batch, self.config.total_tokens + 1, dtype=torch.bool, device=device)
 
     def prefill(self, tokens, next_tokens, positions, kv_len, hidden) -> None:
         self.layer(self.target, hidden, next_tokens, positions, self.cache, kv_len=kv_len)
@@ -56,61 +66,69 @@ class EagleDrafter(Drafter):
         self.root_feature[: root.shape[0]].copy_(pred[:, 0])
 
     def _log_probs(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(self.target.logits(features).float(), dim=-1)
+        return torch.log_softmax(self.target.logits(features), dim=-1, dtype=torch.float32)
 
     def propose(self, state: SpecState) -> Tree:
-        k, depth, n = self.config.top_k, self.config.depth, self.config.total_tokens
+        # Every op here is a kernel replayed each step: on a small target, drafting's cost is their count.
+        # So the attention rows of pool nodes are grown incrementally (a child's row is its parent's
+        # plus its own slot) instead of rebuilding a mask each level, and the pool's ancestor relation
+        # is read off those rows once at the end (the verify step needs it, and need not derive it).
+        k, depth, n, pool = self.config.top_k, self.config.depth, self.config.total_tokens, self.pool
         committed, b, dev = state.committed, state.root.shape[0], state.root.device
-        rows = torch.arange(b, device=dev)
+        base = (
+            committed - 1
+        )  # the root's pair sits at this slot of the layer's cache, pool node j at base + j
+        # rows span the attended slots plus `pool` more: the last level's slots (never written, as it is
+        # not forwarded) can lie past kv_len, yet its nodes' ancestor rows must include themselves
+        kv = state.kv_len
+        rel = torch.arange(kv + pool, device=dev)[None, :] - base[:, None]  # [B, kv_len + pool]
+        own = rel[:, None, :] == self._index[:, None]  # [B, pool, kv_len]: pool node j's own slot
+        root_row = (rel < 0)[:, None, :] | own[:, :1]  # the root sees the committed pairs and itself
+        level_rows = root_row | own[:, 1 : 1 + k]
+        rows = [root_row, level_rows]
+        slots = base[:, None] + self._index[None, :]  # [B, pool]
+        positions = base[:, None] + self._index[None, 1 : depth + 1]  # [B, depth]: position of depth d
         scores, tokens = self._log_probs(self.root_feature[:b]).topk(k, dim=-1)  # depth 1
-        pool_tokens, pool_scores = [state.root[:, None], tokens], [torch.zeros(b, 1, device=dev), scores]
-        pool_parents = [torch.zeros(b, 1 + k, dtype=torch.int64, device=dev)]  # the root, then depth 1
-        pool_depths = [
-            torch.zeros(1, dtype=torch.int64, device=dev),
-            torch.ones(k, dtype=torch.int64, device=dev),
-        ]
-        # the ancestor relation over the pool, grown with it (node 0: the root, its pair at committed - 1)
-        # (assignments through index tensors take tensor values: a Python scalar would be a host copy,
-        # which a CUDA graph capture refuses)
-        anc = torch.zeros(b, self.pool, self.pool, dtype=torch.bool, device=dev)
-        anc[:, : 1 + k, 0] = True
-        eye = torch.eye(self.pool, dtype=torch.bool, device=dev)
-        anc[:, : 1 + k] |= eye[: 1 + k]
-        frontier = 1 + torch.arange(k, device=dev).expand(b, k)  # pool indices
+        pool_tokens, pool_scores, pool_parents = [state.root[:, None], tokens], [self._zero[:b], scores], []
         feature_in = self.root_feature[:b, None, :].expand(b, k, -1)
         for d in range(1, depth):
-            mask = tree_mask(anc, committed - 1, state.kv_len)[rows[:, None], frontier]  # [B, k, kv_len]
-            positions = (committed + d - 1)[:, None].expand(b, k)
-            slots = committed[:, None] - 1 + frontier
-            pred = self.layer(self.target, feature_in, tokens, positions, self.cache, slots=slots, mask=mask)
+            lo = 1 + (d - 1) * k  # the frontier (depth d) is pool nodes lo .. lo + k - 1
+            pred = self.layer(
+                self.target, feature_in, tokens, positions[:, d - 1 : d].expand(b, k), self.cache,
+                slots=slots[:, lo : lo + k], mask=level_rows[:, :, :kv],
+            )  # fmt: skip
             child_scores, child_tokens = self._log_probs(pred).topk(k, dim=-1)  # [B, k, k]
-            cumulative = (scores[:, :, None] + child_scores).reshape(b, k * k)
-            scores, best = cumulative.topk(k, dim=-1)
+            scores, best = (scores[:, :, None] + child_scores).reshape(b, k * k).topk(k, dim=-1)
             parent_local = best // k
             tokens = child_tokens.reshape(b, k * k).gather(1, best)
-            parents = frontier.gather(1, parent_local)
             feature_in = pred.gather(1, parent_local[:, :, None].expand(-1, -1, pred.shape[-1]))
-            new = 1 + d * k + torch.arange(k, device=dev)
-            anc[:, new] = anc[rows[:, None], parents] | eye[new]
-            frontier = new.expand(b, k)
+            level_rows = level_rows.gather(1, parent_local[:, :, None].expand(-1, -1, rel.shape[1]))
+            level_rows = level_rows | own[:, lo + k : lo + 2 * k]
+            rows.append(level_rows)
             pool_tokens.append(tokens)
             pool_scores.append(scores)
-            pool_parents.append(parents)
-            pool_depths.append(torch.full((k,), d + 1, dtype=torch.int64, device=dev))
+            pool_parents.append(parent_local + lo)
         all_tokens = torch.cat(pool_tokens, dim=1)
-        all_parents = torch.cat(pool_parents, dim=1)
-        all_depths = torch.cat(pool_depths)
-        all_scores = torch.cat(pool_scores, dim=1) - 1e-6 * all_depths  # ties: ancestors first
+        all_parents = torch.cat([self._root_parents[:b], *pool_parents], dim=1)
+        all_scores = torch.cat(pool_scores, dim=1) - self._tie_break  # ties: ancestors first
         # the n best drafted nodes (an ancestor always scores higher than its descendants), then put in
         # depth order so that parents precede children
         chosen = all_scores[:, 1:].topk(n, dim=-1).indices + 1
-        order = (all_depths[chosen] * self.pool + chosen).argsort(dim=-1)
-        chosen = torch.cat([torch.zeros(b, 1, dtype=torch.int64, device=dev), chosen.gather(1, order)], dim=1)
-        position = torch.zeros(b, self.pool, dtype=torch.int64, device=dev)
-        position.scatter_(1, chosen, torch.arange(n + 1, device=dev).expand(b, -1))
+        order = (self._depths[chosen] * pool + chosen).argsort(dim=-1)
+        chosen = torch.cat([self._root_parents[:b, :1], chosen.gather(1, order)], dim=1)
+        position = torch.zeros(b, pool, dtype=torch.int64, device=dev)
+        position.scatter_(1, chosen, self._index[None, : n + 1].expand(b, -1))
         tree_parents = position.gather(1, all_parents.gather(1, chosen))
-        valid = torch.ones(b, n + 1, dtype=torch.bool, device=dev)
-        return Tree(all_tokens.gather(1, chosen), tree_parents, all_depths[chosen], valid, depth, k)
+        # anc[b, i, j]: pool node i sees pool node j's slot; restricted to the chosen nodes
+        # (clamped: a finished row, still stepping with the batch, may sit past this step's kv_len)
+        seen = slots.clamp(max=kv + pool - 1)[:, None, :].expand(b, pool, pool)
+        anc = torch.cat(rows, dim=1).gather(2, seen)
+        anc = anc.gather(1, chosen[:, :, None].expand(b, n + 1, pool))
+        anc = anc.gather(2, chosen[:, None, :].expand(b, n + 1, n + 1))
+        return Tree(
+            all_tokens.gather(1, chosen), tree_parents, self._depths[chosen], self._valid[:b], depth, k,
+            ancestors=anc,
+        )  # fmt: skip
 
     def update(self, state: SpecState, tree: Tree, accepted: Acceptance, target: ForwardOutput) -> None:
         b, d = accepted.path.shape[0], self.config.depth
