@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session in three calls (each under the 10-minute limit), results under $OUT:
-#   STAGE=train  self-distil and train the default model's heads (into $OUT/heads, copied to /tmp/heads)
+#   STAGE=train  self-distil and train the default model's heads (into $OUT/heads, copied to /tmp/heads);
+#                STAGE=train1 then STAGE=train2 do the same in two calls (distil + Medusa, then EAGLE)
 #   STAGE=check  GPU tests (kernels on real shapes, engine), compute-sanitizer memcheck of the CUDA kernels,
 #                tree-attention microbenchmarks, verify cost per backend (Llama-3-8B shape)
 #   STAGE=bench  the full harness: every method x every category against plain and transformers, plus
@@ -15,13 +16,18 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/env
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" >> "$OUT/env.txt"
 
 case "${STAGE:-check}" in
-train)
-  log distill+train
+train|train1|train2)
+  # train: everything in one call; train1 (distil + Medusa) and train2 (EAGLE) split it over two calls,
+  # the data kept in /tmp/heads between them
+  parts=distill,medusa,eagle; [ "$STAGE" = train1 ] && parts=distill,medusa; [ "$STAGE" = train2 ] && parts=eagle
+  log distill+train $parts
+  mkdir -p "$OUT/heads" /tmp/heads
+  [ -f /tmp/heads/distill.safetensors ] && cp /tmp/heads/distill.safetensors "$OUT/heads/"
   OUT="$OUT/heads" DEVICE=cuda SAMPLES=${SAMPLES:-8000} BATCH=256 MAX_TOKENS=256 EPOCHS_MEDUSA=20 EPOCHS_EAGLE=20 \
-    TPB=16384 MEDUSA_SECONDS=${MEDUSA_SECONDS:-110} EAGLE_SECONDS=${EAGLE_SECONDS:-270} NO_BENCH=1 \
-    bash scripts/train_heads.sh 2>&1 | grep -v "it/s]$" | tail -60 | tee "$OUT/train.log"
-  rm -f "$OUT/heads/distill.safetensors"
-  mkdir -p /tmp/heads && cp "$OUT"/heads/medusa.* "$OUT"/heads/eagle.* /tmp/heads/
+    TPB=16384 MEDUSA_SECONDS=${MEDUSA_SECONDS:-110} EAGLE_SECONDS=${EAGLE_SECONDS:-270} NO_BENCH=1 PARTS=$parts \
+    bash scripts/train_heads.sh 2>&1 | grep -v "it/s]$" | tail -60 | tee -a "$OUT/train.log"
+  mv "$OUT/heads/distill.safetensors" /tmp/heads/ 2>/dev/null
+  cp "$OUT"/heads/medusa.* "$OUT"/heads/eagle.* /tmp/heads/ 2>/dev/null
   log done
   ;;
 check)
@@ -49,9 +55,9 @@ bench)
   HEADS_M=${M:+:heads=$M}; HEADS_E=${E:+:heads=$E}
   log harness
   timeout 420 python3 -m gorgon bench --device cuda --prompts all --max-tokens 128 --repeats ${REPEATS:-2} \
-    --methods "plain,ngram:k=4,ngram:k=8,draft:layers=15:k=3,medusa$HEADS_M,eagle$HEADS_E,hf,hf-lookup" \
+    --methods "${METHODS:-plain,ngram:k=4,ngram:k=8,draft:layers=15:k=3,medusa$HEADS_M,eagle$HEADS_E,hf,hf-lookup}" \
     --out "$OUT" --no-progress 2>&1 | tail -70 | tee "$OUT/harness.log"
-  for be in reference triton cuda; do
+  for be in ${BACKENDS-reference triton cuda}; do
     log backend $be
     GORGON_ATTENTION=$be timeout 60 python3 -m gorgon bench --device cuda --prompts summarization,code \
       --max-tokens 128 --repeats 2 --methods "plain,ngram:k=8,eagle$HEADS_E" --out "$OUT/backends" --no-progress \

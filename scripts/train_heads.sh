@@ -7,12 +7,17 @@ OUT=${OUT:-heads-run}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-python3 -m gorgon distill --device "$DEVICE" --out "$OUT/distill.safetensors" --num-samples "${SAMPLES:-6000}" \
-  --batch-size "${BATCH:-128}" --max-tokens "${MAX_TOKENS:-256}" --temperature 0.7 --seed 0
-python3 -m gorgon train medusa --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/medusa" \
+# PARTS: which of distill, medusa, eagle to run (default all; a later part reuses $OUT/distill.safetensors)
+PARTS=${PARTS:-distill,medusa,eagle}
+has() { [[ ",$PARTS," == *",$1,"* ]]; }
+# TEMP: the answers' temperature (0: greedy answers, the distribution greedy decoding verifies against)
+has distill && python3 -m gorgon distill --device "$DEVICE" --out "$OUT/distill.safetensors" \
+  --num-samples "${SAMPLES:-6000}" --batch-size "${BATCH:-128}" --max-tokens "${MAX_TOKENS:-256}" \
+  --temperature "${TEMP:-0.7}" --seed 0
+has medusa && python3 -m gorgon train medusa --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/medusa" \
   --epochs "${EPOCHS_MEDUSA:-2}" --tokens-per-batch "${TPB:-8192}" --tree-size "${TREE:-48}" --eval-every "${EVAL:-200}" \
   ${MEDUSA_SECONDS:+--max-seconds $MEDUSA_SECONDS}
-python3 -m gorgon train eagle --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/eagle" \
+has eagle && python3 -m gorgon train eagle --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/eagle" \
   --epochs "${EPOCHS_EAGLE:-3}" --tokens-per-batch "${TPB:-8192}" --top-k "${TOPK:-8}" --depth "${DEPTH:-6}" \
   --total-tokens "${TOTAL:-48}" --eval-every "${EVAL:-200}" ${EAGLE_SECONDS:+--max-seconds $EAGLE_SECONDS} \
   ${UNROLL:+--unroll $UNROLL}
