@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from gorgon.heads.base import load_head, save_head
 from gorgon.heads.medusa import MedusaConfig, MedusaHeads, best_tree
 from gorgon.train.data import TokenDataset, batches, read_prompts
 from gorgon.train.distill import DistillConfig, distill, magpie_prefix
-from gorgon.train.heads import TrainConfig, evaluate_medusa, train_eagle, train_medusa
+from gorgon.train.heads import TrainConfig, evaluate_medusa, frequent_tokens, train_eagle, train_medusa
 
 QUESTIONS = [f"Tell me about the number {i} and the quick brown fox." for i in range(48)]
 
@@ -89,7 +90,7 @@ def trained(tiny_llm, tiny_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("heads")
     heads, medusa_cfg, _ = train_medusa(tiny_llm.model, tiny_data, _cfg(), num_heads=3, tree_size=8)
     save_head(folder / "medusa", heads, medusa_cfg)
-    layer, eagle_cfg, _ = train_eagle(tiny_llm.model, tiny_data, _cfg())
+    layer, eagle_cfg, _ = train_eagle(tiny_llm.model, tiny_data, _cfg(), draft_vocab=24)
     eagle_cfg["eagle"].update(top_k=3, depth=3, total_tokens=6)
     save_head(folder / "eagle", layer, eagle_cfg)
     return folder, heads, layer
@@ -105,19 +106,30 @@ def test_saved_heads_load_back_to_identical_predictions(tiny_llm, trained):
         assert torch.equal(loaded(hidden), heads(hidden))
 
 
-@pytest.mark.parametrize("kind", ["medusa", "eagle"])
-def test_greedy_with_trained_heads_equals_plain(tiny_llm, trained, kind):
+@pytest.mark.parametrize("kind, vocab", [("medusa", None), ("eagle", 0), ("eagle", None)])
+def test_greedy_with_trained_heads_equals_plain(tiny_llm, trained, kind, vocab):
+    """vocab None: EAGLE drafts over the heads' draft vocabulary (24 tokens here); 0: over all tokens."""
     folder = trained[0]
     prompts = [tiny_llm.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=True)
                for q in ("Tell me about the number 7 and the quick brown fox.", "Tell me about the number 99.")]  # fmt: skip
     params = SamplingParams(max_tokens=40, temperature=0.0)
     expected = [o.token_ids for o in tiny_llm.generate(prompts, params)]
-    llm = LLM.from_model(
-        tiny_llm.model, tiny_llm.tokenizer, speculative=SpecConfig(kind, heads=str(folder / kind))
-    )
+    spec = SpecConfig(kind, heads=str(folder / kind), eagle_draft_vocab=vocab)
+    llm = LLM.from_model(tiny_llm.model, tiny_llm.tokenizer, speculative=spec)
     outs = llm.generate(prompts, params)
     assert [o.token_ids for o in outs] == expected
     assert max(o.stats["accepted_length"] for o in outs) > 1.5  # the trained heads do get accepted
+
+
+def test_draft_vocabulary_is_the_answers_most_frequent_tokens(tiny_data, trained):
+    ranked, coverage = frequent_tokens(tiny_data, 24)
+    counts = Counter(t for s, p in zip(tiny_data.sequences, tiny_data.prompt_lengths) for t in s[p:])
+    assert len(ranked) == 24 and len(set(ranked)) == 24
+    assert [counts[t] for t in ranked] == sorted((counts[t] for t in ranked), reverse=True)
+    assert min(counts[t] for t in ranked) >= max(c for t, c in counts.items() if t not in ranked)
+    assert coverage == pytest.approx(sum(counts[t] for t in ranked) / sum(counts.values()))
+    config = load_head(trained[0] / "eagle")[1]
+    assert config["eagle"]["draft_vocab"] == list(ranked)
 
 
 def test_heads_for_another_model_are_refused(default_llm, tiny_llm, trained):

@@ -48,6 +48,8 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eagle-top-k", type=int, default=None, help="eagle tree growth (default: the heads')")
     g.add_argument("--eagle-depth", type=int, default=None)
     g.add_argument("--eagle-total-tokens", type=int, default=None)
+    g.add_argument("--eagle-draft-vocab", type=int, default=None,
+                   help="eagle: draft over the heads' N most frequent tokens (0: all)")  # fmt: skip
 
 
 def spec_config(args: argparse.Namespace) -> SpecConfig | None:
@@ -67,6 +69,7 @@ def spec_config(args: argparse.Namespace) -> SpecConfig | None:
         eagle_top_k=args.eagle_top_k,
         eagle_depth=args.eagle_depth,
         eagle_total_tokens=args.eagle_total_tokens,
+        eagle_draft_vocab=args.eagle_draft_vocab,
     )
 
 
@@ -135,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--top-k", type=int, default=8, help="eagle drafting")
     train.add_argument("--depth", type=int, default=5, help="eagle drafting")
     train.add_argument("--total-tokens", type=int, default=32, help="eagle drafting")
+    train.add_argument("--draft-vocab", type=int, default=8192,
+                       help="eagle: draft over the data's N most frequent tokens (0: all)")  # fmt: skip
     train.add_argument("--unroll", type=int, default=1,
                        help="eagle: 1 = EAGLE-1; k > 1 adds passes on its own predictions")  # fmt: skip
 
@@ -286,7 +291,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     else:
         drafting = EagleConfig(llm.config.hidden_size, args.top_k, args.depth, args.total_tokens)
-        module, config, report = train_eagle(llm.model, data, cfg, drafting, unroll=args.unroll)
+        module, config, report = train_eagle(
+            llm.model, data, cfg, drafting, unroll=args.unroll, draft_vocab=args.draft_vocab
+        )
     final_loss = report.losses[-1] if report.losses else None
     config["training"] = {"data": str(args.data), "tokens": data.num_tokens, "epochs": args.epochs, "lr": lr,
                           "seed": args.seed, "final_loss": final_loss}  # fmt: skip

@@ -190,6 +190,7 @@ class SpecConfig:
     acceptance: "lossless" (greedy, or speculative sampling) or "typical" (Medusa's typical acceptance,
     lossy, thresholds typical_epsilon and typical_alpha).
     eagle_top_k, eagle_depth, eagle_total_tokens: EAGLE-2 tree growth (None: the heads' own settings).
+    eagle_draft_vocab: draft over the heads' N most frequent tokens (None: the heads' setting; 0: all).
     """
 
     method: str
@@ -203,6 +204,7 @@ class SpecConfig:
     eagle_top_k: int | None = None
     eagle_depth: int | None = None
     eagle_total_tokens: int | None = None
+    eagle_draft_vocab: int | None = None
     acceptance: str = "lossless"
     typical_epsilon: float = 0.09
     typical_alpha: float = 0.3

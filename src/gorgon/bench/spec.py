@@ -27,7 +27,7 @@ from gorgon.bench.timing import machine, median, sync
 
 def parse_method(text: str) -> SpecConfig | None:
     """'plain' -> None; 'ngram:k=3:b=2:nmin=1', 'draft:layers=8:k=3', 'medusa[:heads=PATH]' or
-    'eagle[:heads=PATH][:topk=8][:depth=6][:total=48]' -> a SpecConfig."""
+    'eagle[:heads=PATH][:topk=8][:depth=6][:total=48][:vocab=N]' -> a SpecConfig."""
     name, *opts = text.split(":")
     if name == "plain":
         return None
@@ -45,6 +45,7 @@ def parse_method(text: str) -> SpecConfig | None:
         eagle_top_k=num("topk"),
         eagle_depth=num("depth"),
         eagle_total_tokens=num("total"),
+        eagle_draft_vocab=num("vocab"),
     )
 
 

@@ -55,6 +55,7 @@ def random_drafter(spec: SpecConfig | None, model: Llama) -> Drafter | None:
         value = getattr(spec, f"eagle_{name}")
         if value is not None:
             setattr(eagle, name, value)
+    eagle.draft_vocab = tuple(range(spec.eagle_draft_vocab or 0))  # a draft vocabulary of that size
     layer = EagleLayer(cfg).to(weight.device, weight.dtype).eval().requires_grad_(False)
     return EagleDrafter(model, layer, eagle)
 

@@ -46,6 +46,7 @@ class TrainConfig:
 @dataclass
 class TrainReport:
     losses: list[float] = field(default_factory=list)
+    draft_vocab_coverage: float | None = None
     evals: list[dict] = field(default_factory=list)  # {"step", "top1": [...], "top5": [...]} per evaluation
 
     @property
@@ -191,13 +192,19 @@ def evaluate_medusa(
 
 
 def train_eagle(
-    model: Llama, data: TokenDataset, cfg: TrainConfig, drafting: EagleConfig | None = None, unroll: int = 1
+    model: Llama,
+    data: TokenDataset,
+    cfg: TrainConfig,
+    drafting: EagleConfig | None = None,
+    unroll: int = 1,
+    draft_vocab: int = 0,
 ):
     """Train the EAGLE draft layer; returns it, its JSON config and the report.
 
     unroll 1: EAGLE-1's losses on teacher-forced features. unroll k > 1 adds k - 1 passes in which the
     layer reads its own previous prediction instead of the target's feature, as it does when drafting
-    past depth 1 (EAGLE-3's training-time test), each pass's loss weighted by EAGLE_UNROLL_DECAY^pass."""
+    past depth 1 (EAGLE-3's training-time test), each pass's loss weighted by EAGLE_UNROLL_DECAY^pass.
+    draft_vocab > 0: drafting will score only the data's `draft_vocab` most frequent answer tokens."""
     if unroll < 1:
         raise ValueError(f"unroll must be >= 1, got {unroll}")
     torch.manual_seed(cfg.seed)
@@ -219,10 +226,25 @@ def train_eagle(
         layer, loss_fn, lambda held: evaluate_eagle(model, layer, held, cfg), model, data, cfg, "eagle"
     )
     drafting = drafting or EagleConfig(model.config.hidden_size)
+    if draft_vocab:
+        drafting.draft_vocab, coverage = frequent_tokens(data, draft_vocab)
+        report.draft_vocab_coverage = coverage
     config = {"kind": "eagle", "target": target_signature(model), "eagle": drafting.to_json(),
               "accuracy": {k: report.final[k] for k in ("top1", "top5")}}  # fmt: skip
     config["training_unroll"] = unroll
+    if draft_vocab:
+        config["draft_vocab_coverage"] = report.draft_vocab_coverage
     return layer.eval(), config, report
+
+
+def frequent_tokens(data: TokenDataset, count: int) -> tuple[tuple[int, ...], float]:
+    """The `count` most frequent tokens of the answers (what drafting proposes), most frequent first,
+    and the share of answer tokens they cover."""
+    answers = [t for s, p in zip(data.sequences, data.prompt_lengths) for t in s[p:]]
+    counts = torch.bincount(torch.tensor(answers, dtype=torch.int64)) if answers else torch.zeros(1)
+    ranked = counts.argsort(descending=True, stable=True)[: min(count, int((counts > 0).sum()))]
+    coverage = float(counts[ranked].sum() / max(counts.sum(), 1))
+    return tuple(int(t) for t in ranked), coverage
 
 
 def _eagle_unrolled(model, layer, batch: Batch, features: torch.Tensor, steps: int, noise: float = 0.0):

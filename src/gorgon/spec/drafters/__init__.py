@@ -72,6 +72,8 @@ def _head_drafter(spec: SpecConfig, target: Llama) -> Drafter:
         value = getattr(spec, f"eagle_{name}")
         if value is not None:
             setattr(eagle_cfg, name, value)
+    if spec.eagle_draft_vocab is not None:  # a prefix of the frequency ranking, or none of it
+        eagle_cfg.draft_vocab = eagle_cfg.draft_vocab[: spec.eagle_draft_vocab or 0]
     layer = EagleLayer(target.config)
     layer.load_state_dict(state)
     layer = layer.to(weight.device, weight.dtype).eval().requires_grad_(False)

@@ -29,6 +29,11 @@ class EagleDrafter(Drafter):
         if not 1 <= config.total_tokens <= self.pool - 1:
             raise ValueError(f"total_tokens must be in [1, {self.pool - 1}] for top_k={k}, depth={depth}")
         self.shape = StaticTree.chains(1, depth)  # bounds only: the real shape changes every step
+        self._vocab = self._vocab_head = None
+        if len(config.draft_vocab) >= k:  # (fewer tokens than top_k could not fill a level)
+            weight = target.lm_head.weight
+            self._vocab = torch.tensor(config.draft_vocab, dtype=torch.int64, device=weight.device)
+            self._vocab_head = weight[self._vocab].contiguous()
 
     @property
     def tree_size(self) -> int:
@@ -65,8 +70,15 @@ class EagleDrafter(Drafter):
         )
         self.root_feature[: root.shape[0]].copy_(pred[:, 0])
 
-    def _log_probs(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(self.target.logits(features), dim=-1, dtype=torch.float32)
+    def _top(self, features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k best next tokens of each feature and their log-probabilities (over the draft vocabulary
+        when the heads have one: a [V', H] slice of the LM head instead of all of it)."""
+        if self._vocab is None:
+            logits = self.target.logits(features)
+        else:
+            logits = torch.nn.functional.linear(features, self._vocab_head)
+        scores, index = torch.log_softmax(logits, dim=-1, dtype=torch.float32).topk(k, dim=-1)
+        return scores, (index if self._vocab is None else self._vocab[index])
 
     def propose(self, state: SpecState) -> Tree:
         # Every op here is a kernel replayed each step: on a small target, drafting's cost is their count.
@@ -88,7 +100,7 @@ class EagleDrafter(Drafter):
         rows = [root_row, level_rows]
         slots = base[:, None] + self._index[None, :]  # [B, pool]
         positions = base[:, None] + self._index[None, 1 : depth + 1]  # [B, depth]: position of depth d
-        scores, tokens = self._log_probs(self.root_feature[:b]).topk(k, dim=-1)  # depth 1
+        scores, tokens = self._top(self.root_feature[:b], k)  # depth 1
         pool_tokens, pool_scores, pool_parents = [state.root[:, None], tokens], [self._zero[:b], scores], []
         feature_in = self.root_feature[:b, None, :].expand(b, k, -1)
         for d in range(1, depth):
@@ -97,7 +109,7 @@ class EagleDrafter(Drafter):
                 self.target, feature_in, tokens, positions[:, d - 1 : d].expand(b, k), self.cache,
                 slots=slots[:, lo : lo + k], mask=level_rows[:, :, :kv],
             )  # fmt: skip
-            child_scores, child_tokens = self._log_probs(pred).topk(k, dim=-1)  # [B, k, k]
+            child_scores, child_tokens = self._top(pred, k)  # [B, k, k]
             scores, best = (scores[:, :, None] + child_scores).reshape(b, k * k).topk(k, dim=-1)
             parent_local = best // k
             tokens = child_tokens.reshape(b, k * k).gather(1, best)
