@@ -212,3 +212,13 @@ def test_unrolled_eagle_training_lowers_loss(tiny_llm, tiny_data):
     _layer, config, report = train_eagle(tiny_llm.model, tiny_data, _cfg(), unroll=2)
     assert report.losses[-1] < 0.7 * report.losses[0]
     assert config["training_unroll"] == 2
+
+
+@pytest.mark.parametrize("shape", [(3, 8192), (2, 8, 8192), (4, 49152), (5, 100)])
+def test_two_stage_topk_matches_torch(shape):
+    from gorgon.spec.drafters.eagle import _topk
+
+    x = torch.randn(*shape)
+    scores, index = _topk(x, 8)
+    expected = x.topk(8, dim=-1)
+    assert torch.equal(scores, expected.values) and torch.equal(index, expected.indices)

@@ -56,9 +56,12 @@ def run_methods(
     repeats, speedup over the first method (plain), tau, acceptance per position, greedy match rate."""
     llms = {m: LLM.from_model(base.model, base.tokenizer, speculative=parse_method(m)) for m in methods}
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
-    first = next(iter(prompt_sets.values()))[0]
-    for llm in llms.values():  # warm-up: graphs captured, kernels compiled
-        llm.generate(first, SamplingParams(max_tokens=16, temperature=0.0))
+    # Warm-up: every prompt once, untimed, so that each graph (one per attended-length bucket: long
+    # prompts reach buckets short ones do not) is captured and each kernel compiled before any timing.
+    for llm in llms.values():
+        for prompts in prompt_sets.values():
+            for prompt in prompts:
+                llm.generate(prompt, params)
     times = {(c, m): [] for c in prompt_sets for m in methods}
     outputs: dict[tuple[str, str], list] = {}
     for _ in range(repeats):

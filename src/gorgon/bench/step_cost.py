@@ -148,7 +148,7 @@ def _marked(fn, phase, record_function):
 
 def _by_phase(events, phases: set[str]) -> dict[str, dict[str, float]]:
     """Sum each kernel into the innermost phase range enclosing the op that launched it."""
-    out: dict[str, dict[str, float]] = defaultdict(lambda: {"kernels": 0, "us": 0.0})
+    out: dict[str, dict] = defaultdict(lambda: {"kernels": 0, "us": 0.0, "top": defaultdict(float)})
     for evt in events:
         if not evt.kernels:
             continue
@@ -161,6 +161,9 @@ def _by_phase(events, phases: set[str]) -> dict[str, dict[str, float]]:
         for k in evt.kernels:
             out[phase]["kernels"] += 1
             out[phase]["us"] += k.duration
+            out[phase]["top"][f"{evt.name[:40]}: {k.name[:60]}"] += k.duration
+    for v in out.values():  # the ten costliest (op: kernel) pairs of each phase
+        v["top"] = dict(sorted(v["top"].items(), key=lambda kv: -kv[1])[:10])
     return dict(out)
 
 
