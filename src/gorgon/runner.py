@@ -105,6 +105,9 @@ class ModelRunner:
         weight = model.embed.weight
         self.device, self.dtype = weight.device, weight.dtype
         self.use_graphs = cuda_graphs and self.device.type == "cuda"
+        # attend bucketed cache lengths (few graphs); eager runs attend exactly what is live, unless set
+        # (tests compare eager steps with graph replays of the very same computation)
+        self.bucketed = self.use_graphs
         self.ops = model.use_kernels()
         self.kernels = backend_name(self.ops)
         self.host_blas = host_blas and self.device.type == "cpu" and self.dtype == torch.float32
@@ -280,7 +283,7 @@ class ModelRunner:
     def _kv_len(self, live: int) -> int:
         """Cache slots to attend to when `live` may be in use: bucketed for graphs (few captures), exact
         otherwise."""
-        return min(kv_bucket(live) if self.use_graphs else live, self.cache.capacity)
+        return min(kv_bucket(live) if self.bucketed else live, self.cache.capacity)
 
     def _replay(self, key: tuple, make: Callable[[], Callable[[], None]]) -> None:
         """Run the step `make()` builds: replayed from a graph captured on first use, or eagerly."""
