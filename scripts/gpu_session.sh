@@ -2,7 +2,8 @@
 # One GPU session in three calls (each under the 10-minute limit), results under $OUT:
 #   STAGE=train  self-distil and train the default model's heads (into $OUT/heads, copied to /tmp/heads);
 #                STAGE=train1 then STAGE=train2 do the same in two calls (distil + Medusa, then EAGLE)
-#   STAGE=check  GPU tests (kernels on real shapes, engine), compute-sanitizer memcheck of the CUDA kernels,
+#   STAGE=check  GPU tests (kernels on real shapes, engine), compute-sanitizer memcheck and racecheck of the
+#                CUDA kernels, mma vs wmma accuracy and timing (scripts/cuda_compare.py),
 #                tree-attention microbenchmarks, verify cost per backend (Llama-3-8B shape)
 #   STAGE=bench  the full harness: every method x every category against plain and transformers, plus
 #                the end-to-end change per kernel backend; heads from /tmp/heads when present
@@ -39,8 +40,14 @@ check)
   timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py 2>&1 | tail -15 \
     | tee -a "$OUT/gpu_tests.log"
   log memcheck
-  timeout 120 compute-sanitizer --tool memcheck --print-limit 20 python3 scripts/cuda_smoke.py 2>&1 | tail -15 \
-    | tee "$OUT/memcheck.log"
+  for kernel in mma wmma; do  # both tensor-core kernels; racecheck for the cp.async / barrier order
+    for tool in memcheck racecheck; do
+      GORGON_CUDA_KERNEL=$kernel timeout 90 compute-sanitizer --tool $tool --print-limit 20 \
+        python3 scripts/cuda_smoke.py 2>&1 | tail -6 | tee -a "$OUT/sanitizer.log"
+    done
+  done
+  log cuda_compare
+  timeout 150 python3 scripts/cuda_compare.py 2>&1 | tail -40 | tee "$OUT/cuda_compare.md"
   log kernels
   timeout 200 python3 -m gorgon.bench.kernels --out "$OUT" 2>&1 | grep -v '^{' | tee "$OUT/kernels.log" | tail -5
   for be in reference triton cuda; do
