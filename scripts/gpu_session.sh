@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One GPU session in three calls (each under the 10-minute limit), results under $OUT:
+# One GPU session in a few calls (each under the 10-minute limit), results under $OUT:
 #   STAGE=train  self-distil and train the default model's heads (into $OUT/heads, copied to /tmp/heads);
 #                STAGE=train1 then STAGE=train2 do the same in two calls (distil + Medusa, then EAGLE)
-#   STAGE=check  GPU tests (kernels on real shapes, engine), compute-sanitizer memcheck and racecheck of the
-#                CUDA kernels, mma vs wmma accuracy and timing (scripts/cuda_compare.py),
-#                tree-attention microbenchmarks, verify cost per backend (Llama-3-8B shape)
+#   STAGE=check  the engine's GPU tests (tests/test_gpu.py) and the fused Triton ops on the GPU
+#   STAGE=kernels tree attention on real shapes against float64, compute-sanitizer memcheck and racecheck
+#                of the CUDA kernels, mma vs wmma accuracy and timing (scripts/cuda_compare.py)
+#   STAGE=kbench tree-attention microbenchmarks (the full table), verify cost per backend (Llama-3-8B shape)
 #   STAGE=bench  the full harness: every method x every category against plain and transformers, plus
 #                the end-to-end change per kernel backend; heads from /tmp/heads when present
 # Expects PYTHONPATH and GORGON_MODEL set as the README's GPU notes say.
@@ -32,22 +33,31 @@ train|train1|train2)
   log done
   ;;
 check)
+  # The engine's GPU tests (graphs, every backend end to end, continuous batching, tree_debug): ~5 minutes
   log tests
-  # The engine's GPU tests first (graphs, every backend end to end, continuous batching, tree_debug),
-  # then the kernels on real shapes (Triton's many compiles make that file the slow one).
-  timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_triton_ops.py 2>&1 \
-    | tail -30 | tee "$OUT/gpu_tests.log"
-  timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py 2>&1 | tail -15 \
+  timeout 400 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -30 | tee "$OUT/gpu_tests.log"
+  timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_triton_ops.py 2>&1 | tail -10 \
     | tee -a "$OUT/gpu_tests.log"
-  log memcheck
-  for kernel in mma wmma; do  # both tensor-core kernels; racecheck for the cp.async / barrier order
+  log done
+  ;;
+kernels)
+  # The kernels on real shapes against float64, compute-sanitizer on both tensor-core CUDA kernels
+  # (racecheck for the cp.async / barrier order), mma vs wmma accuracy and timing
+  log kernel tests
+  timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py 2>&1 | tail -15 \
+    | tee "$OUT/kernel_tests.log"
+  for kernel in mma wmma; do
     for tool in memcheck racecheck; do
-      GORGON_CUDA_KERNEL=$kernel timeout 90 compute-sanitizer --tool $tool --print-limit 20 \
+      log $tool $kernel
+      GORGON_CUDA_KERNEL=$kernel timeout 60 compute-sanitizer --tool $tool --print-limit 20 \
         python3 scripts/cuda_smoke.py 2>&1 | tail -6 | tee -a "$OUT/sanitizer.log"
     done
   done
   log cuda_compare
-  timeout 150 python3 scripts/cuda_compare.py 2>&1 | tail -40 | tee "$OUT/cuda_compare.md"
+  timeout 120 python3 scripts/cuda_compare.py 2>&1 | tail -40 | tee "$OUT/cuda_compare.md"
+  log done
+  ;;
+kbench)
   log kernels
   timeout 200 python3 -m gorgon.bench.kernels --out "$OUT" 2>&1 | grep -v '^{' | tee "$OUT/kernels.log" | tail -5
   for be in reference triton cuda; do
