@@ -53,9 +53,8 @@ class EagleDrafter(Drafter):
         # constants of the pool's layout (the root, then `depth` levels of top_k nodes)
         k, pool = self.config.top_k, self.pool
         self._index = torch.arange(pool, device=device)
-        self._depths = torch.cat([torch.zeros(1, dtype=torch.int64), torch.arange(pool - 1) // k + 1]).to(
-            device
-        )
+        depths = torch.cat([torch.zeros(1, dtype=torch.int64), torch.arange(pool - 1) // k + 1])
+        self._depths = depths.to(device)
         self._tie_break = 1e-6 * self._depths
         self._zero = torch.zeros(batch, 1, device=device)
         self._root_parents = torch.zeros(batch, 1 + k, dtype=torch.int64, device=device)
