@@ -46,7 +46,6 @@ class TrainConfig:
 @dataclass
 class TrainReport:
     losses: list[float] = field(default_factory=list)
-    draft_vocab_coverage: float | None = None
     evals: list[dict] = field(default_factory=list)  # {"step", "top1": [...], "top5": [...]} per evaluation
 
     @property
@@ -226,14 +225,14 @@ def train_eagle(
         layer, loss_fn, lambda held: evaluate_eagle(model, layer, held, cfg), model, data, cfg, "eagle"
     )
     drafting = drafting or EagleConfig(model.config.hidden_size)
+    coverage = None
     if draft_vocab:
         drafting.draft_vocab, coverage = frequent_tokens(data, draft_vocab)
-        report.draft_vocab_coverage = coverage
     config = {"kind": "eagle", "target": target_signature(model), "eagle": drafting.to_json(),
               "accuracy": {k: report.final[k] for k in ("top1", "top5")}}  # fmt: skip
     config["training_unroll"] = unroll
-    if draft_vocab:
-        config["draft_vocab_coverage"] = report.draft_vocab_coverage
+    if coverage is not None:
+        config["draft_vocab_coverage"] = coverage
     return layer.eval(), config, report
 
 
