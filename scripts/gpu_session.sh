@@ -22,6 +22,13 @@ train|train1|train2)
   # train: everything in one call; train1 (distil + Medusa) and train2 (EAGLE) split it over two calls,
   # the data kept in /tmp/heads between them
   parts=distill,medusa,eagle; [ "$STAGE" = train1 ] && parts=distill,medusa; [ "$STAGE" = train2 ] && parts=eagle
+  # CONTINUE=N: train on from the heads in /tmp/heads (an earlier call's), batch order N: longer training
+  # than one call allows, e.g. STAGE=train2 CONTINUE=1, then CONTINUE=2, ...
+  if [ -n "${CONTINUE:-}" ]; then
+    export SHUFFLE=$CONTINUE
+    [ -f /tmp/heads/eagle.json ] && export EAGLE_INIT=/tmp/heads/eagle
+    [ -f /tmp/heads/medusa.json ] && export MEDUSA_INIT=/tmp/heads/medusa
+  fi
   log distill+train $parts
   mkdir -p "$OUT/heads" /tmp/heads
   [ -f /tmp/heads/distill.safetensors ] && cp /tmp/heads/distill.safetensors "$OUT/heads/"

@@ -14,12 +14,13 @@ has() { [[ ",$PARTS," == *",$1,"* ]]; }
 has distill && python3 -m gorgon distill --device "$DEVICE" --out "$OUT/distill.safetensors" \
   --num-samples "${SAMPLES:-6000}" --batch-size "${BATCH:-128}" --max-tokens "${MAX_TOKENS:-256}" \
   --temperature "${TEMP:-0.7}" --seed 0
-has medusa && python3 -m gorgon train medusa --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/medusa" \
+has medusa && python3 -m gorgon train medusa ${MEDUSA_INIT:+--init $MEDUSA_INIT --shuffle-seed ${SHUFFLE:-1}} --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/medusa" \
   --epochs "${EPOCHS_MEDUSA:-2}" --tokens-per-batch "${TPB:-8192}" --tree-size "${TREE:-48}" --eval-every "${EVAL:-200}" \
   ${MEDUSA_SECONDS:+--max-seconds $MEDUSA_SECONDS}
-has eagle && python3 -m gorgon train eagle --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/eagle" \
-  --epochs "${EPOCHS_EAGLE:-3}" --tokens-per-batch "${TPB:-8192}" --top-k "${TOPK:-8}" --depth "${DEPTH:-6}" \
-  --total-tokens "${TOTAL:-48}" --eval-every "${EVAL:-200}" ${EAGLE_SECONDS:+--max-seconds $EAGLE_SECONDS} \
+# EAGLE_INIT / MEDUSA_INIT: continue from earlier heads (path prefix), batches in order SHUFFLE
+has eagle && python3 -m gorgon train eagle ${EAGLE_INIT:+--init $EAGLE_INIT --shuffle-seed ${SHUFFLE:-1}} --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/eagle" \
+  --epochs "${EPOCHS_EAGLE:-3}" --tokens-per-batch "${TPB:-8192}" --top-k "${TOPK:-8}" --depth "${DEPTH:-3}" \
+  --total-tokens "${TOTAL:-24}" --eval-every "${EVAL:-200}" ${EAGLE_SECONDS:+--max-seconds $EAGLE_SECONDS} \
   ${UNROLL:+--unroll $UNROLL}
 [ -n "${NO_BENCH:-}" ] && exit 0
 python3 -m gorgon.bench.spec --device "$DEVICE" --category all --repeats "${REPEATS:-3}" \

@@ -222,3 +222,17 @@ def test_two_stage_topk_matches_torch(shape):
     scores, index = _topk(x, 8)
     expected = x.topk(8, dim=-1)
     assert torch.equal(scores, expected.values) and torch.equal(index, expected.indices)
+
+
+def test_training_continues_from_saved_heads(tiny_llm, tiny_data, trained):
+    """A run from saved heads (--init) starts where they left off, not from scratch, and a shape that
+    does not fit is one clear error."""
+    folder = trained[0]
+    fresh = train_eagle(tiny_llm.model, tiny_data, _cfg(epochs=1))[2]
+    state = load_head(folder / "eagle")[0]
+    continued = train_eagle(tiny_llm.model, tiny_data, _cfg(epochs=1, shuffle_seed=7), init=state)[2]
+    assert max(continued.losses) < 0.7 * min(fresh.losses)  # (one epoch is four steps here)
+    assert continued.final["top1"][0] > fresh.final["top1"][0] + 0.3
+    medusa = load_head(folder / "medusa")[0]
+    with pytest.raises(GorgonError, match="another shape"):
+        train_medusa(tiny_llm.model, tiny_data, _cfg(epochs=1), num_heads=4, init=medusa)

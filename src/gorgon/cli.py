@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--top-k", type=int, default=8, help="eagle drafting")
     train.add_argument("--depth", type=int, default=5, help="eagle drafting")
     train.add_argument("--total-tokens", type=int, default=32, help="eagle drafting")
+    train.add_argument("--init", default=None,
+                       help="continue from these heads (path prefix; same kind, model, shape)")  # fmt: skip
+    train.add_argument("--shuffle-seed", type=int, default=None,
+                       help="batch order (default: --seed); give a continued run a new one")  # fmt: skip
     train.add_argument("--draft-vocab", type=int, default=8192,
                        help="eagle: draft over the data's N most frequent tokens (0: all)")  # fmt: skip
     train.add_argument("--unroll", type=int, default=1,
@@ -284,24 +288,39 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = TokenDataset.load(args.data)
     lr = args.lr or (1e-3 if args.kind == "medusa" else 3e-4)
     cfg = TrainConfig(epochs=args.epochs, lr=lr, tokens_per_batch=args.tokens_per_batch,
-                      eval_every=args.eval_every, seed=args.seed, max_seconds=args.max_seconds)  # fmt: skip
+                      eval_every=args.eval_every, seed=args.seed, max_seconds=args.max_seconds,
+                      shuffle_seed=args.shuffle_seed)  # fmt: skip
+    init = _initial_heads(args.init, args.kind, llm.model) if args.init else None
     if args.kind == "medusa":
         module, config, report = train_medusa(
-            llm.model, data, cfg, args.num_heads, args.num_layers, args.tree_size
+            llm.model, data, cfg, args.num_heads, args.num_layers, args.tree_size, init=init
         )
     else:
         drafting = EagleConfig(llm.config.hidden_size, args.top_k, args.depth, args.total_tokens)
         module, config, report = train_eagle(
-            llm.model, data, cfg, drafting, unroll=args.unroll, draft_vocab=args.draft_vocab
+            llm.model, data, cfg, drafting, unroll=args.unroll, draft_vocab=args.draft_vocab, init=init
         )
     final_loss = report.losses[-1] if report.losses else None
     config["training"] = {"data": str(args.data), "tokens": data.num_tokens, "epochs": args.epochs, "lr": lr,
                           "seed": args.seed, "final_loss": final_loss}  # fmt: skip
+    if args.init:
+        config["training"].update(init=str(args.init), shuffle_seed=args.shuffle_seed)
     save_head(args.out, module, config)
     acc = report.final
     top1 = " ".join(f"{a:.3f}" for a in acc["top1"])
     print(f"{args.kind}: held-out top-1 {top1} -> {args.out}.safetensors", file=sys.stderr)
     return 0
+
+
+def _initial_heads(path: str, kind: str, model) -> dict:
+    """The weights of earlier heads of this kind for this model, to continue training from."""
+    from gorgon.heads.base import check_target, load_head
+
+    state, config = load_head(path)
+    if config.get("kind") != kind:
+        raise GorgonError(f"{path} holds {config.get('kind')!r} heads, not {kind!r}", "init")
+    check_target(config.get("target", {}), model, f"the heads at {path}")
+    return state
 
 
 def cmd_heads(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from gorgon.errors import GorgonError
 from gorgon.heads.base import target_signature
 from gorgon.heads.eagle import EagleConfig, EagleLayer
 from gorgon.heads.medusa import MedusaConfig, MedusaHeads, best_tree
@@ -41,6 +42,9 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     max_seconds: float | None = None  # stop early (then evaluate and save) after this long
+    # batch order (None: `seed`); a run continuing an earlier one's heads (`init`) passes another, so that
+    # it does not replay the same order, while `seed` keeps the held-out split the same
+    shuffle_seed: int | None = None
 
 
 @dataclass
@@ -75,6 +79,15 @@ def _schedule(step: int, progress: float, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _load(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Earlier heads' weights into `module`, or one clear error when their shapes differ."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        detail = str(e).splitlines()[-1].strip()
+        raise GorgonError(f"the heads to continue from have another shape: {detail}", "init") from None
+
+
 def _train(module, loss_fn, evaluate, model, data: TokenDataset, cfg: TrainConfig, desc: str) -> TrainReport:
     train, held = data.split(cfg.held_out, cfg.seed)
     params = [p for p in module.parameters() if p.requires_grad]
@@ -90,7 +103,8 @@ def _train(module, loss_fn, evaluate, model, data: TokenDataset, cfg: TrainConfi
     torch.backends.cuda.matmul.allow_tf32 = True
     with tqdm(total=total, desc=desc, disable=not cfg.progress) as bar:
         while step < total and time.monotonic() < deadline:
-            for batch in batches(train, cfg.tokens_per_batch, cfg.max_len, seed=cfg.seed + epoch):
+            order = cfg.seed if cfg.shuffle_seed is None else cfg.shuffle_seed
+            for batch in batches(train, cfg.tokens_per_batch, cfg.max_len, seed=order + epoch):
                 if step >= total or time.monotonic() >= deadline:
                     break
                 # A time limit ends the run like the last epoch would: the decay follows whichever is nearer.
@@ -126,12 +140,16 @@ def train_medusa(
     num_heads: int = 4,
     num_layers: int = 1,
     tree_size: int = 32,
+    init: dict[str, torch.Tensor] | None = None,
 ) -> tuple[MedusaHeads, dict, TrainReport]:
-    """Train Medusa heads; returns them, their JSON config (with the tree chosen from held-out
-    accuracies) and the training report."""
+    """Train Medusa heads (from `init`'s weights when given: a run continuing an earlier one); returns
+    them, their JSON config (with the tree chosen from held-out accuracies) and the training report."""
     torch.manual_seed(cfg.seed)
     device = model.embed.weight.device
-    heads = MedusaHeads(MedusaConfig(model.config.hidden_size, num_heads, num_layers)).to(device)
+    heads = MedusaHeads(MedusaConfig(model.config.hidden_size, num_heads, num_layers))
+    if init is not None:
+        _load(heads, init)
+    heads = heads.to(device)
     weight = _head_weight(model)
 
     def loss_fn(batch: Batch, features: torch.Tensor) -> torch.Tensor:
@@ -197,18 +215,23 @@ def train_eagle(
     drafting: EagleConfig | None = None,
     unroll: int = 1,
     draft_vocab: int = 0,
+    init: dict[str, torch.Tensor] | None = None,
 ):
     """Train the EAGLE draft layer; returns it, its JSON config and the report.
 
     unroll 1: EAGLE-1's losses on teacher-forced features. unroll k > 1 adds k - 1 passes in which the
     layer reads its own previous prediction instead of the target's feature, as it does when drafting
     past depth 1 (EAGLE-3's training-time test), each pass's loss weighted by EAGLE_UNROLL_DECAY^pass.
-    draft_vocab > 0: drafting will score only the data's `draft_vocab` most frequent answer tokens."""
+    draft_vocab > 0: drafting will score only the data's `draft_vocab` most frequent answer tokens.
+    init: start from these weights (a run continuing an earlier one)."""
     if unroll < 1:
         raise ValueError(f"unroll must be >= 1, got {unroll}")
     torch.manual_seed(cfg.seed)
     device = model.embed.weight.device
-    layer = EagleLayer(model.config).to(device)
+    layer = EagleLayer(model.config)
+    if init is not None:
+        _load(layer, init)
+    layer = layer.to(device)
     weight = _head_weight(model)
 
     def loss_fn(batch: Batch, features: torch.Tensor) -> torch.Tensor:
