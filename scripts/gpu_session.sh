@@ -22,6 +22,7 @@ train|train1|train2)
   # train: everything in one call; train1 (distil + Medusa) and train2 (EAGLE) split it over two calls,
   # the data kept in /tmp/heads between them
   parts=distill,medusa,eagle; [ "$STAGE" = train1 ] && parts=distill,medusa; [ "$STAGE" = train2 ] && parts=eagle
+  parts=${PARTS:-$parts}  # PARTS overrides, e.g. PARTS=distill,eagle
   # CONTINUE=N: train on from the heads in /tmp/heads (an earlier call's), batch order N: longer training
   # than one call allows, e.g. STAGE=train2 CONTINUE=1, then CONTINUE=2, ...
   if [ -n "${CONTINUE:-}" ]; then
@@ -33,7 +34,7 @@ train|train1|train2)
   mkdir -p "$OUT/heads" /tmp/heads
   [ -f /tmp/heads/distill.safetensors ] && cp /tmp/heads/distill.safetensors "$OUT/heads/"
   OUT="$OUT/heads" DEVICE=cuda SAMPLES=${SAMPLES:-8000} BATCH=256 MAX_TOKENS=256 EPOCHS_MEDUSA=20 EPOCHS_EAGLE=20 \
-    TPB=16384 MEDUSA_SECONDS=${MEDUSA_SECONDS:-110} EAGLE_SECONDS=${EAGLE_SECONDS:-270} NO_BENCH=1 PARTS=$parts \
+    TPB=16384 TASKS=${TASKS:-0} MEDUSA_SECONDS=${MEDUSA_SECONDS:-110} EAGLE_SECONDS=${EAGLE_SECONDS:-270} NO_BENCH=1 PARTS=$parts \
     bash scripts/train_heads.sh 2>&1 | grep -v "it/s]$" | tail -60 | tee -a "$OUT/train.log"
   mv "$OUT/heads/distill.safetensors" /tmp/heads/ 2>/dev/null
   cp "$OUT"/heads/medusa.* "$OUT"/heads/eagle.* /tmp/heads/ 2>/dev/null

@@ -14,6 +14,7 @@ from gorgon.heads.medusa import MedusaConfig, MedusaHeads, best_tree
 from gorgon.train.data import TokenDataset, batches, read_prompts
 from gorgon.train.distill import DistillConfig, distill, magpie_prefix
 from gorgon.train.heads import TrainConfig, evaluate_medusa, frequent_tokens, train_eagle, train_medusa
+from gorgon.train.tasks import sentences, task_prompts
 
 QUESTIONS = [f"Tell me about the number {i} and the quick brown fox." for i in range(48)]
 
@@ -236,3 +237,38 @@ def test_training_continues_from_saved_heads(tiny_llm, tiny_data, trained):
     medusa = load_head(folder / "medusa")[0]
     with pytest.raises(GorgonError, match="another shape"):
         train_medusa(tiny_llm.model, tiny_data, _cfg(epochs=1), num_heads=4, init=medusa)
+
+
+def test_task_prompts_turn_answers_into_tasks():
+    answer = (
+        "The river flows north through the valley. Farmers there grow wheat and barley in the spring. "
+        "Every autumn the town holds a market where the harvest is sold to visitors from the coast. "
+    ) * 3
+    pairs = [(f"What happens in valley {i}?", answer.replace("valley", f"valley {i}")) for i in range(20)]
+    prompts = task_prompts(pairs, 30, seed=1)
+    assert len(prompts) == 30 and len(set(prompts)) == 30
+    kinds = {p.split(":")[0] if p.startswith("Translate") else p.split("\n")[0][:12] for p in prompts}
+    assert any(p.startswith("Translate into ") for p in prompts) and len(kinds) > 3
+    translated = next(p for p in prompts if p.startswith("Translate into ")).split(": ", 1)[1]
+    assert any(translated in sentences(a) for _, a in pairs)
+    assert task_prompts([("q", "too short")], 5) == []  # nothing to make a task of
+
+
+def test_distill_with_tasks_answers_them_too(tiny_llm, tmp_path, monkeypatch):
+    # (the tiny model's answers are not prose, so the task builder is replaced by one that takes anything)
+    seen = []
+
+    def tasks(pairs, count, seed):
+        seen.extend(pairs)
+        return [f"Summarize: {answer[:40]}" for _, answer in pairs[:count]]
+
+    monkeypatch.setattr("gorgon.train.distill.task_prompts", tasks)
+    path = tmp_path / "prompts.txt"
+    path.write_text("\n".join(QUESTIONS[:8]))
+    cfg = DistillConfig(
+        num_samples=8, prompts=str(path), batch_size=8, max_tokens=40, temperature=0.0, tasks=6
+    )
+    data = distill(tiny_llm, cfg, progress=False)
+    assert [q for q, _ in seen] == QUESTIONS[:8] and all(a for _, a in seen)
+    assert len(data) == 14 and data.meta["tasks"] == "6"
+    assert "Summarize: " in tiny_llm.tokenizer.decode(data.sequences[-1][: data.prompt_lengths[-1]])

@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--max-tokens", type=int, default=256)
     dis.add_argument("--temperature", type=float, default=0.7)
     dis.add_argument("--seed", type=int, default=0)
+    dis.add_argument("--tasks", type=int, default=0, help="then this many task prompts (summarise, "
+                     "translate, answer from a passage) made from the answers, answered too")  # fmt: skip
 
     train = sub.add_parser("train", help="train Medusa heads or an EAGLE draft layer on distilled data")
     train.add_argument("kind", choices=["medusa", "eagle"])
@@ -270,7 +272,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
     llm = LLM(model=args.model, device=args.device, dtype=args.dtype)
     cfg = DistillConfig(num_samples=args.num_samples, prompts=args.prompts, batch_size=args.batch_size,
-                        max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)  # fmt: skip
+                        max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed,
+                        tasks=args.tasks)  # fmt: skip
     data = distill(llm, cfg)
     data.save(args.out)
     print(f"{len(data)} conversations, {data.num_tokens} tokens -> {args.out}", file=sys.stderr)

@@ -3,6 +3,8 @@
 Questions come from a prompt file or, without one, from the model itself (Magpie): given only the chat
 template's opening of a user turn, an instruct model writes a plausible user question. Generation is
 batched through the engine, sampled at a moderate temperature for variety; duplicates are dropped.
+With `tasks`, the answers also become passages of task prompts (summarise, translate, answer from the
+text), which the model answers in a second pass.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from gorgon.config import SamplingParams
 from gorgon.errors import GorgonError
 from gorgon.llm import LLM
 from gorgon.train.data import TokenDataset, read_prompts
+from gorgon.train.tasks import task_prompts
 
 _SENTINEL = "\x00gorgon-magpie\x00"
 
@@ -31,6 +34,7 @@ class DistillConfig:
     question_temperature: float = 1.0
     top_p: float = 0.95
     seed: int = 0
+    tasks: int = 0  # task prompts made from the answers (gorgon.train.tasks), answered too
 
 
 def magpie_prefix(llm: LLM) -> list[int]:
@@ -80,16 +84,36 @@ def write_questions(llm: LLM, cfg: DistillConfig, bar: tqdm | None = None) -> li
 
 
 def distill(llm: LLM, cfg: DistillConfig, progress: bool = True) -> TokenDataset:
-    """Questions (from cfg.prompts or the model) and the model's answers, as token sequences."""
+    """Questions (from cfg.prompts or the model) and the model's answers, as token sequences; then, with
+    cfg.tasks, task prompts made from those answers (`gorgon.train.tasks`) and the model's answers to
+    them."""
     if cfg.prompts:
         questions = read_prompts(cfg.prompts)[: cfg.num_samples]
     else:
         with tqdm(total=cfg.num_samples, desc="questions", disable=not progress) as bar:
             questions = write_questions(llm, cfg, bar)
     chats = [q if isinstance(q, list) else [{"role": "user", "content": q}] for q in questions]
+    data = TokenDataset([], [], {"target": target_fingerprint(llm), "temperature": str(cfg.temperature),
+                                 "seed": str(cfg.seed)})  # fmt: skip
+    answers = _answer(llm, cfg, chats, data, "answers", progress)
+    if cfg.tasks:
+        pairs = [(c[-1]["content"], a) for c, a in zip(chats, answers, strict=True) if a]
+        tasks = task_prompts(pairs, cfg.tasks, cfg.seed)
+        _answer(llm, cfg, [[{"role": "user", "content": t}] for t in tasks], data, "tasks", progress, 10**7)
+        data.meta["tasks"] = str(len(tasks))
+    return data
+
+
+def _answer(
+    llm: LLM, cfg: DistillConfig, chats: list[list[dict]], data: TokenDataset, desc: str, progress: bool,
+    seed_offset: int = 10**6,
+) -> list[str]:  # fmt: skip
+    """Generate the model's answers to `chats` into `data` (dropping empty and repeated conversations);
+    returns each answer's text ("" where dropped)."""
     prompts = [llm.tokenizer.apply_chat_template(c, tokenize=True) for c in chats]
-    sequences, prompt_lengths, seen = [], [], set()
-    with tqdm(total=len(prompts), desc="answers", disable=not progress) as bar:
+    seen = {tuple(s) for s in data.sequences}
+    texts = []
+    with tqdm(total=len(prompts), desc=desc, disable=not progress) as bar:
         for start in range(0, len(prompts), cfg.batch_size):
             chunk = prompts[start : start + cfg.batch_size]
             params = [
@@ -97,19 +121,20 @@ def distill(llm: LLM, cfg: DistillConfig, progress: bool = True) -> TokenDataset
                     max_tokens=cfg.max_tokens,
                     temperature=cfg.temperature,
                     top_p=cfg.top_p,
-                    seed=cfg.seed + 10**6 + start + i,
+                    seed=cfg.seed + seed_offset + start + i,
                 )
                 for i in range(len(chunk))
             ]
             for prompt, out in zip(chunk, llm.generate(chunk, params)):
                 key = tuple(prompt + out.token_ids)
-                if out.token_ids and key not in seen:
+                keep = bool(out.token_ids) and key not in seen
+                if keep:
                     seen.add(key)
-                    sequences.append(prompt + out.token_ids)
-                    prompt_lengths.append(len(prompt))
+                    data.sequences.append(prompt + out.token_ids)
+                    data.prompt_lengths.append(len(prompt))
+                texts.append(out.text if keep else "")
             bar.update(len(chunk))
-    meta = {"target": target_fingerprint(llm), "temperature": str(cfg.temperature), "seed": str(cfg.seed)}
-    return TokenDataset(sequences, prompt_lengths, meta)
+    return texts
 
 
 def target_fingerprint(llm: LLM) -> str:
