@@ -217,7 +217,7 @@ def test_unrolled_eagle_training_lowers_loss(tiny_llm, tiny_data):
 
 @pytest.mark.parametrize("shape", [(3, 8192), (2, 8, 8192), (4, 49152), (5, 100)])
 def test_two_stage_topk_matches_torch(shape):
-    from gorgon.spec.drafters.eagle import _topk
+    from gorgon.kernels.reference import _topk
 
     x = torch.randn(*shape)
     scores, index = _topk(x, 8)

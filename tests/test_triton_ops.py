@@ -169,3 +169,63 @@ def test_keep_path_kernel_matches_the_reference():
     caches[0].keep_path(committed, path, accepted)  # reference
     caches[1].keep_path(committed, path, accepted, triton_ops)
     torch.testing.assert_close(caches[1].data, caches[0].data, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("b, r, v", [(1, 1, 8192), (2, 8, 8192), (3, 4, 300), (1, 8, 5000)])
+@pytest.mark.parametrize("parents, vocab", [(False, False), (True, True)])
+def test_draft_expand(b, r, v, parents, vocab):
+    k = 8
+    # float32 logits: no ties, so the order is defined (lower precisions tie often; either pick is right)
+    logits = torch.randn(b, r, v, device=DEVICE) * 4
+    scores = -torch.rand(b, r, device=DEVICE) * 5 if parents else None
+    ids = torch.randperm(60000, device=DEVICE)[:v] if vocab else None
+    got = triton_ops.draft_expand(logits, scores, k, ids)
+    want = reference.draft_expand(logits, scores, k, ids)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)
+    assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
+    assert got[0].dtype == torch.float32 and got[1].dtype == got[2].dtype == torch.int64
+
+
+def test_draft_expand_in_half_precision_keeps_the_best_scores():
+    logits = (torch.randn(2, 8, 8192, device=DEVICE) * 4).to(DTYPES[1])
+    got = triton_ops.draft_expand(logits, None, 8)
+    want = reference.draft_expand(logits, None, 8)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-5)  # ties may swap, the values may not
+
+
+@pytest.mark.parametrize("total", [9, 6])  # 9: the whole pool is the tree; 6: the best nodes of it
+def test_eagle_drafting_with_triton_ops_grows_the_reference_tree(tiny_llm, total):
+    """A drafting level on the Triton backend (tree attention over part of a tree, draft_expand) proposes
+    the tree the reference ops do, with packed ancestor bits that match its ancestor matrix."""
+    from gorgon.config import SamplingParams
+    from gorgon.heads.eagle import EagleConfig, EagleLayer
+    from gorgon.kernels.attention import TreeMask
+    from gorgon.model.llama import use_kernels
+    from gorgon.runner import ModelRunner
+    from gorgon.sampling import SamplingTensors
+    from gorgon.spec.drafters.base import SpecState
+    from gorgon.spec.drafters.eagle import EagleDrafter
+
+    model = tiny_llm.model
+    torch.manual_seed(0)
+    layer = EagleLayer(model.config).eval().requires_grad_(False)
+    for p in layer.parameters():
+        p.data.normal_(0, 0.2)
+    drafter = EagleDrafter(
+        model, layer, EagleConfig(model.config.hidden_size, top_k=3, depth=3, total_tokens=total)
+    )
+    runner = ModelRunner(model, drafter=drafter, host_blas=False)
+    runner.reserve(1, 256)
+    runner.start([list(range(5, 40))], SamplingTensors.build([SamplingParams(temperature=0.0)], [0], "cpu"))
+    buf = runner.buffers[1]
+    state = SpecState(buf.tokens[:, 0], buf.positions[:, 0], buf.history, 256)
+    with torch.inference_mode():
+        want = drafter.propose(state)
+        use_kernels(layer, triton_ops)
+        drafter.ops = triton_ops
+        got = drafter.propose(state)
+    for name in ("tokens", "parents", "depths", "valid", "ancestors"):
+        assert torch.equal(getattr(got, name), getattr(want, name)), name
+    assert len(set(got.tokens[0, 1:].tolist())) > 1  # a real tree, not one token repeated
+    if got.bits is not None:
+        assert torch.equal(got.bits, TreeMask(state.committed, got.ancestors).bits)

@@ -113,6 +113,8 @@ class ModelRunner:
         self.host_blas = host_blas and self.device.type == "cpu" and self.dtype == torch.float32
         if self.host_blas:
             model.use_host_blas()
+        if drafter is not None and hasattr(drafter, "ops"):  # a drafter's own fused ops: same backend
+            drafter.ops = self.ops
         for net in drafter.networks() if drafter is not None else []:  # drafters' own nets: same backends
             use_kernels(net, self.ops)
             if self.host_blas:
@@ -384,7 +386,7 @@ class ModelRunner:
             state = SpecState(buf.tokens[:, 0], committed, buf.history, kv_len)
             tree = drafter.propose(state)
             slots = committed[:, None] + node_slots[None, :]
-            shape = TreeMask(committed, tree.ancestor_matrix())
+            shape = TreeMask(committed, tree.ancestor_matrix(), tree.bits)
             out = model(tree.tokens, committed[:, None] + tree.depths, cache, slots=slots, kv_len=kv_len,
                         tree=shape, hidden_layers=drafter.hidden_layers)  # fmt: skip
             logits = model.logits(out.hidden)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gorgon.config import ModelConfig
-from gorgon.kernels import AttentionMeta
+from gorgon.kernels import AttentionMeta, TreeMask
 from gorgon.kv_cache import KVCache
 from gorgon.model.llama import Block, Llama
 
@@ -62,13 +62,15 @@ class EagleLayer(nn.Module):
         slots: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         kv_len: int | None = None,
+        tree: TreeMask | None = None,
     ) -> torch.Tensor:
         """Predicted features [B, T, H] for pairs (features [B, T, H], next_tokens [B, T]) at positions
-        [B, T], their keys and values written to the layer's cache at slots (default: the positions)."""
+        [B, T], their keys and values written to the layer's cache at slots (default: the positions).
+        Attention is causal by position unless `mask` or `tree` (the drafted pool so far) says otherwise."""
         x = self.fc(torch.cat([target.embed(next_tokens).to(features.dtype), features], dim=-1))
         slots = positions if slots is None else slots
         kv_len = mask.shape[-1] if mask is not None else (cache.capacity if kv_len is None else kv_len)
-        meta = AttentionMeta(positions, kv_len, mask)
+        meta = AttentionMeta(positions, kv_len, mask, tree)
         rope = (target.rope_cos, target.rope_sin)
         h, residual = self.block(x, None, rope, cache.layer(0, x.shape[0]), slots, meta)
         return h + residual

@@ -12,32 +12,46 @@ import torch.nn.functional as F
 class TreeMask:
     """A tree written at cache slots committed .. committed + N - 1 of each row: every node sees all
     committed slots and, among the tree's, its ancestors and itself. committed [B] int64; ancestors
-    [B, N, N] bool (ancestors[b, i, j]: node j is node i or one of its ancestors)."""
+    [B, N, N] bool (ancestors[b, i, j]: node j is node i or one of its ancestors).
+
+    The queries may also be some of a larger tree's nodes (a drafter growing its tree level by level):
+    ancestors [B, M, N] then says which of the N tree slots each of the M queries sees."""
 
     committed: torch.Tensor
     ancestors: torch.Tensor
     _bits: torch.Tensor | None = field(default=None, repr=False)
 
+    @property
+    def size(self) -> int:
+        """The tree's slot count N."""
+        return self.ancestors.shape[2]
+
+    @property
+    def square(self) -> bool:
+        """Whether the queries are the tree's nodes themselves, in order."""
+        return self.ancestors.shape[1] == self.ancestors.shape[2]
+
     def dense(self, kv_len: int) -> torch.Tensor:
-        """The mask as [B, N, kv_len] bool."""
-        b, n, _ = self.ancestors.shape
+        """The mask as [B, M, kv_len] bool."""
+        b, m, n = self.ancestors.shape
         slots = torch.arange(kv_len, device=self.ancestors.device)
         rel = slots[None, :] - self.committed[:, None]  # index into the tree, or < 0 for committed slots
         inside = (rel >= 0) & (rel < n)
-        gathered = torch.gather(self.ancestors, 2, rel.clamp(0, n - 1)[:, None, :].expand(b, n, kv_len))
+        gathered = torch.gather(self.ancestors, 2, rel.clamp(0, n - 1)[:, None, :].expand(b, m, kv_len))
         return (rel[:, None, :] < 0) | (inside[:, None, :] & gathered)
 
     @property
     def bits(self) -> torch.Tensor:
-        """The ancestor relation packed into int32 words [B, N, ceil(N / 32)]: bit j % 32 of word j // 32
-        of row i is set when node j is visible to node i. What the kernels read instead of a dense mask."""
+        """The ancestor relation packed into int32 words [B, M, ceil(N / 32)]: bit j % 32 of word j // 32
+        of row i is set when node j is visible to query i. What the kernels read instead of a dense mask
+        (given at construction when the caller has it already)."""
         if self._bits is None:
-            b, n, _ = self.ancestors.shape
+            b, m, n = self.ancestors.shape
             words = -(-n // 32)
-            padded = torch.zeros(b, n, words * 32, dtype=torch.int64, device=self.ancestors.device)
+            padded = torch.zeros(b, m, words * 32, dtype=torch.int64, device=self.ancestors.device)
             padded[:, :, :n] = self.ancestors.long()
             shifts = torch.arange(32, device=padded.device, dtype=torch.int64)
-            packed = (padded.view(b, n, words, 32) << shifts).sum(-1)  # distinct bits: the sum is an OR
+            packed = (padded.view(b, m, words, 32) << shifts).sum(-1)  # distinct bits: the sum is an OR
             self._bits = torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
         return self._bits
 

@@ -156,8 +156,8 @@ def tree_attention(
 def attend(
     q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, meta: AttentionMeta, scale: float
 ) -> torch.Tensor:
-    """Trees run the CUDA kernel; everything else the next backend down."""
-    if meta.tree is not None and q.shape[1] <= MAX_TREE and q.shape[-1] <= 256:
+    """Trees run the CUDA kernel; everything else (a drafter's partial trees too) the next backend down."""
+    if meta.tree is not None and meta.tree.square and q.shape[1] <= MAX_TREE and q.shape[-1] <= 256:
         tree = meta.tree
         return tree_attention(q, cache_k, cache_v, tree.committed, tree.bits, meta.kv_len, scale)
     return _fallback().attend(q, cache_k, cache_v, meta, scale)

@@ -30,7 +30,7 @@ def _online(s, m_i, l_i, acc, v, PRECISION: tl.constexpr):
 
 @triton.jit
 def _tree_attention_kernel(
-    Q, K, V, COMMITTED, BITS, M_OUT, L_OUT, ACC, OUT, scale, N, HKV, NSPLIT, SPLIT,
+    Q, K, V, COMMITTED, BITS, M_OUT, L_OUT, ACC, OUT, scale, N, NT, HKV, NSPLIT, SPLIT,
     sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
     G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr, PRECISION: tl.constexpr,
@@ -73,9 +73,9 @@ def _tree_attention_kernel(
         m_i, l_i, acc = _online(s, m_i, l_i, acc, v, PRECISION)
     if (sp == NSPLIT) | DIRECT:
         jj = tl.arange(0, 32)
-        for t0 in range(0, N, 32):
+        for t0 in range(0, NT, 32):
             j = t0 + jj
-            exists = j < N
+            exists = j < NT
             slot = committed + j
             k = tl.load(
                 K + b * skb + slot[:, None] * sks + kvh * skh + d[None, :], mask=exists[:, None], other=0.0
@@ -142,17 +142,20 @@ def tree_attention(
     kv_len: int,
     scale: float,
     out: torch.Tensor | None = None,
+    tree_len: int | None = None,
 ) -> torch.Tensor:
     """q [B, N, Hq, D]: the tree's queries; cache rows [B, S, Hkv, D] holding each row's committed keys and
     values at slots < committed[b] and the tree's at committed[b] + j; bits [B, N, ceil(N / 32)] int32,
     the packed ancestor relation (TreeMask.bits); kv_len bounds committed + N over the batch.
-    Returns [B, N, Hq, D] (into `out` if given)."""
+    tree_len: the tree's slot count when the queries are only some of its nodes (default N); bits are
+    then [B, N, ceil(tree_len / 32)]. Returns [B, N, Hq, D] (into `out` if given)."""
     b, n, hq, d = q.shape
+    nt = n if tree_len is None else tree_len
     hkv = cache_k.shape[2]
     group = hq // hkv
     rows = n * group
     block_m = 16 if rows <= 16 else (32 if rows <= 32 else 64)
-    span = max(kv_len - n, 1)
+    span = max(kv_len - nt, 1)
     split = _split_size(span, b * hkv * triton.cdiv(rows, block_m), _num_sms(q.device))
     nsplit = triton.cdiv(span, split)
     direct = nsplit == 1
@@ -163,7 +166,7 @@ def tree_attention(
     out = torch.empty_like(q) if out is None else out
     grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nsplit + 1)
     _tree_attention_kernel[grid](
-        q, cache_k, cache_v, committed, bits, m, l_, acc, out, scale, n, hkv, nsplit, split,
+        q, cache_k, cache_v, committed, bits, m, l_, acc, out, scale, n, nt, hkv, nsplit, split,
         q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
         cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
         out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=64,

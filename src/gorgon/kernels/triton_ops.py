@@ -15,6 +15,7 @@ import triton.language as tl
 from gorgon.kernels import reference
 from gorgon.kernels.attention import AttentionMeta
 from gorgon.kernels.tree_attention import tree_attention
+from gorgon.kernels.triton_draft import draft_expand  # noqa: F401 (an op of this backend)
 
 
 @triton.jit
@@ -276,7 +277,9 @@ def attend(q: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, meta: 
     anything else (prefill, explicit masks) the reference."""
     if meta.tree is not None and q.shape[1] <= 128:
         tree = meta.tree
-        return tree_attention(q, cache_k, cache_v, tree.committed, tree.bits, meta.kv_len, scale)
+        return tree_attention(
+            q, cache_k, cache_v, tree.committed, tree.bits, meta.kv_len, scale, tree_len=tree.size
+        )
     if meta.causal and q.shape[1] == 1:
         return decode_attention(q, cache_k, cache_v, meta.positions, meta.kv_len, scale)
     return reference.attend(q, cache_k, cache_v, meta, scale)

@@ -34,6 +34,7 @@ class Tree:
     max_children: int
     draft_probs: torch.Tensor | None = None
     ancestors: torch.Tensor | None = None  # [B, N, N] when the drafter knows it (static shapes)
+    bits: torch.Tensor | None = None  # the same packed as TreeMask.bits, when the drafter has it
 
     @property
     def size(self) -> int:
@@ -111,11 +112,15 @@ class StaticTree:
         parents = self.parents()
         return max((parents[1:].count(i) for i in range(self.size)), default=0)
 
-    def tensors(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """parents, depths [B, N] and the ancestor matrix [B, N, N] of this shape, on `device`."""
+    def tensors(
+        self, batch: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """parents, depths [B, N], the ancestor matrix [B, N, N] of this shape and its packed bits
+        (TreeMask.bits), on `device`: constants, so no step recomputes them."""
         parents = torch.tensor(self.parents(), device=device).expand(batch, -1).contiguous()
         depths = torch.tensor(self.depths(), device=device).expand(batch, -1).contiguous()
-        return parents, depths, ancestor_matrix(parents)
+        anc = ancestor_matrix(parents)
+        return parents, depths, anc, TreeMask(depths[:, 0], anc).bits
 
 
 @dataclass

@@ -108,7 +108,7 @@ class Drafter(ABC):
     def _tree(
         self, tokens: torch.Tensor, valid: torch.Tensor, draft_probs: torch.Tensor | None = None
     ) -> Tree:
-        parents, depths, anc = self._static
+        parents, depths, anc, bits = self._static
         b = tokens.shape[0]
         return Tree(
             tokens,
@@ -119,4 +119,5 @@ class Drafter(ABC):
             self._max_children,
             draft_probs,
             anc[:b],
+            bits[:b],
         )

@@ -73,7 +73,7 @@ class DraftModelDrafter(Drafter):
         inputs = torch.cat([prev, state.root[:, None]], dim=1)
         positions = committed[:, None] + torch.arange(-1, 1, device=committed.device)[None, :]
         logits = self._forward(inputs, positions, kv_len=state.kv_len)[:, -1]  # [B, V]
-        _, _, anc = self._static
+        _, _, anc, _ = self._static
         tokens = [state.root[:, None]]
         probs = [None]
         if w == 1:

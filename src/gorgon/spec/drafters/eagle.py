@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from gorgon.heads.eagle import EagleConfig, EagleLayer
+from gorgon.kernels import TreeMask, reference
 from gorgon.model.llama import ForwardOutput, Llama
 from gorgon.spec.drafters.base import Drafter, SpecState
 from gorgon.spec.tree import StaticTree, Tree
@@ -21,6 +22,7 @@ from gorgon.spec.verify import Acceptance
 
 class EagleDrafter(Drafter):
     row_state = ("cache", "root_feature")
+    ops = reference  # the kernel backend of the level selection (the runner sets its own)
 
     def __init__(self, target: Llama, layer: EagleLayer, config: EagleConfig):
         self.target, self.layer, self.config = target, layer, config
@@ -59,6 +61,13 @@ class EagleDrafter(Drafter):
         self._zero = torch.zeros(batch, 1, device=device)
         self._root_parents = torch.zeros(batch, 1 + k, dtype=torch.int64, device=device)
         self._valid = torch.ones(batch, self.config.total_tokens + 1, dtype=torch.bool, device=device)
+        # which pool nodes each node sees (its ancestors and itself), as bool rows over the pool and packed
+        # (TreeMask.bits): each node's own column, and the rows of the root and of the first level
+        self._own = torch.eye(pool, dtype=torch.bool, device=device)
+        self._own_bits = TreeMask(self._index[:1], self._own[None]).bits[0]
+        first = torch.cat([self._own[:1], self._own[:1] | self._own[1 : 1 + k]])[None].expand(batch, -1, -1)
+        self._first_rows = first.contiguous()
+        self._first_bits = TreeMask(self._index[:1].expand(batch), self._first_rows).bits
 
     def prefill(self, tokens, next_tokens, positions, kv_len, hidden) -> None:
         self.layer(self.target, hidden, next_tokens, positions, self.cache, kv_len=kv_len)
@@ -69,71 +78,69 @@ class EagleDrafter(Drafter):
         )
         self.root_feature[: root.shape[0]].copy_(pred[:, 0])
 
-    def _top(self, features: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The k best next tokens of each feature and their log-probabilities (over the draft vocabulary
-        when the heads have one: a [V', H] slice of the LM head instead of all of it)."""
+    def _expand(
+        self, features: torch.Tensor, parent_scores: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The top_k best children of the nodes whose predicted features are [B, R, H], scored by
+        cumulative log-probability: (scores, tokens, parents in 0..R-1), each [B, top_k]. Over the draft
+        vocabulary when the heads have one: a [V', H] slice of the LM head instead of all of it."""
         if self._vocab is None:
             logits = self.target.logits(features)
         else:
             logits = torch.nn.functional.linear(features, self._vocab_head)
-        scores, index = _topk(torch.log_softmax(logits, dim=-1, dtype=torch.float32), k)
-        return scores, (index if self._vocab is None else self._vocab[index])
+        return self.ops.draft_expand(logits, parent_scores, self.config.top_k, self._vocab)
 
     def propose(self, state: SpecState) -> Tree:
         # Every op here is a kernel replayed each step: on a small target, drafting's cost is their count.
-        # So the attention rows of pool nodes are grown incrementally (a child's row is its parent's
-        # plus its own slot) instead of rebuilding a mask each level, and the pool's ancestor relation
-        # is read off those rows once at the end (the verify step needs it, and need not derive it).
+        # So each level's nodes carry their ancestor rows (bool, and packed for the tree-attention kernel)
+        # from their parents instead of rebuilding a mask, and the pool's ancestor relation is those rows
+        # (the verify step needs it, and need not derive it).
         k, depth, n, pool = self.config.top_k, self.config.depth, self.config.total_tokens, self.pool
-        committed, b, dev = state.committed, state.root.shape[0], state.root.device
-        base = (
-            committed - 1
-        )  # the root's pair sits at this slot of the layer's cache, pool node j at base + j
-        # rows span the attended slots plus `pool` more: the last level's slots (never written, as it is
-        # not forwarded) can lie past kv_len, yet its nodes' ancestor rows must include themselves
-        kv = state.kv_len
-        rel = torch.arange(kv + pool, device=dev)[None, :] - base[:, None]  # [B, kv_len + pool]
-        own = rel[:, None, :] == self._index[:, None]  # [B, pool, kv_len]: pool node j's own slot
-        root_row = (rel < 0)[:, None, :] | own[:, :1]  # the root sees the committed pairs and itself
-        level_rows = root_row | own[:, 1 : 1 + k]
-        rows = [root_row, level_rows]
+        committed, b = state.committed, state.root.shape[0]
+        # the root's pair sits at slot `base` of the layer's cache, pool node j at base + j
+        base = committed - 1
         slots = base[:, None] + self._index[None, :]  # [B, pool]
         positions = base[:, None] + self._index[None, 1 : depth + 1]  # [B, depth]: position of depth d
-        scores, tokens = self._top(self.root_feature[:b], k)  # depth 1
+        scores, tokens, _ = self._expand(self.root_feature[:b, None], None)  # depth 1
         pool_tokens, pool_scores, pool_parents = [state.root[:, None], tokens], [self._zero[:b], scores], []
+        rows, bits = [self._first_rows[:b]], [self._first_bits[:b]]
+        level_rows, level_bits = self._first_rows[:b, 1:], self._first_bits[:b, 1:]
         feature_in = self.root_feature[:b, None, :].expand(b, k, -1)
         for d in range(1, depth):
             lo = 1 + (d - 1) * k  # the frontier (depth d) is pool nodes lo .. lo + k - 1
             pred = self.layer(
                 self.target, feature_in, tokens, positions[:, d - 1 : d].expand(b, k), self.cache,
-                slots=slots[:, lo : lo + k], mask=level_rows[:, :, :kv],
+                slots=slots[:, lo : lo + k], kv_len=state.kv_len, tree=TreeMask(base, level_rows, level_bits),
             )  # fmt: skip
-            child_scores, child_tokens = self._top(pred, k)  # [B, k, k]
-            scores, best = (scores[:, :, None] + child_scores).reshape(b, k * k).topk(k, dim=-1)
-            parent_local = best // k
-            tokens = child_tokens.reshape(b, k * k).gather(1, best)
-            feature_in = pred.gather(1, parent_local[:, :, None].expand(-1, -1, pred.shape[-1]))
-            level_rows = level_rows.gather(1, parent_local[:, :, None].expand(-1, -1, rel.shape[1]))
-            level_rows = level_rows | own[:, lo + k : lo + 2 * k]
+            scores, tokens, parent_local = self._expand(pred, scores)
+            pick = parent_local[:, :, None]
+            feature_in = pred.gather(1, pick.expand(-1, -1, pred.shape[-1]))
+            level_rows = level_rows.gather(1, pick.expand(-1, -1, pool)) | self._own[lo + k : lo + 2 * k]
+            level_bits = level_bits.gather(1, pick.expand(-1, -1, level_bits.shape[2]))
+            level_bits = level_bits | self._own_bits[lo + k : lo + 2 * k]
             rows.append(level_rows)
+            bits.append(level_bits)
             pool_tokens.append(tokens)
             pool_scores.append(scores)
             pool_parents.append(parent_local + lo)
         all_tokens = torch.cat(pool_tokens, dim=1)
         all_parents = torch.cat([self._root_parents[:b], *pool_parents], dim=1)
+        anc = torch.cat(rows, dim=1)  # [B, pool, pool]: pool node i sees pool node j
+        if n == pool - 1:  # every drafted node is kept, and the pool is already in depth order
+            depths = self._depths[None, :].expand(b, -1)
+            packed = torch.cat(bits, dim=1)
+            return Tree(
+                all_tokens, all_parents, depths, self._valid[:b], depth, k, ancestors=anc, bits=packed
+            )
         all_scores = torch.cat(pool_scores, dim=1) - self._tie_break  # ties: ancestors first
         # the n best drafted nodes (an ancestor always scores higher than its descendants), then put in
         # depth order so that parents precede children
         chosen = all_scores[:, 1:].topk(n, dim=-1).indices + 1
         order = (self._depths[chosen] * pool + chosen).argsort(dim=-1)
         chosen = torch.cat([self._root_parents[:b, :1], chosen.gather(1, order)], dim=1)
-        position = torch.zeros(b, pool, dtype=torch.int64, device=dev)
+        position = torch.zeros(b, pool, dtype=torch.int64, device=committed.device)
         position.scatter_(1, chosen, self._index[None, : n + 1].expand(b, -1))
         tree_parents = position.gather(1, all_parents.gather(1, chosen))
-        # anc[b, i, j]: pool node i sees pool node j's slot; restricted to the chosen nodes
-        # (clamped: a finished row, still stepping with the batch, may sit past this step's kv_len)
-        seen = slots.clamp(max=kv + pool - 1)[:, None, :].expand(b, pool, pool)
-        anc = torch.cat(rows, dim=1).gather(2, seen)
         anc = anc.gather(1, chosen[:, :, None].expand(b, n + 1, pool))
         anc = anc.gather(2, chosen[:, None, :].expand(b, n + 1, n + 1))
         return Tree(
@@ -153,21 +160,3 @@ class EagleDrafter(Drafter):
             self.target, features, accepted.emitted(tree), positions, self.cache, kv_len=state.kv_len
         )
         self.root_feature[:b].copy_(pred[rows, accepted.n_accepted])
-
-
-TOPK_CHUNK = 256
-
-
-def _topk(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """topk over the last dimension in two stages when it is long: the top k of each chunk of 256, then
-    the top k of those. The same values (ties aside) as torch.topk, which selects by radix passes over
-    the whole row, the costliest kernel of a drafting level (~30 us per call for 8192 columns on an H100;
-    rows of 256 take one short block each)."""
-    width = x.shape[-1]
-    if width < 8 * TOPK_CHUNK or width % TOPK_CHUNK or k > TOPK_CHUNK:
-        return x.topk(k, dim=-1)
-    chunks = width // TOPK_CHUNK
-    part_scores, part_index = x.unflatten(-1, (chunks, TOPK_CHUNK)).topk(k, dim=-1)  # [..., chunks, k]
-    scores, pick = part_scores.flatten(-2).topk(k, dim=-1)
-    offsets = torch.arange(0, width, TOPK_CHUNK, device=x.device)[:, None]
-    return scores, (part_index + offsets).flatten(-2).gather(-1, pick)
