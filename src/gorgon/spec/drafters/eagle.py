@@ -68,6 +68,12 @@ class EagleDrafter(Drafter):
         first = torch.cat([self._own[:1], self._own[:1] | self._own[1 : 1 + k]])[None].expand(batch, -1, -1)
         self._first_rows = first.contiguous()
         self._first_bits = TreeMask(self._index[:1].expand(batch), self._first_rows).bits
+        # update: the root and the accepted path, a chain (causal) tree at the committed slots
+        d = self.config.depth
+        chain = torch.ones(d + 1, d + 1, dtype=torch.bool, device=device).tril()[None].expand(batch, -1, -1)
+        self._chain = chain.contiguous()
+        self._chain_bits = TreeMask(self._index[:1].expand(batch), self._chain).bits
+        self._steps = torch.arange(d + 1, device=device)
 
     def prefill(self, tokens, next_tokens, positions, kv_len, hidden) -> None:
         self.layer(self.target, hidden, next_tokens, positions, self.cache, kv_len=kv_len)
@@ -149,14 +155,19 @@ class EagleDrafter(Drafter):
         )  # fmt: skip
 
     def update(self, state: SpecState, tree: Tree, accepted: Acceptance, target: ForwardOutput) -> None:
-        b, d = accepted.path.shape[0], self.config.depth
-        rows = torch.arange(b, device=accepted.path.device)
-        nodes = torch.cat(
-            [torch.zeros_like(accepted.path[:, :1]), accepted.path], dim=1
-        )  # root, then the path
-        features = target.hidden[rows[:, None], nodes]
-        positions = state.committed[:, None] + torch.arange(d + 1, device=nodes.device)[None, :]
+        b = accepted.path.shape[0]
+        nodes = torch.cat([self._root_parents[:b, :1], accepted.path], dim=1)  # the root, then the path
+        features = target.hidden.gather(1, nodes[:, :, None].expand(-1, -1, target.hidden.shape[-1]))
+        positions = state.committed[:, None] + self._steps[None, :]
+        chain = TreeMask(state.committed, self._chain[:b], self._chain_bits[:b])
         pred = self.layer(
-            self.target, features, accepted.emitted(tree), positions, self.cache, kv_len=state.kv_len
+            self.target,
+            features,
+            accepted.emitted(tree),
+            positions,
+            self.cache,
+            kv_len=state.kv_len,
+            tree=chain,
         )
-        self.root_feature[:b].copy_(pred[rows, accepted.n_accepted])
+        last = accepted.n_accepted[:, None, None].expand(-1, 1, pred.shape[-1])
+        self.root_feature[:b].copy_(pred.gather(1, last)[:, 0])
