@@ -200,23 +200,29 @@ def test_eagle_drafting_with_triton_ops_grows_the_reference_tree(tiny_llm, total
     from gorgon.config import SamplingParams
     from gorgon.heads.eagle import EagleConfig, EagleLayer
     from gorgon.kernels.attention import TreeMask
-    from gorgon.model.llama import use_kernels
+    from gorgon.model.llama import Llama, use_kernels
     from gorgon.runner import ModelRunner
     from gorgon.sampling import SamplingTensors
     from gorgon.spec.drafters.base import SpecState
     from gorgon.spec.drafters.eagle import EagleDrafter
 
-    model = tiny_llm.model
+    model = Llama(tiny_llm.model.config)  # a copy on DEVICE, float32: the reference and Triton agree closely
+    model.load_state_dict(tiny_llm.model.state_dict())
+    model = model.to(DEVICE).eval().requires_grad_(False)
+    model.reset_rope()
     torch.manual_seed(0)
-    layer = EagleLayer(model.config).eval().requires_grad_(False)
+    layer = EagleLayer(model.config).to(DEVICE).eval().requires_grad_(False)
     for p in layer.parameters():
         p.data.normal_(0, 0.2)
     drafter = EagleDrafter(
         model, layer, EagleConfig(model.config.hidden_size, top_k=3, depth=3, total_tokens=total)
     )
-    runner = ModelRunner(model, drafter=drafter, host_blas=False)
+    runner = ModelRunner(model, cuda_graphs=False, host_blas=False, drafter=drafter)
+    use_kernels(model, reference)
+    use_kernels(layer, reference)
+    runner.ops, drafter.ops = reference, reference
     runner.reserve(1, 256)
-    runner.start([list(range(5, 40))], SamplingTensors.build([SamplingParams(temperature=0.0)], [0], "cpu"))
+    runner.start([list(range(5, 40))], SamplingTensors.build([SamplingParams(temperature=0.0)], [0], DEVICE))
     buf = runner.buffers[1]
     state = SpecState(buf.tokens[:, 0], buf.positions[:, 0], buf.history, 256)
     with torch.inference_mode():
