@@ -2,6 +2,7 @@
 # One GPU session in a few calls (each under the 10-minute limit), results under $OUT:
 #   STAGE=train  self-distil and train the default model's heads (into $OUT/heads, copied to /tmp/heads);
 #                STAGE=train1 then STAGE=train2 do the same in two calls (distil + Medusa, then EAGLE)
+#   STAGE=cost   step cost per drafter shape (random weights) and the fused Triton ops' GPU tests
 #   STAGE=check  the engine's GPU tests (tests/test_gpu.py) and the fused Triton ops on the GPU
 #   STAGE=kernels tree attention on real shapes against float64, compute-sanitizer memcheck and racecheck
 #                of the CUDA kernels, mma vs wmma accuracy and timing (scripts/cuda_compare.py)
@@ -38,6 +39,17 @@ train|train1|train2)
     bash scripts/train_heads.sh 2>&1 | grep -v "it/s]$" | tail -60 | tee -a "$OUT/train.log"
   mv "$OUT/heads/distill.safetensors" /tmp/heads/ 2>/dev/null
   cp "$OUT"/heads/medusa.* "$OUT"/heads/eagle.* /tmp/heads/ 2>/dev/null
+  log done
+  ;;
+cost)
+  # What one step costs per drafter shape (random weights: no model needed, so this can run while the
+  # model is still on its way), then the fused Triton ops' tests on the GPU
+  log step_cost
+  timeout 240 python3 -m gorgon.bench.step_cost --profile --out "$OUT" \
+    --methods "${METHODS:-plain,medusa,eagle,eagle:topk=10:total=30,eagle:depth=4:total=32}" 2>&1 | tail -12
+  log triton tests
+  timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_triton_ops.py tests/test_spec_kernels.py 2>&1 \
+    | tail -8 | tee "$OUT/triton_tests.log"
   log done
   ;;
 check)
