@@ -13,8 +13,11 @@ from triton.compiler import ASTSource
 
 from gorgon.kernels import tree_attention as ta
 from gorgon.kernels import triton_ops as to
+from gorgon.kernels import triton_spec as ts
 
-INDEX_POINTERS = {"POS", "SLOT", "COMMITTED", "PATH", "NACC", "IDX"}
+INDEX_POINTERS = {"POS", "SLOT", "COMMITTED", "PATH", "NACC", "IDX", "PRED", "TOK", "PAR", "DEP", "LAST", "BONUS",
+                  "HIST", "SPEC_OUT", "ROOT"}  # fmt: skip
+BOOL_POINTERS = {"VALID", "ANC"}
 FLOAT32_POINTERS = {"M_OUT", "L_OUT", "ACC", "VAL", "M_IN", "L_IN"}
 
 CASES = [
@@ -34,6 +37,8 @@ CASES = [
                                  "PRECISION": "tf32"}),
     (ta._merge_kernel, {"BLOCK_S": 16, "D": 128}),
     (to._keep_path_kernel, {"BLOCK": 1024}),
+    (ts._accept_greedy_kernel, {"BLOCK_N": 128, "BLOCK_D": 8}),
+    (ts._commit_step_kernel, {"BLOCK_N": 32, "BLOCK_E": 8}),
 ]  # fmt: skip
 
 
@@ -46,6 +51,8 @@ def _signature(kernel, constants: dict) -> dict:
             sig[name] = "fp32"
         elif name in INDEX_POINTERS:
             sig[name] = "*i64"
+        elif name in BOOL_POINTERS:
+            sig[name] = "*i1"
         elif name == "BITS":
             sig[name] = "*i32"
         elif name in FLOAT32_POINTERS:
@@ -61,6 +68,7 @@ def _signature(kernel, constants: dict) -> dict:
             "WIDTH",
             "DEPTH",
             "PARTS",
+            "D",
         ):
             sig[name] = "*bf16"
         else:

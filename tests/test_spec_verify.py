@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from gorgon.config import ModelConfig, SamplingParams
+from gorgon.kernels import reference
 from gorgon.kv_cache import KVCache
 from gorgon.sampling import SamplingTensors
 from gorgon.spec.tree import StaticTree, Tree, ancestor_matrix, tree_mask
 from gorgon.spec.verify import TypicalAcceptance, verify, verify_greedy, verify_sampling, verify_typical
 
 V = 8
-ARGMAX = lambda x: x.argmax(-1)
+OPS = reference  # the kernel backend verification runs with
 
 # root 0; depth 1: nodes 1, 2; node 3 under 1; node 4 under 2; node 5 under 4
 PARENTS = [0, 0, 0, 1, 2, 4]
@@ -55,7 +56,7 @@ def test_static_tree_shapes():
 def test_first_child_rejected_second_accepted():
     # target: root -> 6, node 2 (token 6) -> 3, node 4 (token 3) -> 1, node 5 (token 1) -> 7
     tree = _tree([9 % V, 5, 6, 2, 3, 1])
-    acc = verify_greedy(tree, _greedy_logits([6, 0, 3, 0, 1, 7]), ARGMAX)
+    acc = verify_greedy(tree, _greedy_logits([6, 0, 3, 0, 1, 7]), OPS)
     assert acc.n_accepted.item() == 3 and acc.last.item() == 5  # the deepest leaf
     assert acc.path[0].tolist() == [2, 4, 5] and acc.bonus.item() == 7
     assert acc.emitted(tree)[0].tolist() == [6, 3, 1, 7]
@@ -63,20 +64,20 @@ def test_first_child_rejected_second_accepted():
 
 def test_whole_tree_rejected():
     tree = _tree([0, 5, 6, 2, 3, 1])
-    acc = verify_greedy(tree, _greedy_logits([4, 0, 0, 0, 0, 0]), ARGMAX)
+    acc = verify_greedy(tree, _greedy_logits([4, 0, 0, 0, 0, 0]), OPS)
     assert acc.n_accepted.item() == 0 and acc.bonus.item() == 4 and acc.last.item() == 0
     assert acc.emitted(tree)[0, 0].item() == 4
 
 
 def test_invalid_nodes_are_never_accepted():
     tree = _tree([0, 5, 6, 2, 3, 1], valid=[True, True, False, True, True, True])
-    acc = verify_greedy(tree, _greedy_logits([6, 2, 3, 0, 1, 7]), ARGMAX)
+    acc = verify_greedy(tree, _greedy_logits([6, 2, 3, 0, 1, 7]), OPS)
     assert acc.n_accepted.item() == 0 and acc.bonus.item() == 6
 
 
 def test_partial_path_then_bonus():
     tree = _tree([0, 5, 6, 2, 3, 1])
-    acc = verify_greedy(tree, _greedy_logits([5, 4, 0, 0, 0, 0]), ARGMAX)  # node 1 right, its child wrong
+    acc = verify_greedy(tree, _greedy_logits([5, 4, 0, 0, 0, 0]), OPS)  # node 1 right, its child wrong
     assert acc.n_accepted.item() == 1 and acc.path[0, 0].item() == 1 and acc.bonus.item() == 4
 
 
@@ -88,7 +89,7 @@ def test_mixed_batch_greedy_rows_verify_greedily():
     tree = _tree([0, 5, 6, 2, 3, 1], batch=2)
     logits = _greedy_logits([6, 0, 3, 0, 1, 7]).expand(2, -1, -1) * 10
     st = _st([SamplingParams(temperature=0.0), SamplingParams(temperature=1.0)])
-    acc = verify(tree, logits, st, st.mode, torch.tensor([10, 10]), ARGMAX)
+    acc = verify(tree, logits, st, st.mode, torch.tensor([10, 10]), OPS)
     assert acc.n_accepted[0].item() == 3 and acc.bonus[0].item() == 7
     # with logits this peaked the sampled row agrees almost surely
     assert acc.n_accepted[1].item() == 3

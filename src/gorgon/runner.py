@@ -379,7 +379,6 @@ class ModelRunner:
         # Rows that finished keep stepping with the batch; this keeps their trees inside the cache.
         limit = cache.capacity - drafter.scratch_slots - depth - 2
         node_slots = torch.arange(n, device=self.device)
-        emit_cols = torch.arange(depth + 1, device=self.device)
 
         def step() -> None:
             committed = buf.positions[:, 0]
@@ -390,23 +389,16 @@ class ModelRunner:
             out = model(tree.tokens, committed[:, None] + tree.depths, cache, slots=slots, kv_len=kv_len,
                         tree=shape, hidden_layers=drafter.hidden_layers)  # fmt: skip
             logits = model.logits(out.hidden)
-            acc = verify(
-                tree, logits, buf.sampling, buf.sampling.mode, committed, self.ops.argmax, self.typical
-            )
+            acc = verify(tree, logits, buf.sampling, buf.sampling.mode, committed, self.ops, self.typical)
             cache.keep_path(committed, acc.path, acc.n_accepted, self.ops)
             drafter.update(state, tree, acc, out)
-            emitted = acc.emitted(tree)
-            cols = (committed[:, None] + 1 + emit_cols[None, :]).clamp(max=buf.history.shape[1] - 1)
-            keep = emit_cols[None, :] <= acc.n_accepted[:, None]
-            buf.history.scatter_(1, cols, torch.where(keep, emitted, torch.gather(buf.history, 1, cols)))
-            proposed = (tree.depths * tree.valid).amax(dim=1)
-            parts = [(acc.n_accepted + 1)[:, None], proposed[:, None], emitted]
             if self.tree_debug:
                 parents = torch.where(tree.valid, tree.parents, -1)
-                parts += [tree.tokens, parents, tree.depths, acc.path]
-            buf.spec_out.copy_(torch.cat(parts, dim=1))
-            buf.tokens.copy_(acc.bonus[:, None])
-            buf.positions.copy_((committed + 1 + acc.n_accepted).clamp(max=limit)[:, None])
+                debug = torch.cat([tree.tokens, parents, tree.depths, acc.path], dim=1)
+                buf.spec_out[:, depth + 3 :].copy_(debug)
+            # history, spec_out's first columns, the next root and its position: one kernel on GPUs
+            self.ops.commit_step(tree.tokens, tree.depths, tree.valid, acc.path, acc.n_accepted, acc.bonus,
+                                 buf.history, buf.spec_out, buf.tokens, buf.positions, limit)  # fmt: skip
 
         return step
 

@@ -61,6 +61,94 @@ def argmax(x: torch.Tensor) -> torch.Tensor:
     return x.argmax(dim=-1)
 
 
+def accept_greedy(
+    pred: torch.Tensor, tokens: torch.Tensor, parents: torch.Tensor, depths: torch.Tensor,
+    valid: torch.Tensor, ancestors: torch.Tensor, max_depth: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Greedy verification of a batch of trees given the target's argmax pred [B, N] at every node.
+
+    A node passes when it is valid and its token is pred at its parent (the root always passes); the
+    accepted nodes are those whose ancestors-or-self (ancestors [B, N, N] bool) all pass. Returns
+    (path [B, max_depth]: the nodes from the root to the deepest accepted one, by depth, 0 past the end;
+    n_accepted [B]: its depth; last [B]: that node, the smallest index among equal depths; bonus [B]:
+    pred there), all int64. tokens, parents, depths [B, N] int64, valid [B, N] bool.
+    """
+    ok = tokens == torch.gather(pred, 1, parents)
+    last, path = accept_passing(ok, depths, valid, ancestors, max_depth)
+    n_accepted = torch.gather(depths, 1, last[:, None])[:, 0]
+    return path, n_accepted, last, torch.gather(pred, 1, last[:, None])[:, 0]
+
+
+def accept_passing(
+    ok: torch.Tensor, depths: torch.Tensor, valid: torch.Tensor, ancestors: torch.Tensor, max_depth: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Given which nodes pass their own test (ok [B, N] bool), the deepest valid node whose whole path
+    passes (last [B]) and that path ([B, max_depth], as in accept_greedy)."""
+    ok = ok & valid
+    ok[:, 0] = True
+    accepted = ~(ancestors & ~ok[:, None, :]).any(-1)
+    last = _deepest(accepted, depths)
+    return last, _path_to(ancestors, depths, last, max_depth)
+
+
+def _deepest(accepted: torch.Tensor, depths: torch.Tensor) -> torch.Tensor:
+    """Index of the deepest accepted node per row, the smallest index among equals."""
+    n = accepted.shape[1]
+    score = depths * n + (n - 1 - torch.arange(n, device=depths.device))
+    return torch.where(accepted, score, torch.full_like(score, -1)).argmax(-1)
+
+
+def _path_to(anc: torch.Tensor, depths: torch.Tensor, last: torch.Tensor, max_depth: int) -> torch.Tensor:
+    """Nodes on the way from the root to `last`, [B, max_depth], by depth (0 past the end)."""
+    on_path = torch.gather(anc, 1, last[:, None, None].expand(-1, 1, anc.shape[2]))[:, 0]  # [B, N]
+    levels = torch.arange(1, max_depth + 1, device=depths.device)
+    at_level = on_path[:, None, :] & (depths[:, None, :] == levels[None, :, None])  # [B, D, N]
+    return at_level.float().argmax(-1)
+
+
+def emitted_tokens(
+    tree_tokens: torch.Tensor, path: torch.Tensor, n_accepted: torch.Tensor, bonus: torch.Tensor
+) -> torch.Tensor:
+    """The tokens a step adds, [B, D + 1]: the accepted drafted tokens tree_tokens[path[:n_accepted]],
+    then the bonus token. Past it: the tokens of the nodes path names there (0, the root, past the end),
+    then the root's token."""
+    out = torch.gather(tree_tokens, 1, F.pad(path, (0, 1)))
+    return out.scatter(1, n_accepted[:, None], bonus[:, None])
+
+
+def commit_step(
+    tree_tokens: torch.Tensor, depths: torch.Tensor, valid: torch.Tensor, path: torch.Tensor,
+    n_accepted: torch.Tensor, bonus: torch.Tensor, history: torch.Tensor, spec_out: torch.Tensor,
+    tokens: torch.Tensor, positions: torch.Tensor, limit: int,
+) -> None:  # fmt: skip
+    """The end of a speculative step, after verification (path [B, D], n_accepted, bonus [B]) of the
+    trees (tree_tokens, depths, valid [B, N]), in place on the step's buffers:
+
+    - history [B, W]: the emitted tokens (see emitted_tokens) at columns committed + 1 .. committed + 1 +
+      n_accepted, where committed = positions[:, 0] before the step; columns past W - 1 land on W - 1,
+      which then holds the bonus token (the newest of them); the other columns are left alone;
+    - spec_out [B, >= D + 3], its first D + 3 columns: n_accepted + 1, the depth proposed (the deepest
+      valid node's), the emitted tokens;
+    - tokens [B, 1] = bonus; positions [B, 1] = min(committed + 1 + n_accepted, limit).
+    """
+    d = path.shape[1]
+    committed = positions[:, 0]
+    emitted = emitted_tokens(tree_tokens, path, n_accepted, bonus)
+    j = torch.arange(d + 1, device=path.device)[None, :]
+    last_col = history.shape[1] - 1
+    cols = committed[:, None] + 1 + j
+    old = torch.gather(history, 1, cols.clamp(max=last_col))
+    new = torch.where(j <= n_accepted[:, None], emitted, old)
+    # Every entry clamped onto the last column writes the same value, so the scatter's order is moot.
+    reaches_end = (committed + 1 + n_accepted >= last_col)[:, None]
+    new = torch.where(cols >= last_col, torch.where(reaches_end, bonus[:, None], old), new)
+    history.scatter_(1, cols.clamp(max=last_col), new)
+    proposed = (depths * valid).amax(dim=1)
+    spec_out[:, : d + 3].copy_(torch.cat([(n_accepted + 1)[:, None], proposed[:, None], emitted], dim=1))
+    tokens.copy_(bonus[:, None])
+    positions.copy_((committed + 1 + n_accepted).clamp(max=limit)[:, None])
+
+
 def silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
     """SiLU(gate) * up for gate_up [..., 2I] holding gate then up; returns [..., I]."""
     gate, up = gate_up.chunk(2, dim=-1)

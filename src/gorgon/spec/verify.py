@@ -16,11 +16,12 @@ parameters:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 
+from gorgon.kernels import reference
 from gorgon.sampling import SamplingTensors, target_logprobs, uniform_noise
 from gorgon.spec.tree import Tree
 
@@ -44,9 +45,7 @@ class Acceptance:
     def emitted(self, tree: Tree) -> torch.Tensor:
         """The tokens this step adds, [B, D + 1]: the accepted drafted tokens, then the bonus token;
         entries past n_accepted + 1 are meaningless."""
-        tokens = torch.gather(tree.tokens, 1, self.path)
-        out = torch.cat([tokens, tree.tokens[:, :1]], dim=1)
-        return out.scatter(1, self.n_accepted[:, None], self.bonus[:, None])
+        return reference.emitted_tokens(tree.tokens, self.path, self.n_accepted, self.bonus)
 
 
 @dataclass(frozen=True)
@@ -57,42 +56,19 @@ class TypicalAcceptance:
     alpha: float = 0.3
 
 
-def _path_to(anc: torch.Tensor, depths: torch.Tensor, last: torch.Tensor, max_depth: int) -> torch.Tensor:
-    """Nodes on the way from the root to `last`, [B, max_depth], by depth (0 past the end)."""
-    on_path = torch.gather(anc, 1, last[:, None, None].expand(-1, 1, anc.shape[2]))[:, 0]  # [B, N]
-    levels = torch.arange(1, max_depth + 1, device=depths.device)
-    at_level = on_path[:, None, :] & (depths[:, None, :] == levels[None, :, None])  # [B, D, N]
-    return at_level.float().argmax(-1)
-
-
-def _deepest(accepted: torch.Tensor, depths: torch.Tensor) -> torch.Tensor:
-    """Index of the deepest accepted node per row, the smallest index among equals."""
-    n = accepted.shape[1]
-    score = depths * n + (n - 1 - torch.arange(n, device=depths.device))
-    return torch.where(accepted, score, torch.full_like(score, -1)).argmax(-1)
-
-
-def _accept_by_rule(tree: Tree, anc: torch.Tensor, ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _accept_by_rule(tree: Tree, ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Given which nodes pass their own test, the deepest node whose whole path passes, and its path."""
-    ok = ok & tree.valid
-    ok[:, 0] = True
-    accepted = ~(anc & ~ok[:, None, :]).any(-1)
-    last = _deepest(accepted, tree.depths)
-    return last, _path_to(anc, tree.depths, last, tree.max_depth)
+    return reference.accept_passing(ok, tree.depths, tree.valid, tree.ancestor_matrix(), tree.max_depth)
 
 
-def verify_greedy(tree: Tree, logits: torch.Tensor, argmax: Callable) -> Acceptance:
-    """logits [B, N, V] of the target at every node."""
+def verify_greedy(tree: Tree, logits: torch.Tensor, ops: ModuleType) -> Acceptance:
+    """logits [B, N, V] of the target at every node; ops: the kernel backend (its argmax and
+    accept_greedy, one kernel each on GPUs)."""
     b, n, v = logits.shape
-    pred = argmax(logits.reshape(b * n, v)).view(b, n)
-    ok = tree.tokens == torch.gather(pred, 1, tree.parents)
+    pred = ops.argmax(logits.reshape(b * n, v)).view(b, n)
     anc = tree.ancestor_matrix()
-    last, path = _accept_by_rule(tree, anc, ok)
     return Acceptance(
-        path,
-        torch.gather(tree.depths, 1, last[:, None])[:, 0],
-        last,
-        torch.gather(pred, 1, last[:, None])[:, 0],
+        *ops.accept_greedy(pred, tree.tokens, tree.parents, tree.depths, tree.valid, anc, tree.max_depth)
     )
 
 
@@ -106,8 +82,7 @@ def verify_typical(
     parent_probs = torch.gather(probs, 1, tree.parents[:, :, None].expand(-1, -1, probs.shape[2]))
     p_token = torch.gather(parent_probs, 2, tree.tokens[:, :, None])[:, :, 0]
     ok = p_token > torch.gather(threshold, 1, tree.parents)
-    anc = tree.ancestor_matrix()
-    last, path = _accept_by_rule(tree, anc, ok)
+    last, path = _accept_by_rule(tree, ok)
     n_acc = torch.gather(tree.depths, 1, last[:, None])[:, 0]
     p_last = torch.gather(probs, 1, last[:, None, None].expand(-1, 1, probs.shape[2]))[:, 0]
     bonus = _draw(p_last, st, committed + n_acc + 1)
@@ -161,11 +136,11 @@ def verify_sampling(
 
 def verify(
     tree: Tree, logits: torch.Tensor, st: SamplingTensors, mode: str, committed: torch.Tensor,
-    argmax: Callable, typical: TypicalAcceptance | None = None,
+    ops: ModuleType, typical: TypicalAcceptance | None = None,
 ) -> Acceptance:  # fmt: skip
     """Apply each row's rule: greedy rows (temperature 0) by argmax, the others by lossless speculative
-    sampling, or by typical acceptance when `typical` is given."""
-    greedy = verify_greedy(tree, logits, argmax)
+    sampling, or by typical acceptance when `typical` is given. ops: the kernel backend."""
+    greedy = verify_greedy(tree, logits, ops)
     if mode == "greedy":
         return greedy
     if typical is not None:

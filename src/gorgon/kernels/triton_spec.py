@@ -1,0 +1,117 @@
+"""Triton kernels for the end of a speculative step: greedy acceptance, then the step's bookkeeping.
+
+What follows the target's verify forward is dozens of tiny PyTorch ops (gathers, compares, reductions,
+scatters), each a kernel of ~2-3 us inside the step's CUDA graph at batch 1. Here each group is one
+program per batch row: `accept_greedy` (about 18 kernels in the reference) and `commit_step` (about 18
+more). Signatures and results match `gorgon.kernels.reference` exactly (integers only).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _accept_greedy_kernel(PRED, TOK, PAR, DEP, VALID, ANC, PATH, NACC, LAST, BONUS, N, D,
+                          s_pred, s_tok, s_par, s_dep, s_valid, s_anc_b, s_anc_i, s_anc_j,
+                          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):  # fmt: skip
+    b = tl.program_id(0)
+    i = tl.arange(0, BLOCK_N)
+    inside = i < N
+    tok = tl.load(TOK + b * s_tok + i, mask=inside, other=-1)
+    par = tl.load(PAR + b * s_par + i, mask=inside, other=0)
+    dep = tl.load(DEP + b * s_dep + i, mask=inside, other=0)
+    valid = tl.load(VALID + b * s_valid + i, mask=inside, other=0) != 0
+    pred_at_parent = tl.load(PRED + b * s_pred + par, mask=inside, other=-2)
+    ok = ((tok == pred_at_parent) & valid) | (i == 0)
+    # anc[i, j]: node j is node i or one of its ancestors. A node is accepted when none of them fails.
+    both = inside[:, None] & inside[None, :]
+    anc = tl.load(ANC + b * s_anc_b + i[:, None] * s_anc_i + i[None, :] * s_anc_j, mask=both, other=0) != 0
+    fails = tl.max((anc & (ok == 0)[None, :]).to(tl.int32), axis=1)
+    accepted = (fails == 0) & inside
+    # deepest first, then the smallest index: one integer score, as the reference ranks them
+    score = tl.where(accepted, dep * BLOCK_N + (BLOCK_N - 1 - i), -1)
+    best = tl.max(score, axis=0)
+    last = BLOCK_N - 1 - best % BLOCK_N
+    # the path: on last's row of anc, the first node at each depth 1..D (0 where there is none)
+    on_path = tl.max(tl.where(i[:, None] == last, anc.to(tl.int32), 0), axis=0) != 0
+    d = tl.arange(0, BLOCK_D)
+    at_level = on_path[None, :] & (dep[None, :] == (d + 1)[:, None])
+    first = tl.min(tl.where(at_level, i[None, :], BLOCK_N), axis=1)
+    path = tl.where(first == BLOCK_N, 0, first)
+    tl.store(PATH + b * D + d, path.to(tl.int64), mask=d < D)
+    tl.store(NACC + b, (best // BLOCK_N).to(tl.int64))
+    tl.store(LAST + b, last.to(tl.int64))
+    tl.store(BONUS + b, tl.load(PRED + b * s_pred + last).to(tl.int64))
+
+
+def accept_greedy(
+    pred: torch.Tensor, tokens: torch.Tensor, parents: torch.Tensor, depths: torch.Tensor,
+    valid: torch.Tensor, ancestors: torch.Tensor, max_depth: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The reference's accept_greedy as one kernel. Inputs may be broadcast views (stride 0 over the
+    batch, as drafters' static tree shapes are); bool tensors are read as they are, no conversion."""
+    b, n = tokens.shape
+    assert n <= 128, "one program holds the whole [N, N] ancestor block"
+    assert all(t.stride(1) == 1 for t in (pred, tokens, parents, depths, valid))
+    dev = tokens.device
+    path = torch.empty(b, max_depth, dtype=torch.int64, device=dev)
+    n_accepted, last, bonus = (torch.empty(b, dtype=torch.int64, device=dev) for _ in range(3))
+    _accept_greedy_kernel[(b,)](
+        pred, tokens, parents, depths, valid, ancestors, path, n_accepted, last, bonus, n, max_depth,
+        pred.stride(0), tokens.stride(0), parents.stride(0), depths.stride(0), valid.stride(0),
+        ancestors.stride(0), ancestors.stride(1), ancestors.stride(2),
+        BLOCK_N=max(16, triton.next_power_of_2(n)), BLOCK_D=max(2, triton.next_power_of_2(max_depth)),
+        num_warps=4,
+    )  # fmt: skip
+    return path, n_accepted, last, bonus
+
+
+@triton.jit
+def _commit_step_kernel(TOK, DEP, VALID, PATH, NACC, BONUS, HIST, SPEC_OUT, ROOT, POS, N, D, WIDTH, limit,
+                        s_tok, s_dep, s_valid, s_path, s_hist, s_out, s_root, s_pos,
+                        BLOCK_N: tl.constexpr, BLOCK_E: tl.constexpr):  # fmt: skip
+    b = tl.program_id(0)
+    committed = tl.load(POS + b * s_pos)  # read before this program overwrites it, below
+    n_acc = tl.load(NACC + b)
+    bonus = tl.load(BONUS + b)
+    # emitted[j], j = 0..D: the path's tokens (the root's past its end), the bonus at n_accepted
+    j = tl.arange(0, BLOCK_E)
+    in_e = j <= D
+    node = tl.load(PATH + b * s_path + j, mask=j < D, other=0)
+    emitted = tl.where(j == n_acc, bonus, tl.load(TOK + b * s_tok + node, mask=in_e, other=0))
+    # history: one writer per column; columns past the last land on it, written by the bonus alone
+    col = committed + 1 + j
+    write = in_e & (j <= n_acc) & ((col < WIDTH - 1) | (j == n_acc))
+    tl.store(HIST + b * s_hist + tl.minimum(col, WIDTH - 1), emitted, mask=write)
+    i = tl.arange(0, BLOCK_N)
+    dep = tl.load(DEP + b * s_dep + i, mask=i < N, other=0)
+    valid = tl.load(VALID + b * s_valid + i, mask=i < N, other=0) != 0
+    proposed = tl.max(tl.where(valid, dep, 0), axis=0)
+    tl.store(SPEC_OUT + b * s_out, n_acc + 1)
+    tl.store(SPEC_OUT + b * s_out + 1, proposed.to(tl.int64))
+    tl.store(SPEC_OUT + b * s_out + 2 + j, emitted, mask=in_e)
+    tl.store(ROOT + b * s_root, bonus)
+    tl.store(POS + b * s_pos, tl.minimum(committed + 1 + n_acc, limit))
+
+
+def commit_step(
+    tree_tokens: torch.Tensor, depths: torch.Tensor, valid: torch.Tensor, path: torch.Tensor,
+    n_accepted: torch.Tensor, bonus: torch.Tensor, history: torch.Tensor, spec_out: torch.Tensor,
+    tokens: torch.Tensor, positions: torch.Tensor, limit: int,
+) -> None:  # fmt: skip
+    """The reference's commit_step as one kernel (a program per row reads its row's position before
+    writing it, so positions may be where committed came from)."""
+    b, n = tree_tokens.shape
+    d = path.shape[1]
+    rows = (tree_tokens, depths, valid, path, history, spec_out, n_accepted, bonus)
+    assert all(t.stride(-1) == 1 for t in rows)
+    _commit_step_kernel[(b,)](
+        tree_tokens, depths, valid, path, n_accepted, bonus, history, spec_out, tokens, positions, n, d,
+        history.shape[1], limit, tree_tokens.stride(0), depths.stride(0), valid.stride(0), path.stride(0),
+        history.stride(0), spec_out.stride(0), tokens.stride(0), positions.stride(0),
+        BLOCK_N=max(16, triton.next_power_of_2(n)), BLOCK_E=max(2, triton.next_power_of_2(d + 1)),
+        num_warps=1,
+    )  # fmt: skip
