@@ -12,6 +12,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from gorgon.kernels import tree_attention as ta
+from gorgon.kernels import triton_draft as td
 from gorgon.kernels import triton_ops as to
 from gorgon.kernels import triton_spec as ts
 
@@ -39,13 +40,24 @@ CASES = [
     (to._keep_path_kernel, {"BLOCK": 1024}),
     (ts._accept_greedy_kernel, {"BLOCK_N": 128, "BLOCK_D": 8}),
     (ts._commit_step_kernel, {"BLOCK_N": 32, "BLOCK_E": 8}),
+    (td._chunk_kernel, {"K": 8, "CHUNK": 1024}),
+    (td._select_kernel, {"HAS_PARENT": True, "HAS_VOCAB": True, "K": 8, "R_BLOCK": 8, "C_BLOCK": 8, "W_BLOCK": 64}),
 ]  # fmt: skip
+# arguments whose type the naming rules below would get wrong, per kernel
+OVERRIDES = {
+    "_chunk_kernel": {"M": "*fp32", "S": "*fp32", "TV": "*fp32", "TI": "*i32", "V": "i32"},
+    "_select_kernel": {"M": "*fp32", "S": "*fp32", "TV": "*fp32", "TI": "*i32", "PS": "*fp32", "VOCAB": "*i64",
+                       "OS": "*fp32", "OT": "*i64", "OP": "*i64", "R": "i32"},
+}  # fmt: skip
 
 
 def _signature(kernel, constants: dict) -> dict:
     sig = {}
+    overrides = OVERRIDES.get(kernel.fn.__name__, {})
     for name in kernel.arg_names:
-        if name in constants:
+        if name in overrides:
+            sig[name] = overrides[name]
+        elif name in constants:
             sig[name] = "constexpr"
         elif name in ("scale", "eps"):
             sig[name] = "fp32"
@@ -59,6 +71,8 @@ def _signature(kernel, constants: dict) -> dict:
             sig[name] = "*fp32"
         elif name.isupper() and name not in (
             "N",
+            "NT",
+            "NCHUNK",
             "T",
             "B",
             "HKV",
