@@ -20,8 +20,8 @@ has medusa && python3 -m gorgon train medusa ${MEDUSA_INIT:+--init $MEDUSA_INIT 
   ${MEDUSA_SECONDS:+--max-seconds $MEDUSA_SECONDS}
 # EAGLE_INIT / MEDUSA_INIT: continue from earlier heads (path prefix), batches in order SHUFFLE
 has eagle && python3 -m gorgon train eagle ${EAGLE_INIT:+--init $EAGLE_INIT --shuffle-seed ${SHUFFLE:-1}} --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/eagle" \
-  --epochs "${EPOCHS_EAGLE:-3}" --tokens-per-batch "${TPB:-8192}" --top-k "${TOPK:-8}" --depth "${DEPTH:-3}" \
-  --total-tokens "${TOTAL:-24}" --eval-every "${EVAL:-200}" ${EAGLE_SECONDS:+--max-seconds $EAGLE_SECONDS} \
+  --epochs "${EPOCHS_EAGLE:-3}" --tokens-per-batch "${TPB:-8192}" --top-k "${TOPK:-10}" --depth "${DEPTH:-3}" \
+  --total-tokens "${TOTAL:-30}" --eval-every "${EVAL:-200}" ${EAGLE_SECONDS:+--max-seconds $EAGLE_SECONDS} \
   ${UNROLL:+--unroll $UNROLL}
 [ -n "${NO_BENCH:-}" ] && exit 0
 python3 -m gorgon.bench.spec --device "$DEVICE" --category all --repeats "${REPEATS:-3}" \

@@ -93,7 +93,7 @@ class EagleDrafter(Drafter):
         if self._vocab is None:
             logits = self.target.logits(features)
         else:
-            logits = torch.nn.functional.linear(features, self._vocab_head)
+            logits = self.ops.small_linear(features, self._vocab_head)
         return self.ops.draft_expand(logits, parent_scores, self.config.top_k, self._vocab)
 
     def propose(self, state: SpecState) -> Tree:
