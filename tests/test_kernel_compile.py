@@ -41,12 +41,10 @@ CASES = [
     (ts._accept_greedy_kernel, {"BLOCK_N": 128, "BLOCK_D": 8}),
     (ts._commit_step_kernel, {"BLOCK_N": 32, "BLOCK_E": 8}),
     (td._chunk_kernel, {"K": 8, "CHUNK": 1024}),
-    (td._small_linear_kernel, {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 64, "PRECISION": "tf32"}),
     (td._select_kernel, {"HAS_PARENT": True, "HAS_VOCAB": True, "K": 8, "R_BLOCK": 8, "C_BLOCK": 8, "W_BLOCK": 64}),
 ]  # fmt: skip
 # arguments whose type the naming rules below would get wrong, per kernel
 OVERRIDES = {
-    "_small_linear_kernel": {"M": "i32", "K": "i32"},
     "_chunk_kernel": {"M": "*fp32", "S": "*fp32", "TV": "*fp32", "TI": "*i32", "V": "i32"},
     "_select_kernel": {"M": "*fp32", "S": "*fp32", "TV": "*fp32", "TI": "*i32", "PS": "*fp32", "VOCAB": "*i64",
                        "OS": "*fp32", "OT": "*i64", "OP": "*i64", "R": "i32"},

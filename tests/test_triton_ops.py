@@ -235,13 +235,3 @@ def test_eagle_drafting_with_triton_ops_grows_the_reference_tree(tiny_llm, total
     assert len(set(got.tokens[0, 1:].tolist())) > 1  # a real tree, not one token repeated
     if got.bits is not None:
         assert torch.equal(got.bits, TreeMask(state.committed, got.ancestors).bits)
-
-
-@pytest.mark.parametrize("m, n, k", [(1, 300, 96), (10, 1000, 576), (16, 64, 40), (20, 50, 64)])
-def test_small_linear(m, n, k):
-    dtype = DTYPES[-1] if m % 2 == 0 else torch.float32
-    x = torch.randn(1, m, k, device=DEVICE, dtype=dtype)
-    w = torch.randn(n, k, device=DEVICE, dtype=dtype) / k**0.5
-    got = triton_ops.small_linear(x, w)
-    assert got.shape == (1, m, n) and got.dtype == dtype
-    torch.testing.assert_close(got.float(), (x.float() @ w.float().t()), **_tol(dtype))

@@ -113,7 +113,7 @@ class ModelRunner:
         self.host_blas = host_blas and self.device.type == "cpu" and self.dtype == torch.float32
         if self.host_blas:
             model.use_host_blas()
-        if drafter is not None and hasattr(drafter, "ops"):  # a drafter's own fused ops: same backend
+        if drafter is not None:  # a drafter's own fused ops: the same backend
             drafter.ops = self.ops
         for net in drafter.networks() if drafter is not None else []:  # drafters' own nets: same backends
             use_kernels(net, self.ops)

@@ -12,7 +12,7 @@ from types import ModuleType
 import torch
 
 from gorgon.kernels import host_blas, reference
-from gorgon.kernels.attention import AttentionMeta, TreeMask, attention, write_kv
+from gorgon.kernels.attention import AttentionMeta, TreeMask, attention, pack_ancestors, write_kv
 
 __all__ = [
     "AttentionMeta",
@@ -21,6 +21,7 @@ __all__ = [
     "backend_name",
     "host_blas",
     "ops_for",
+    "pack_ancestors",
     "reference",
     "write_kv",
 ]

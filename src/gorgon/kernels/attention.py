@@ -46,14 +46,20 @@ class TreeMask:
         of row i is set when node j is visible to query i. What the kernels read instead of a dense mask
         (given at construction when the caller has it already)."""
         if self._bits is None:
-            b, m, n = self.ancestors.shape
-            words = -(-n // 32)
-            padded = torch.zeros(b, m, words * 32, dtype=torch.int64, device=self.ancestors.device)
-            padded[:, :, :n] = self.ancestors.long()
-            shifts = torch.arange(32, device=padded.device, dtype=torch.int64)
-            packed = (padded.view(b, m, words, 32) << shifts).sum(-1)  # distinct bits: the sum is an OR
-            self._bits = torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
+            self._bits = pack_ancestors(self.ancestors)
         return self._bits
+
+
+def pack_ancestors(ancestors: torch.Tensor) -> torch.Tensor:
+    """A visibility relation [..., M, N] bool packed into int32 words [..., M, ceil(N / 32)]: bit j % 32 of
+    word j // 32 of row i is set when node j is visible to query i (TreeMask.bits)."""
+    *lead, n = ancestors.shape
+    words = -(-n // 32)
+    padded = torch.zeros(*lead, words * 32, dtype=torch.int64, device=ancestors.device)
+    padded[..., :n] = ancestors.long()
+    shifts = torch.arange(32, device=padded.device, dtype=torch.int64)
+    packed = (padded.view(*lead, words, 32) << shifts).sum(-1)  # distinct bits: the sum is an OR
+    return torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
 
 
 @dataclass

@@ -177,11 +177,6 @@ def keep_path(
     data[:, :, rows, dst] = data[:, :, rows, src]
 
 
-def small_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x [..., K] @ weight [N, K]^T where x has only a few rows (a drafting level's nodes)."""
-    return F.linear(x, weight)
-
-
 def draft_expand(
     logits: torch.Tensor, parent_scores: torch.Tensor | None, k: int, vocab: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

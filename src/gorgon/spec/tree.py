@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gorgon.kernels.attention import TreeMask
+from gorgon.kernels.attention import TreeMask, pack_ancestors
 
 
 @dataclass
@@ -120,7 +120,7 @@ class StaticTree:
         parents = torch.tensor(self.parents(), device=device).expand(batch, -1).contiguous()
         depths = torch.tensor(self.depths(), device=device).expand(batch, -1).contiguous()
         anc = ancestor_matrix(parents)
-        return parents, depths, anc, TreeMask(depths[:, 0], anc).bits
+        return parents, depths, anc, pack_ancestors(anc)
 
 
 @dataclass

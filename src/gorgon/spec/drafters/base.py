@@ -10,9 +10,11 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 
+from gorgon.kernels import reference
 from gorgon.kv_cache import KVCache
 from gorgon.model.llama import ForwardOutput
 from gorgon.spec.tree import StaticTree, Tree
@@ -45,6 +47,8 @@ class Drafter(ABC):
     hidden_layers: tuple[int, ...] = ()
     # Attributes holding per-row state, tensors [B, ...] or KV caches: what `rows` narrows to one row.
     row_state: tuple[str, ...] = ()
+    # the kernel backend of the drafter's own fused ops (draft_expand, ...); the runner sets its own
+    ops: ModuleType = reference
 
     @contextlib.contextmanager
     def rows(self, row: int) -> Iterator[None]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from gorgon.heads.eagle import EagleConfig, EagleLayer
-from gorgon.kernels import TreeMask, reference
+from gorgon.kernels import TreeMask, pack_ancestors
 from gorgon.model.llama import ForwardOutput, Llama
 from gorgon.spec.drafters.base import Drafter, SpecState
 from gorgon.spec.tree import StaticTree, Tree
@@ -22,7 +22,6 @@ from gorgon.spec.verify import Acceptance
 
 class EagleDrafter(Drafter):
     row_state = ("cache", "root_feature")
-    ops = reference  # the kernel backend of the level selection (the runner sets its own)
 
     def __init__(self, target: Llama, layer: EagleLayer, config: EagleConfig):
         self.target, self.layer, self.config = target, layer, config
@@ -64,15 +63,15 @@ class EagleDrafter(Drafter):
         # which pool nodes each node sees (its ancestors and itself), as bool rows over the pool and packed
         # (TreeMask.bits): each node's own column, and the rows of the root and of the first level
         self._own = torch.eye(pool, dtype=torch.bool, device=device)
-        self._own_bits = TreeMask(self._index[:1], self._own[None]).bits[0]
+        self._own_bits = pack_ancestors(self._own)
         first = torch.cat([self._own[:1], self._own[:1] | self._own[1 : 1 + k]])[None].expand(batch, -1, -1)
         self._first_rows = first.contiguous()
-        self._first_bits = TreeMask(self._index[:1].expand(batch), self._first_rows).bits
+        self._first_bits = pack_ancestors(self._first_rows)
         # update: the root and the accepted path, a chain (causal) tree at the committed slots
         d = self.config.depth
         chain = torch.ones(d + 1, d + 1, dtype=torch.bool, device=device).tril()[None].expand(batch, -1, -1)
         self._chain = chain.contiguous()
-        self._chain_bits = TreeMask(self._index[:1].expand(batch), self._chain).bits
+        self._chain_bits = pack_ancestors(self._chain)
         self._steps = torch.arange(d + 1, device=device)
 
     def prefill(self, tokens, next_tokens, positions, kv_len, hidden) -> None:
@@ -93,7 +92,7 @@ class EagleDrafter(Drafter):
         if self._vocab is None:
             logits = self.target.logits(features)
         else:
-            logits = self.ops.small_linear(features, self._vocab_head)
+            logits = torch.nn.functional.linear(features, self._vocab_head)
         return self.ops.draft_expand(logits, parent_scores, self.config.top_k, self._vocab)
 
     def propose(self, state: SpecState) -> Tree:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 
 from gorgon.heads.medusa import MedusaHeads
-from gorgon.kernels import reference
 from gorgon.model.llama import ForwardOutput, Llama
 from gorgon.spec.drafters.base import Drafter, SpecState
 from gorgon.spec.tree import StaticTree, Tree
@@ -15,7 +14,6 @@ from gorgon.spec.verify import Acceptance
 
 class MedusaDrafter(Drafter):
     row_state = ("last_hidden",)
-    ops = reference  # the kernel backend of the top-k (the runner sets its own)
 
     def __init__(self, target: Llama, heads: MedusaHeads, tree: StaticTree | None = None):
         self.target, self.heads = target, heads
