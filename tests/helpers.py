@@ -186,3 +186,37 @@ def write_small_vocab_checkpoint(folder: Path, vocab: int = 16, seed: int = 0):
         model.lm_head.weight.mul_(6.0)
     model.save_pretrained(folder)
     return model
+
+
+def sample_frequencies(llm, prompt: list[int], draws: int, temperature: float = 1.0) -> torch.Tensor:
+    """Joint frequencies of the first two sampled tokens (code x1 + V x2) over `draws` seeds."""
+    from gorgon import SamplingParams
+
+    params = [
+        SamplingParams(max_tokens=2, temperature=temperature, seed=s, ignore_eos=True) for s in range(draws)
+    ]
+    outs = llm.generate([prompt] * draws, params)
+    v = llm.config.vocab_size
+    codes = torch.tensor([o.token_ids[0] + v * o.token_ids[1] for o in outs])
+    return torch.bincount(codes, minlength=v * v).float() / draws
+
+
+def exact_two_tokens(llm, prompt: list[int]) -> torch.Tensor:
+    """The target's exact joint distribution of the next two tokens, from one forward per first token."""
+    from gorgon.kv_cache import KVCache
+
+    model, v = llm.model, llm.config.vocab_size
+
+    def next_probs(ids: list[int]) -> torch.Tensor:
+        cache = KVCache(model.config, 1, 64, torch.device("cpu"), torch.float32)
+        with torch.inference_mode():
+            hidden = model(torch.tensor([ids]), torch.arange(len(ids))[None], cache).hidden
+            return torch.softmax(model.logits(hidden[0, -1]).float(), -1)
+
+    first = next_probs(prompt)
+    joint = torch.stack([first[a] * next_probs([*prompt, a]) for a in range(v)])  # [x1, x2]
+    return joint.T.reshape(-1)
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    return 0.5 * (p - q).abs().sum().item()

@@ -107,15 +107,19 @@ def test_saved_heads_load_back_to_identical_predictions(tiny_llm, trained):
         assert torch.equal(loaded(hidden), heads(hidden))
 
 
-@pytest.mark.parametrize("kind, vocab", [("medusa", None), ("eagle", 0), ("eagle", None)])
-def test_greedy_with_trained_heads_equals_plain(tiny_llm, trained, kind, vocab):
-    """vocab None: EAGLE drafts over the heads' draft vocabulary (24 tokens here); 0: over all tokens."""
+@pytest.mark.parametrize(
+    "kind, vocab, lookup",
+    [("medusa", None, 0), ("eagle", 0, 0), ("eagle", None, 0), ("medusa", None, 3), ("eagle", None, 5)],
+)
+def test_greedy_with_trained_heads_equals_plain(tiny_llm, trained, kind, vocab, lookup):
+    """vocab None: EAGLE drafts over the heads' draft vocabulary (24 tokens here); 0: over all tokens.
+    lookup: a prompt-lookup chain of that many tokens beside the heads' tree (5: deeper than EAGLE's 3)."""
     folder = trained[0]
     prompts = [tiny_llm.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=True)
                for q in ("Tell me about the number 7 and the quick brown fox.", "Tell me about the number 99.")]  # fmt: skip
     params = SamplingParams(max_tokens=40, temperature=0.0)
     expected = [o.token_ids for o in tiny_llm.generate(prompts, params)]
-    spec = SpecConfig(kind, heads=str(folder / kind), eagle_draft_vocab=vocab)
+    spec = SpecConfig(kind, heads=str(folder / kind), eagle_draft_vocab=vocab, lookup=lookup)
     llm = LLM.from_model(tiny_llm.model, tiny_llm.tokenizer, speculative=spec)
     outs = llm.generate(prompts, params)
     assert [o.token_ids for o in outs] == expected

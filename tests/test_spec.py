@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gorgon import LLM, GorgonError, SamplingParams, SpecConfig
-from helpers import write_small_vocab_checkpoint
+from helpers import exact_two_tokens, sample_frequencies, total_variation, write_small_vocab_checkpoint
 
 PROMPTS = [
     "The capital of France is",
@@ -80,38 +80,6 @@ def small_vocab(tmp_path_factory):
     return folder
 
 
-def _frequencies(llm: LLM, prompt: list[int], draws: int, temperature: float = 1.0) -> torch.Tensor:
-    """Joint frequencies of the first two sampled tokens (code x1 + V x2) over `draws` seeds."""
-    params = [
-        SamplingParams(max_tokens=2, temperature=temperature, seed=s, ignore_eos=True) for s in range(draws)
-    ]
-    outs = llm.generate([prompt] * draws, params)
-    v = llm.config.vocab_size
-    codes = torch.tensor([o.token_ids[0] + v * o.token_ids[1] for o in outs])
-    return torch.bincount(codes, minlength=v * v).float() / draws
-
-
-def _exact(llm: LLM, prompt: list[int]) -> torch.Tensor:
-    """The target's exact joint distribution of the next two tokens, from one forward per first token."""
-    from gorgon.kv_cache import KVCache
-
-    model, v = llm.model, llm.config.vocab_size
-
-    def next_probs(ids: list[int]) -> torch.Tensor:
-        cache = KVCache(model.config, 1, 64, torch.device("cpu"), torch.float32)
-        with torch.inference_mode():
-            hidden = model(torch.tensor([ids]), torch.arange(len(ids))[None], cache).hidden
-            return torch.softmax(model.logits(hidden[0, -1]).float(), -1)
-
-    first = next_probs(prompt)
-    joint = torch.stack([first[a] * next_probs([*prompt, a]) for a in range(v)])  # [x1, x2]
-    return joint.T.reshape(-1)
-
-
-def _tv(p: torch.Tensor, q: torch.Tensor) -> float:
-    return 0.5 * (p - q).abs().sum().item()
-
-
 SAMPLING_SPECS = [
     SpecConfig("draft", draft_layers=1, num_speculative_tokens=2),  # stochastic drafts with their q
     SpecConfig("draft", draft_layers=1, num_speculative_tokens=2, num_branches=3),  # deterministic top-3 tree
@@ -126,18 +94,18 @@ def test_sampling_is_lossless(small_vocab, spec):
     prompt = [3, 5, 7, 3, 5, 9, 3, 5]  # repeats, so n-gram lookup finds drafts
     draws = 4000
     plain = LLM(model=str(small_vocab), device="cpu", dtype="float32")
-    exact = _exact(plain, prompt)
+    exact = exact_two_tokens(plain, prompt)
     # Expected TV of an honest sample of this size: sum_i E|p_hat_i - p_i| / 2 ~ sum_i sigma_i sqrt(2/pi) / 2
     noise = (0.5 * (exact * (1 - exact) / draws).sqrt() * (2 / torch.pi) ** 0.5).sum().item()
     threshold = 2.5 * noise
-    assert _tv(_frequencies(plain, prompt, draws), exact) < threshold
+    assert total_variation(sample_frequencies(plain, prompt, draws), exact) < threshold
     speculative = LLM(model=str(small_vocab), device="cpu", dtype="float32", speculative=spec)
-    assert _tv(_frequencies(speculative, prompt, draws), exact) < threshold
+    assert total_variation(sample_frequencies(speculative, prompt, draws), exact) < threshold
     accept_all = SpecConfig(spec.method, num_speculative_tokens=2, num_branches=spec.num_branches,
                             draft_layers=spec.draft_layers, prompt_lookup_min=1, acceptance="typical",
                             typical_epsilon=1e-9, typical_alpha=1e-9)  # fmt: skip
     wrong = LLM(model=str(small_vocab), device="cpu", dtype="float32", speculative=accept_all)
-    assert _tv(_frequencies(wrong, prompt, draws), exact) > threshold
+    assert total_variation(sample_frequencies(wrong, prompt, draws), exact) > threshold
 
 
 def test_typical_acceptance_runs_and_reports(small_vocab):

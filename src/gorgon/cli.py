@@ -50,6 +50,8 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eagle-total-tokens", type=int, default=None)
     g.add_argument("--eagle-draft-vocab", type=int, default=None,
                    help="eagle: draft over the heads' N most frequent tokens (0: all)")  # fmt: skip
+    g.add_argument("--lookup", type=int, default=None,
+                   help="medusa/eagle: also a prompt-lookup chain of N tokens (0: none)")  # fmt: skip
 
 
 def spec_config(args: argparse.Namespace) -> SpecConfig | None:
@@ -70,6 +72,7 @@ def spec_config(args: argparse.Namespace) -> SpecConfig | None:
         eagle_depth=args.eagle_depth,
         eagle_total_tokens=args.eagle_total_tokens,
         eagle_draft_vocab=args.eagle_draft_vocab,
+        lookup=args.lookup,
     )
 
 

@@ -191,6 +191,8 @@ class SpecConfig:
     lossy, thresholds typical_epsilon and typical_alpha).
     eagle_top_k, eagle_depth, eagle_total_tokens: EAGLE-2 tree growth (None: the heads' own settings).
     eagle_draft_vocab: draft over the heads' N most frequent tokens (None: the heads' setting; 0: all).
+    lookup: medusa and eagle: also verify a prompt-lookup chain of this many tokens from the root
+    (matched as method "ngram" matches, prompt_lookup_min..max tokens; None: the heads' setting; 0: none).
     """
 
     method: str
@@ -205,6 +207,7 @@ class SpecConfig:
     eagle_depth: int | None = None
     eagle_total_tokens: int | None = None
     eagle_draft_vocab: int | None = None
+    lookup: int | None = None
     acceptance: str = "lossless"
     typical_epsilon: float = 0.09
     typical_alpha: float = 0.3
@@ -227,7 +230,13 @@ class SpecConfig:
             raise GorgonError(
                 "the tree (1 + num_branches * num_speculative_tokens) must hold at most 128 nodes"
             )
-        if self.method == "ngram" and not 1 <= self.prompt_lookup_min <= self.prompt_lookup_max:
+        if self.lookup is not None:
+            if not isinstance(self.lookup, int) or not 0 <= self.lookup <= 16:
+                raise GorgonError(f"lookup must be an integer in 0..16, got {self.lookup!r}", "lookup")
+            if self.lookup and self.method not in ("medusa", "eagle"):
+                raise GorgonError("lookup adds a prompt-lookup chain to medusa or eagle trees", "lookup")
+        uses_lookup = self.method == "ngram" or bool(self.lookup)
+        if uses_lookup and not 1 <= self.prompt_lookup_min <= self.prompt_lookup_max:
             raise GorgonError("need 1 <= prompt_lookup_min <= prompt_lookup_max", "prompt_lookup_min")
         if self.method == "draft" and (self.draft_model is None) == (self.draft_layers is None):
             raise GorgonError(

@@ -27,7 +27,8 @@ from gorgon.bench.timing import machine, median, sync
 
 def parse_method(text: str) -> SpecConfig | None:
     """'plain' -> None; 'ngram:k=3:b=2:nmin=1', 'draft:layers=8:k=3', 'medusa[:heads=PATH]' or
-    'eagle[:heads=PATH][:topk=8][:depth=6][:total=48][:vocab=N]' -> a SpecConfig."""
+    'eagle[:heads=PATH][:topk=8][:depth=6][:total=48][:vocab=N]' -> a SpecConfig; medusa and eagle also
+    take ':lookup=K' (a prompt-lookup chain beside the heads' tree; 0: none)."""
     name, *opts = text.split(":")
     if name == "plain":
         return None
@@ -46,6 +47,7 @@ def parse_method(text: str) -> SpecConfig | None:
         eagle_depth=num("depth"),
         eagle_total_tokens=num("total"),
         eagle_draft_vocab=num("vocab"),
+        lookup=num("lookup"),
     )
 
 

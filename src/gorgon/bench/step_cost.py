@@ -29,13 +29,24 @@ from gorgon.model.llama import Llama
 from gorgon.model.shapes import random_model, shape
 from gorgon.runner import ModelRunner
 from gorgon.sampling import SamplingTensors
-from gorgon.spec.drafters import Drafter
+from gorgon.spec.drafters import Drafter, LookupDrafter
 
 PHASES = {"propose": "draft", "update": "update"}
 
 
 def random_drafter(spec: SpecConfig | None, model: Llama) -> Drafter | None:
-    """The drafter `spec` names, with randomly initialised heads of the shipped shapes."""
+    """The drafter `spec` names, with randomly initialised heads of the shipped shapes (and the shipped
+    lookup chain's length unless `spec` names one)."""
+    drafter = _random_heads(spec, model)
+    if spec is None or spec.method not in ("medusa", "eagle"):
+        return drafter
+    lookup = shipped_config(spec.method).get("lookup", 0) if spec.lookup is None else spec.lookup
+    if not lookup:
+        return drafter
+    return LookupDrafter(drafter, lookup, spec.prompt_lookup_min, spec.prompt_lookup_max)
+
+
+def _random_heads(spec: SpecConfig | None, model: Llama) -> Drafter | None:
     from gorgon.heads.eagle import EagleConfig, EagleLayer
     from gorgon.heads.medusa import MedusaConfig, MedusaHeads
     from gorgon.spec.drafters import build_drafter

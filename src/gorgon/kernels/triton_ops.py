@@ -16,7 +16,7 @@ from gorgon.kernels import reference
 from gorgon.kernels.attention import AttentionMeta
 from gorgon.kernels.tree_attention import tree_attention
 from gorgon.kernels.triton_draft import draft_expand  # noqa: F401 (an op of this backend)
-from gorgon.kernels.triton_spec import accept_greedy, commit_step  # noqa: F401 (ops of this backend)
+from gorgon.kernels.triton_spec import accept_greedy, commit_step, lookup_chain  # noqa: F401 (ops)
 
 
 @triton.jit

@@ -115,3 +115,51 @@ def commit_step(
         BLOCK_N=max(16, triton.next_power_of_2(n)), BLOCK_E=max(2, triton.next_power_of_2(d + 1)),
         num_warps=1,
     )  # fmt: skip
+
+
+@triton.jit
+def _lookup_chain_kernel(HIST, COMMITTED, CHAIN, OK, S, s_hist, s_com, K: tl.constexpr, N_MIN: tl.constexpr,
+                         N_MAX: tl.constexpr, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
+    b = tl.program_id(0)
+    row = HIST + b * s_hist
+    committed = tl.load(COMMITTED + b * s_com)
+    best = tl.full((BLOCK,), -1, tl.int64)
+    # candidate match ends e in 0..committed-1, a block at a time; the match length at e counts how many
+    # tokens back from e agree with the ones back from the root (history[committed]), up to N_MAX
+    for lo in range(0, committed, BLOCK):
+        e = lo + tl.arange(0, BLOCK).to(tl.int64)
+        run = e < committed
+        length = tl.zeros((BLOCK,), tl.int64)
+        for t in tl.static_range(N_MAX):
+            # the root's t-th predecessor; none (-2 matches nothing) before the row's start
+            mine = tl.where(committed >= t, tl.load(row + tl.maximum(committed - t, 0)), -2)
+            back = e - t
+            tok = tl.load(row + tl.maximum(back, 0), mask=run & (back >= 0), other=-1)
+            run = run & (back >= 0) & (tok == mine)
+            length += run.to(tl.int64)
+        score = tl.where(length >= N_MIN, length * S + e, -1)
+        best = tl.maximum(best, score)
+    top = tl.max(best, axis=0)
+    start = tl.where(top >= 0, top % S + 1, 0)
+    j = tl.arange(0, BLOCK_K)
+    idx = start + j
+    ok = (idx > j) & (idx <= committed) & (j < K)  # idx > j: start > 0, a match was found
+    chain = tl.load(row + tl.minimum(idx, S - 1), mask=ok, other=0)
+    tl.store(CHAIN + b * K + j, chain, mask=j < K)
+    tl.store(OK + b * K + j, ok.to(tl.int8), mask=j < K)
+
+
+def lookup_chain(
+    history: torch.Tensor, committed: torch.Tensor, k: int, n_min: int, n_max: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's lookup_chain (prompt lookup, one chain per row) as one kernel: a program per row
+    scans only that row's committed tokens."""
+    b, s = history.shape
+    assert history.stride(1) == 1
+    chain = torch.empty(b, k, dtype=torch.int64, device=history.device)
+    ok = torch.empty(b, k, dtype=torch.bool, device=history.device)
+    _lookup_chain_kernel[(b,)](
+        history, committed, chain, ok.view(torch.int8), s, history.stride(0), committed.stride(0),
+        K=k, N_MIN=n_min, N_MAX=n_max, BLOCK=1024, BLOCK_K=max(2, triton.next_power_of_2(k)), num_warps=4,
+    )  # fmt: skip
+    return chain, ok

@@ -10,9 +10,10 @@ from gorgon.model.llama import Llama
 from gorgon.model.tokenizer import Tokenizer
 from gorgon.spec.drafters.base import Drafter, SpecState
 from gorgon.spec.drafters.draft_model import DraftModelDrafter
+from gorgon.spec.drafters.lookup import LookupDrafter
 from gorgon.spec.drafters.ngram import NGramDrafter
 
-__all__ = ["DraftModelDrafter", "Drafter", "NGramDrafter", "SpecState", "build_drafter"]
+__all__ = ["DraftModelDrafter", "Drafter", "LookupDrafter", "NGramDrafter", "SpecState", "build_drafter"]
 
 
 def build_drafter(spec: SpecConfig, target: Llama, tokenizer: Tokenizer) -> Drafter:
@@ -46,10 +47,6 @@ def build_drafter(spec: SpecConfig, target: Llama, tokenizer: Tokenizer) -> Draf
 def _head_drafter(spec: SpecConfig, target: Llama) -> Drafter:
     """Medusa or EAGLE heads from spec.heads, or the ones shipped for the target."""
     from gorgon.heads.base import check_target, load_head, shipped
-    from gorgon.heads.eagle import EagleConfig, EagleLayer
-    from gorgon.heads.medusa import MedusaConfig, MedusaHeads
-    from gorgon.spec.drafters.eagle import EagleDrafter
-    from gorgon.spec.drafters.medusa import MedusaDrafter
 
     path = spec.heads or shipped(spec.method, target)
     if path is None:
@@ -62,6 +59,20 @@ def _head_drafter(spec: SpecConfig, target: Llama) -> Drafter:
     if config.get("kind") != spec.method:
         raise GorgonError(f"{path} holds {config.get('kind')!r} heads, not {spec.method!r}", "heads")
     check_target(config.get("target", {}), target, f"the heads at {path}")
+    lookup = config[spec.method].get("lookup", 0) if spec.lookup is None else spec.lookup
+    drafter = _heads(spec, target, state, config)
+    if not lookup:
+        return drafter
+    return LookupDrafter(drafter, lookup, spec.prompt_lookup_min, spec.prompt_lookup_max)
+
+
+def _heads(spec: SpecConfig, target: Llama, state: dict, config: dict) -> Drafter:
+    """The Medusa or EAGLE drafter of loaded heads (state, config), with spec's overrides."""
+    from gorgon.heads.eagle import EagleConfig, EagleLayer
+    from gorgon.heads.medusa import MedusaConfig, MedusaHeads
+    from gorgon.spec.drafters.eagle import EagleDrafter
+    from gorgon.spec.drafters.medusa import MedusaDrafter
+
     weight = target.embed.weight
     if spec.method == "medusa":
         heads = MedusaHeads(MedusaConfig.from_json(config["medusa"]))

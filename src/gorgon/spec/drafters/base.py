@@ -76,6 +76,10 @@ class Drafter(ABC):
         """Cache slots past the committed ones that a step may write (the tree, or a drafting pool)."""
         return self.tree_size
 
+    def accept_paths(self, depth: int) -> None:  # noqa: B027 (a hook: most drafters read any path)
+        """Verification may accept paths up to `depth` nodes deep, deeper than this drafter's own trees (a
+        wrapper adds a deeper branch): called before bind."""
+
     def networks(self) -> list[torch.nn.Module]:
         """The drafter's own networks (not the target's), which run on the target's backends."""
         return []

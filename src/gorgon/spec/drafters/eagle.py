@@ -30,6 +30,7 @@ class EagleDrafter(Drafter):
         if not 1 <= config.total_tokens <= self.pool - 1:
             raise ValueError(f"total_tokens must be in [1, {self.pool - 1}] for top_k={k}, depth={depth}")
         self.shape = StaticTree.chains(1, depth)  # bounds only: the real shape changes every step
+        self.path_depth = depth  # the longest accepted path `update` reads
         self._vocab = self._vocab_head = None
         if len(config.draft_vocab) >= k:  # (fewer tokens than top_k could not fill a level)
             weight = target.lm_head.weight
@@ -46,6 +47,9 @@ class EagleDrafter(Drafter):
 
     def networks(self) -> list[torch.nn.Module]:
         return [self.layer]
+
+    def accept_paths(self, depth: int) -> None:
+        self.path_depth = max(self.config.depth, depth)
 
     def bind(self, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> None:
         super().bind(batch, capacity, device, dtype)
@@ -68,7 +72,7 @@ class EagleDrafter(Drafter):
         self._first_rows = first.contiguous()
         self._first_bits = pack_ancestors(self._first_rows)
         # update: the root and the accepted path, a chain (causal) tree at the committed slots
-        d = self.config.depth
+        d = self.path_depth
         chain = torch.ones(d + 1, d + 1, dtype=torch.bool, device=device).tril()[None].expand(batch, -1, -1)
         self._chain = chain.contiguous()
         self._chain_bits = pack_ancestors(self._chain)

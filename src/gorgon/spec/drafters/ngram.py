@@ -44,6 +44,10 @@ class NGramDrafter(Drafter):
 
     def propose(self, state: SpecState) -> Tree:
         hist, committed = state.history, state.committed
+        if self.branches == 1:  # one chain: the backend's lookup_chain (one kernel on GPUs)
+            chain, ok = self.ops.lookup_chain(hist, committed, self.k, self.n_min, self.n_max)
+            tokens = torch.cat([state.root[:, None], chain], dim=1)
+            return self._tree(tokens, torch.cat([torch.ones_like(ok[:, :1]), ok], dim=1))
         b, s = hist.shape
         m, k = self.branches, self.k
         start, found = self.matches(hist, committed)  # [B, M]
