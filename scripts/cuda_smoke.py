@@ -16,6 +16,7 @@ for dtype in (torch.float32, torch.bfloat16, torch.float16):
             cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, p + n, d**-0.5, fast=fast)
     data = torch.randn(2, 3, 4, 40, 2, 64, device="cuda", dtype=dtype)
     path = torch.tensor([[2, 3, 4, 0], [1, 0, 0, 0], [1, 5, 6, 9], [1, 2, 3, 4]], device="cuda")
-    cuda_ops.keep_path(data, torch.tensor([3, 10, 0, 20], device="cuda"), path, torch.tensor([3, 0, 4, 4]).cuda())
+    committed, n_accepted = torch.tensor([3, 10, 0, 20], device="cuda"), torch.tensor([3, 0, 4, 4]).cuda()
+    cuda_ops.keep_path(data, committed, path, n_accepted)
 torch.cuda.synchronize()
 print("cuda kernels ran")

@@ -6,6 +6,7 @@
 #   STAGE=check  the engine's GPU tests (tests/test_gpu.py) and the fused Triton ops on the GPU
 #   STAGE=kernels tree attention on real shapes against float64, compute-sanitizer memcheck and racecheck
 #                of the CUDA kernels, mma vs wmma accuracy and timing (scripts/cuda_compare.py)
+#   STAGE=sweep  the Triton tree-attention kernel's launch settings against the memory floor (no model)
 #   STAGE=kbench tree-attention microbenchmarks (the full table), verify cost per backend (Llama-3-8B shape)
 #   STAGE=bench  the full harness: every method x every category against plain and transformers, plus
 #                the end-to-end change per kernel backend; heads from /tmp/heads when present
@@ -26,6 +27,12 @@ train|train1|train2)
   parts=${PARTS:-$parts}  # PARTS overrides, e.g. PARTS=distill,eagle
   # CONTINUE=N: train on from the heads in /tmp/heads (an earlier call's), batch order N: longer training
   # than one call allows, e.g. STAGE=train2 CONTINUE=1, then CONTINUE=2, ...
+  # CONTINUE=shipped: train on from the heads shipped in the package (copied to /tmp/heads first)
+  if [ "${CONTINUE:-}" = shipped ]; then
+    mkdir -p /tmp/heads
+    cp src/gorgon/heads/weights/smollm2-135m-instruct/{medusa,eagle}.{json,safetensors} /tmp/heads/
+    CONTINUE=1
+  fi
   if [ -n "${CONTINUE:-}" ]; then
     export SHUFFLE=$CONTINUE
     [ -f /tmp/heads/eagle.json ] && export EAGLE_INIT=/tmp/heads/eagle
@@ -48,7 +55,8 @@ cost)
   timeout 240 python3 -m gorgon.bench.step_cost --profile --out "$OUT" \
     --methods "${METHODS:-plain,medusa,eagle,eagle:topk=10:total=30,eagle:depth=4:total=32}" 2>&1 | tail -12
   log triton tests
-  timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_triton_ops.py tests/test_spec_kernels.py 2>&1 \
+  timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_triton_ops.py tests/test_spec_kernels.py \
+    tests/test_lookup.py -k "not default_model and not lossless" 2>&1 \
     | tail -8 | tee "$OUT/triton_tests.log"
   log done
   ;;
@@ -75,6 +83,13 @@ kernels)
   done
   log cuda_compare
   timeout 120 python3 scripts/cuda_compare.py 2>&1 | tail -40 | tee "$OUT/cuda_compare.md"
+  log done
+  ;;
+sweep)
+  # the Triton tree-attention kernel's launch settings, timed per case against the memory floor
+  log sweep
+  timeout ${SWEEP_TIMEOUT:-420} python3 scripts/tree_attention_sweep.py --out "$OUT" ${SWEEP_ARGS:-} 2>&1 \
+    | grep -v '^{' | tail -20
   log done
   ;;
 kbench)

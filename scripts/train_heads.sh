@@ -12,9 +12,10 @@ PARTS=${PARTS:-distill,medusa,eagle}
 has() { [[ ",$PARTS," == *",$1,"* ]]; }
 # TASKS: task prompts (summarise, translate, answer from a passage) made from the answers, answered too
 # TEMP: the answers' temperature (0: greedy answers, the distribution greedy decoding verifies against)
+# SEED: the Magpie questions' seed (another seed: other questions, for training on from earlier heads)
 has distill && python3 -m gorgon distill --device "$DEVICE" --out "$OUT/distill.safetensors" \
   --num-samples "${SAMPLES:-6000}" --batch-size "${BATCH:-128}" --max-tokens "${MAX_TOKENS:-256}" \
-  --temperature "${TEMP:-0.7}" --seed 0 --tasks "${TASKS:-0}"
+  --temperature "${TEMP:-0.7}" --seed "${SEED:-0}" --tasks "${TASKS:-0}"
 has medusa && python3 -m gorgon train medusa ${MEDUSA_INIT:+--init $MEDUSA_INIT --shuffle-seed ${SHUFFLE:-1}} --device "$DEVICE" --data "$OUT/distill.safetensors" --out "$OUT/medusa" \
   --epochs "${EPOCHS_MEDUSA:-2}" --tokens-per-batch "${TPB:-8192}" --tree-size "${TREE:-48}" --eval-every "${EVAL:-200}" \
   ${MEDUSA_SECONDS:+--max-seconds $MEDUSA_SECONDS}

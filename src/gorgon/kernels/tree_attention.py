@@ -9,6 +9,8 @@ merged by a second kernel.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
@@ -117,20 +119,38 @@ def _merge_kernel(M_IN, L_IN, ACC, OUT, PARTS, N, HQ, sob, son, soh, BLOCK_S: tl
     tl.store(OUT + b * sob + node * son + head * soh + d, out.to(OUT.dtype.element_ty))
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How tree_attention launches: committed slots per tile, warps and software-pipeline stages per
+    program, and how the committed context is split: into about `waves` waves of programs, splits of
+    at least `min_split` slots. scripts/tree_attention_sweep.py times alternatives on a GPU."""
+
+    block_n: int = 64
+    num_warps: int = 4
+    num_stages: int | None = None  # None: Triton's default
+    waves: int = 2
+    min_split: int = 256
+
+
+DEFAULT_LAUNCH = Launch()
+
+
 def _num_sms(device: torch.device) -> int:
     if device.type != "cuda":
         return 132  # the interpreter: size the grid as for an H100
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def _split_size(span: int, programs: int, sms: int) -> int:
+def _split_size(span: int, programs: int, sms: int, launch: Launch = DEFAULT_LAUNCH) -> int:
     """Committed slots per program: one program per row block covers the whole context when the grid
     already fills the GPU (partials would only add memory traffic and a merge); otherwise the context is
-    split until the grid is about two waves, in splits of at least 256 slots (multiples of a tile)."""
+    split until the grid is about `launch.waves` waves, in splits of at least `launch.min_split` slots
+    (multiples of a tile)."""
     if programs >= sms:
         return max(span, 1)
-    nsplit = min(triton.cdiv(2 * sms, programs), triton.cdiv(span, 256))
-    return max(triton.cdiv(triton.cdiv(span, max(nsplit, 1)), 64) * 64, 64)
+    nsplit = min(triton.cdiv(launch.waves * sms, programs), triton.cdiv(span, launch.min_split))
+    tile = launch.block_n
+    return max(triton.cdiv(triton.cdiv(span, max(nsplit, 1)), tile) * tile, tile)
 
 
 def tree_attention(
@@ -143,12 +163,14 @@ def tree_attention(
     scale: float,
     out: torch.Tensor | None = None,
     tree_len: int | None = None,
+    launch: Launch = DEFAULT_LAUNCH,
 ) -> torch.Tensor:
     """q [B, N, Hq, D]: the tree's queries; cache rows [B, S, Hkv, D] holding each row's committed keys and
     values at slots < committed[b] and the tree's at committed[b] + j; bits [B, N, ceil(N / 32)] int32,
     the packed ancestor relation (TreeMask.bits); kv_len bounds committed + N over the batch.
     tree_len: the tree's slot count when the queries are only some of its nodes (default N); bits are
-    then [B, N, ceil(tree_len / 32)]. Returns [B, N, Hq, D] (into `out` if given)."""
+    then [B, N, ceil(tree_len / 32)]. Returns [B, N, Hq, D] (into `out` if given). `launch`: tiles, warps
+    and splitting (the defaults unless a benchmark sweeps them)."""
     b, n, hq, d = q.shape
     nt = n if tree_len is None else tree_len
     hkv = cache_k.shape[2]
@@ -156,7 +178,7 @@ def tree_attention(
     rows = n * group
     block_m = 16 if rows <= 16 else (32 if rows <= 32 else 64)
     span = max(kv_len - nt, 1)
-    split = _split_size(span, b * hkv * triton.cdiv(rows, block_m), _num_sms(q.device))
+    split = _split_size(span, b * hkv * triton.cdiv(rows, block_m), _num_sms(q.device), launch)
     nsplit = triton.cdiv(span, split)
     direct = nsplit == 1
     parts = 1 if direct else b * n * hq * (nsplit + 1)
@@ -169,8 +191,9 @@ def tree_attention(
         q, cache_k, cache_v, committed, bits, m, l_, acc, out, scale, n, nt, hkv, nsplit, split,
         q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
         cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
-        out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=64,
-        DIRECT=direct, PRECISION="ieee" if q.dtype == torch.float32 else "tf32", num_warps=4,
+        out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=launch.block_n,
+        DIRECT=direct, PRECISION="ieee" if q.dtype == torch.float32 else "tf32", num_warps=launch.num_warps,
+        **({} if launch.num_stages is None else {"num_stages": launch.num_stages}),
     )  # fmt: skip
     if not direct:
         _merge_kernel[(b * n * hq,)](
