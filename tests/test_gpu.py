@@ -60,10 +60,11 @@ def test_long_prompts_prefilled_eagerly_agree_with_graphed_prefill(gpu_bf16):
 
 SPECS = [SpecConfig("ngram", num_speculative_tokens=4), SpecConfig("draft", draft_layers=8, num_speculative_tokens=3),
          SpecConfig("draft", draft_layers=8, num_speculative_tokens=2, num_branches=2), SpecConfig("medusa"),
-         SpecConfig("eagle")]  # fmt: skip
+         SpecConfig("eagle"), SpecConfig("eagle", lookup=6), SpecConfig("medusa", lookup=4)]  # fmt: skip
+IDS = ["ngram", "draft-chain", "draft-tree", "medusa", "eagle", "eagle-lookup", "medusa-lookup"]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=["ngram", "draft-chain", "draft-tree", "medusa", "eagle"])
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_speculative_greedy_equals_plain_on_gpu_float32(default_path, spec):
     plain = LLM(model=str(default_path), device="cuda", dtype="float32")
     fast = LLM(model=str(default_path), device="cuda", dtype="float32", speculative=spec)
