@@ -154,3 +154,48 @@ def test_sampling_with_the_lookup_chain_is_lossless(tmp_path):
                             acceptance="typical", typical_epsilon=1e-9, typical_alpha=1e-9)  # fmt: skip
     wrong = LLM.from_model(plain.model, plain.tokenizer, speculative=accept_all)
     assert total_variation(sample_frequencies(wrong, prompt, draws), exact) > 2.5 * noise  # the test's power
+
+
+def _tree(kind: str, b: int, n: int, broadcast: bool):
+    """A random tree of n nodes (parents precede children) as a drafter hands it over: static shapes may
+    be views with stride 0 over the batch."""
+    if kind == "chain":
+        parents = [0, *range(n - 1)]
+    else:
+        parents = [0] + [int(torch.randint(0, i, ())) for i in range(1, n)]
+    rows = 1 if broadcast else b
+    par = torch.tensor([parents] * rows)
+    depths = torch.zeros(rows, n, dtype=torch.int64)
+    for i in range(1, n):
+        depths[:, i] = depths[:, parents[i]] + 1
+    anc = ancestor_matrix(par)
+    valid = torch.rand(rows, n) > 0.2
+    if broadcast:
+        par, depths, anc, valid = (
+            par.expand(b, -1),
+            depths.expand(b, -1),
+            anc.expand(b, -1, -1),
+            valid.expand(b, -1),
+        )
+    tokens = torch.randint(0, 9, (b, n))
+    return [x.to(DEVICE) for x in (tokens, par, depths, valid, anc)]
+
+
+@pytest.mark.parametrize("n", [1, 7, 31, 32, 40, 90])
+@pytest.mark.parametrize("k", [1, 4, 6])
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_triton_lookup_extend_matches_the_reference(n, k, packed, broadcast):
+    tokens, parents, depths, valid, anc = _tree("random", 3, n, broadcast)
+    bits = pack_ancestors(anc) if packed else None
+    history, committed = (t.to(DEVICE) for t in _histories(3, 60, 3))
+    args = (tokens, parents, depths, valid, anc, bits, history, committed, k, 2, 4)
+    want = reference.lookup_extend(*args)
+    got = triton_ops.lookup_extend(*args)
+    for name, g, w in zip(["tokens", "parents", "depths", "valid", "anc", "bits"], got, want, strict=True):
+        if w is None:
+            assert g is None
+            continue
+        assert g.dtype == w.dtype and torch.equal(g, w), name
+    tree = Tree(*want[:4], 1, 1, None, want[4], want[5])
+    assert torch.equal(tree.ancestors, ancestor_matrix(tree.parents))  # the extension is a tree

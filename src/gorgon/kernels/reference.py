@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gorgon.kernels.attention import AttentionMeta, attention, write_kv
+from gorgon.kernels.attention import AttentionMeta, attention, pack_ancestors, write_kv
 
 
 def rms_norm(
@@ -248,3 +248,32 @@ def lookup_chain(
     chain = history.gather(1, idx.clamp(max=s - 1))
     ok = found[:, None] & (idx <= committed[:, None])
     return torch.where(ok, chain, 0), ok
+
+
+def lookup_extend(
+    tokens: torch.Tensor, parents: torch.Tensor, depths: torch.Tensor, valid: torch.Tensor,
+    ancestors: torch.Tensor, bits: torch.Tensor | None, history: torch.Tensor, committed: torch.Tensor,
+    k: int, n_min: int, n_max: int,
+) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """A tree of N nodes ([B, N] tokens, parents, depths, valid; [B, N, N] ancestors; packed bits or None)
+    plus lookup_chain's k tokens hung from the root as nodes N .. N + k - 1: the chain's node N + i sits
+    at depth i + 1 under node N + i - 1 (the root for i = 0), valid where the chain's token exists, and
+    sees the root and chain nodes N .. N + i. Returns the extended (tokens, parents, depths, valid,
+    ancestors, bits), bits None when `bits` is None."""
+    b, n = tokens.shape
+    dev = tokens.device
+    chain, ok = lookup_chain(history, committed, k, n_min, n_max)
+    steps = torch.arange(k, device=dev)
+    rows = torch.zeros(k, n + k, dtype=torch.bool, device=dev)
+    rows[:, 0] = True
+    rows[:, n:] = torch.ones(k, k, dtype=torch.bool, device=dev).tril()
+    anc = torch.cat([F.pad(ancestors, (0, k)), rows.expand(b, -1, -1)], dim=1)
+    packed = None if bits is None else pack_ancestors(anc)
+    return (
+        torch.cat([tokens, chain], dim=1),
+        torch.cat([parents, torch.where(steps == 0, 0, n + steps - 1).expand(b, -1)], dim=1),
+        torch.cat([depths, (steps + 1).expand(b, -1)], dim=1),
+        torch.cat([valid, ok], dim=1),
+        anc,
+        packed,
+    )

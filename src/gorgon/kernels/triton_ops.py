@@ -16,7 +16,12 @@ from gorgon.kernels import reference
 from gorgon.kernels.attention import AttentionMeta
 from gorgon.kernels.tree_attention import tree_attention
 from gorgon.kernels.triton_draft import draft_expand  # noqa: F401 (an op of this backend)
-from gorgon.kernels.triton_spec import accept_greedy, commit_step, lookup_chain  # noqa: F401 (ops)
+from gorgon.kernels.triton_spec import (  # noqa: F401 (ops of this backend)
+    accept_greedy,
+    commit_step,
+    lookup_chain,
+    lookup_extend,
+)
 
 
 @triton.jit

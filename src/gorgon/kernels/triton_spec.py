@@ -163,3 +163,103 @@ def lookup_chain(
         K=k, N_MIN=n_min, N_MAX=n_max, BLOCK=1024, BLOCK_K=max(2, triton.next_power_of_2(k)), num_warps=4,
     )  # fmt: skip
     return chain, ok
+
+
+@triton.jit
+def _lookup_extend_kernel(TOK, PAR, DEP, VALID, ANC, BITS, HIST, COMMITTED,
+                          O_TOK, O_PAR, O_DEP, O_VALID, O_ANC, O_BITS, N, S,
+                          s_tok, s_par, s_dep, s_valid, s_anc_b, s_anc_i, s_anc_j, s_bits_b, s_bits_i,
+                          s_hist, s_com, W0,
+                          K: tl.constexpr, N_MIN: tl.constexpr, N_MAX: tl.constexpr, BLOCK: tl.constexpr,
+                          BLOCK_T: tl.constexpr, W1: tl.constexpr, HAS_BITS: tl.constexpr):  # fmt: skip
+    b = tl.program_id(0)
+    T = N + K
+    # the lookup, as _lookup_chain_kernel: the best match's end e, then the k tokens after it
+    row = HIST + b * s_hist
+    committed = tl.load(COMMITTED + b * s_com)
+    best = tl.full((BLOCK,), -1, tl.int64)
+    for lo in range(0, committed, BLOCK):
+        e = lo + tl.arange(0, BLOCK).to(tl.int64)
+        run = e < committed
+        length = tl.zeros((BLOCK,), tl.int64)
+        for t in tl.static_range(N_MAX):
+            mine = tl.where(committed >= t, tl.load(row + tl.maximum(committed - t, 0)), -2)
+            back = e - t
+            tok = tl.load(row + tl.maximum(back, 0), mask=run & (back >= 0), other=-1)
+            run = run & (back >= 0) & (tok == mine)
+            length += run.to(tl.int64)
+        best = tl.maximum(best, tl.where(length >= N_MIN, length * S + e, -1))
+    top = tl.max(best, axis=0)
+    start = tl.where(top >= 0, top % S + 1, 0)
+    # per node i of the extended tree: the base tree's row for i < N, the chain's (c = i - N) after it
+    i = tl.arange(0, BLOCK_T)
+    base = i < N
+    chain = (i >= N) & (i < T)
+    c = (i - N).to(tl.int64)
+    idx = start + c
+    ok = chain & (idx > c) & (idx <= committed)  # idx > c: a match was found (start > 0)
+    ctok = tl.load(row + tl.minimum(tl.maximum(idx, 0), S - 1), mask=ok, other=0)
+    tok = tl.where(base, tl.load(TOK + b * s_tok + i, mask=base, other=0), ctok)
+    par = tl.where(base, tl.load(PAR + b * s_par + i, mask=base, other=0), tl.where(c == 0, 0, i - 1))
+    dep = tl.where(base, tl.load(DEP + b * s_dep + i, mask=base, other=0), c + 1)
+    val = tl.where(base, tl.load(VALID + b * s_valid + i, mask=base, other=0) != 0, ok)
+    inside = i < T
+    tl.store(O_TOK + b * T + i, tok.to(tl.int64), mask=inside)
+    tl.store(O_PAR + b * T + i, par.to(tl.int64), mask=inside)
+    tl.store(O_DEP + b * T + i, dep.to(tl.int64), mask=inside)
+    tl.store(O_VALID + b * T + i, val.to(tl.int8), mask=inside)
+    # ancestors: the base block, then the chain rows (the root and chain nodes up to themselves)
+    j = tl.arange(0, BLOCK_T)
+    in_base = base[:, None] & (j < N)[None, :]
+    a = tl.load(ANC + b * s_anc_b + i[:, None] * s_anc_i + j[None, :] * s_anc_j, mask=in_base, other=0) != 0
+    sees = (j[None, :] == 0) | ((j[None, :] >= N) & (j[None, :] <= i[:, None]))
+    a = tl.where(chain[:, None], sees & (j < T)[None, :], a)
+    tl.store(
+        O_ANC + (b * T + i[:, None]) * T + j[None, :], a.to(tl.int8), mask=inside[:, None] & (j < T)[None, :]
+    )
+    if HAS_BITS:
+        # packed rows: the base rows' words (zero past theirs), the chain rows packed here
+        jj = tl.arange(0, 32)
+        for w in tl.static_range(W1):
+            col = w * 32 + jj
+            chain_sees = (col[None, :] == 0) | ((col[None, :] >= N) & (col[None, :] <= i[:, None]))
+            chain_sees = chain_sees & (col < T)[None, :]
+            one = tl.full((32,), 1, tl.int64)
+            packed = tl.sum(tl.where(chain_sees, (one << jj.to(tl.int64))[None, :], 0), axis=1)
+            packed = tl.where(packed >= 2147483648, packed - 4294967296, packed)
+            word = tl.load(BITS + b * s_bits_b + i * s_bits_i + w, mask=base & ((i * 0 + w) < W0), other=0)
+            word = tl.where(chain, packed.to(tl.int32), word)
+            tl.store(O_BITS + (b * T + i) * W1 + w, word, mask=inside)
+
+
+def lookup_extend(
+    tokens: torch.Tensor, parents: torch.Tensor, depths: torch.Tensor, valid: torch.Tensor,
+    ancestors: torch.Tensor, bits: torch.Tensor | None, history: torch.Tensor, committed: torch.Tensor,
+    k: int, n_min: int, n_max: int,
+) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """The reference's lookup_extend (a tree plus a prompt-lookup chain from its root) as one kernel: the
+    lookup and the ~10 copies and concatenations that build the extended tree. Inputs may be broadcast
+    views over the batch (static tree shapes)."""
+    b, n = tokens.shape
+    t = n + k
+    assert t <= 128 and history.stride(1) == 1
+    assert all(x.stride(1) == 1 for x in (tokens, parents, depths, valid))
+    dev = tokens.device
+    out = [torch.empty(b, t, dtype=torch.int64, device=dev) for _ in range(3)]
+    o_valid = torch.empty(b, t, dtype=torch.bool, device=dev)
+    o_anc = torch.empty(b, t, t, dtype=torch.bool, device=dev)
+    w1 = -(-t // 32)
+    o_bits = torch.empty(b, t, w1, dtype=torch.int32, device=dev) if bits is not None else None
+    bits_in = bits if bits is not None else o_anc  # (never read without bits)
+    _lookup_extend_kernel[(b,)](
+        tokens, parents, depths, valid, ancestors, bits_in, history, committed,
+        out[0], out[1], out[2], o_valid.view(torch.int8), o_anc.view(torch.int8),
+        o_bits if o_bits is not None else o_anc, n, history.shape[1],
+        tokens.stride(0), parents.stride(0), depths.stride(0), valid.stride(0),
+        ancestors.stride(0), ancestors.stride(1), ancestors.stride(2),
+        bits_in.stride(0), bits_in.stride(1), history.stride(0), committed.stride(0),
+        bits.shape[2] if bits is not None else 0,
+        K=k, N_MIN=n_min, N_MAX=n_max, BLOCK=1024, BLOCK_T=max(16, triton.next_power_of_2(t)), W1=w1,
+        HAS_BITS=bits is not None, num_warps=4,
+    )  # fmt: skip
+    return out[0], out[1], out[2], o_valid, o_anc, o_bits

@@ -17,9 +17,7 @@ from contextlib import AbstractContextManager
 from types import ModuleType
 
 import torch
-import torch.nn.functional as F
 
-from gorgon.kernels import pack_ancestors
 from gorgon.model.llama import ForwardOutput
 from gorgon.spec.drafters.base import Drafter, SpecState
 from gorgon.spec.tree import Tree
@@ -65,19 +63,6 @@ class LookupDrafter(Drafter):
 
     def bind(self, batch: int, capacity: int, device: torch.device, dtype: torch.dtype) -> None:
         self.base.bind(batch, capacity, device, dtype)
-        n0, k = self.base.tree_size, self.k
-        n = n0 + k
-        # constants of the chain: node n0 + i sits at depth i + 1 under n0 + i - 1 (the root for i = 0)
-        # and sees the root and chain nodes n0 .. n0 + i
-        steps = torch.arange(k, device=device)
-        self._parents = torch.where(steps == 0, 0, n0 + steps - 1)[None].expand(batch, -1)
-        self._depths = (steps + 1)[None].expand(batch, -1)
-        rows = torch.zeros(k, n, dtype=torch.bool, device=device)
-        rows[:, 0] = True
-        rows[:, n0:] = torch.ones(k, k, dtype=torch.bool, device=device).tril()
-        self._rows = rows[None].expand(batch, -1, -1)
-        self._bits = pack_ancestors(rows)[None].expand(batch, -1, -1)
-        self._pad_words = self._bits.shape[-1] - (-(-n0 // 32))
 
     def prefill(self, tokens, next_tokens, positions, kv_len, hidden) -> None:
         self.base.prefill(tokens, next_tokens, positions, kv_len, hidden)
@@ -89,22 +74,13 @@ class LookupDrafter(Drafter):
         tree = self.base.propose(state)
         if tree.draft_probs is not None:
             raise ValueError("prompt lookup joins deterministic drafts only (Medusa, EAGLE)")
-        b = tree.tokens.shape[0]
-        chain, ok = self.ops.lookup_chain(state.history, state.committed, self.k, self.n_min, self.n_max)
-        anc = torch.cat([F.pad(tree.ancestor_matrix(), (0, self.k)), self._rows[:b]], dim=1)
-        bits = None
-        if tree.bits is not None:
-            bits = torch.cat([F.pad(tree.bits, (0, self._pad_words)), self._bits[:b]], dim=1)
-        return Tree(
-            torch.cat([tree.tokens, chain], dim=1),
-            torch.cat([tree.parents, self._parents[:b]], dim=1),
-            torch.cat([tree.depths, self._depths[:b]], dim=1),
-            torch.cat([tree.valid, ok], dim=1),
-            self.max_depth,
-            tree.max_children + 1,  # the root gains a child; chain nodes have one each
-            ancestors=anc,
-            bits=bits,
-        )
+        # the lookup and the extended tree's tensors: one kernel on GPUs (a dozen copies otherwise)
+        tokens, parents, depths, valid, anc, bits = self.ops.lookup_extend(
+            tree.tokens, tree.parents, tree.depths, tree.valid, tree.ancestor_matrix(), tree.bits,
+            state.history, state.committed, self.k, self.n_min, self.n_max,
+        )  # fmt: skip
+        # the root gains a child; chain nodes have one each
+        return Tree(tokens, parents, depths, valid, self.max_depth, tree.max_children + 1, None, anc, bits)
 
     def update(self, state: SpecState, tree: Tree, accepted: Acceptance, target: ForwardOutput) -> None:
         self.base.update(state, tree, accepted, target)
