@@ -55,6 +55,25 @@ def test_silu_mul(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("indexed", [False, True])
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_embed_concat(dtype, indexed, broadcast):
+    """Embedding rows and feature rows (gathered by index, or a broadcast view) side by side, exactly."""
+    weight = torch.randn(50, 24, device=DEVICE, dtype=dtype)
+    tokens = torch.randint(0, 50, (3, 5), device=DEVICE)
+    if broadcast:
+        features = torch.randn(3, 1, 24, device=DEVICE, dtype=torch.float32).expand(
+            3, 5 if not indexed else 2, -1
+        )
+    else:
+        features = torch.randn(3, 7 if indexed else 5, 24, device=DEVICE, dtype=torch.float32)
+    index = torch.randint(0, features.shape[1], (3, 5), device=DEVICE) if indexed else None
+    want = reference.embed_concat(tokens, weight, features, index)
+    got = triton_ops.embed_concat(tokens, weight, features, index)
+    assert got.dtype == want.dtype == torch.float32 and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("heads, kv_heads, dim", [(4, 4, 16), (6, 2, 32), (8, 2, 64), (9, 3, 64)])
 @pytest.mark.parametrize("kv_len", [16, 300])
 def test_decode_attention(dtype, heads, kv_heads, dim, kv_len):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gorgon.config import ModelConfig
-from gorgon.kernels import AttentionMeta, TreeMask
+from gorgon.kernels import AttentionMeta, TreeMask, reference
 from gorgon.kv_cache import KVCache
 from gorgon.model.llama import Block, Llama
 
@@ -44,6 +44,7 @@ class EagleConfig:
 class EagleLayer(nn.Module):
     def __init__(self, target_config: ModelConfig):
         super().__init__()
+        self.ops = reference  # the backend of embed_concat (use_kernels points it at the target's)
         h = target_config.hidden_size
         self.fc = nn.Linear(2 * h, h)
         self.block = Block(target_config)
@@ -63,14 +64,17 @@ class EagleLayer(nn.Module):
         mask: torch.Tensor | None = None,
         kv_len: int | None = None,
         tree: TreeMask | None = None,
+        feature_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicted features [B, T, H] for pairs (features [B, T, H], next_tokens [B, T]) at positions
         [B, T], their keys and values written to the layer's cache at slots (default: the positions).
-        Attention is causal by position unless `mask` or `tree` (the drafted pool so far) says otherwise."""
-        x = self.fc(torch.cat([target.embed(next_tokens).to(features.dtype), features], dim=-1))
+        Attention is causal by position unless `mask` or `tree` (the drafted pool so far) says otherwise.
+        feature_index [B, T]: pair t reads features[b, feature_index[b, t]] instead (features [B, R, H]),
+        a gather the input kernel does on the way."""
+        pairs = self.ops.embed_concat(next_tokens, target.embed.weight, features, feature_index)
+        x = self.fc(pairs)
         slots = positions if slots is None else slots
         kv_len = mask.shape[-1] if mask is not None else (cache.capacity if kv_len is None else kv_len)
         meta = AttentionMeta(positions, kv_len, mask, tree)
         rope = (target.rope_cos, target.rope_sin)
-        h, residual = self.block(x, None, rope, cache.layer(0, x.shape[0]), slots, meta)
-        return h + residual
+        return self.block(x, None, rope, cache.layer(0, x.shape[0]), slots, meta, summed=True)

@@ -277,3 +277,15 @@ def lookup_extend(
         anc,
         packed,
     )
+
+
+def embed_concat(
+    tokens: torch.Tensor, weight: torch.Tensor, features: torch.Tensor, index: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[embedding of each token, its feature row]: tokens [B, T] into weight [V, H]; features [B, R, H],
+    row t taking features[b, index[b, t]] (index [B, T]; None: row t, R = T). Returns [B, T, 2H] in the
+    features' dtype: the EAGLE layer's input, with the gather of parent features it needs while drafting."""
+    rows = (
+        features if index is None else features.gather(1, index[..., None].expand(-1, -1, features.shape[-1]))
+    )
+    return torch.cat([F.embedding(tokens, weight).to(features.dtype), rows], dim=-1)

@@ -329,3 +329,40 @@ def keep_path(
         data, committed, path.contiguous(), n_accepted, b, depth, data.stride(1), data.stride(2), data.stride(3),
         width, BLOCK=min(1024, triton.next_power_of_2(width)),
     )  # fmt: skip
+
+
+@triton.jit
+def _embed_concat_kernel(TOK, W, F, IDX, OUT, T, H, s_tok_b, s_w, s_f_b, s_f_r, s_idx_b, s_out_b, s_out_t,
+                         HAS_INDEX: tl.constexpr, BLOCK_H: tl.constexpr):  # fmt: skip
+    pid = tl.program_id(0)
+    b = pid // T
+    t = pid % T
+    h = tl.arange(0, BLOCK_H)
+    inside = h < H
+    tok = tl.load(TOK + b * s_tok_b + t)
+    r = tl.load(IDX + b * s_idx_b + t) if HAS_INDEX else t
+    emb = tl.load(W + tok * s_w + h, mask=inside, other=0.0)
+    feat = tl.load(F + b * s_f_b + r * s_f_r + h, mask=inside, other=0.0)
+    dst = OUT + b * s_out_b + t * s_out_t
+    tl.store(dst + h, emb.to(OUT.dtype.element_ty), mask=inside)
+    tl.store(dst + H + h, feat.to(OUT.dtype.element_ty), mask=inside)
+
+
+def embed_concat(
+    tokens: torch.Tensor, weight: torch.Tensor, features: torch.Tensor, index: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The reference's embed_concat (embedding lookup, feature gather, concatenation) as one kernel."""
+    if torch.is_grad_enabled() and (features.requires_grad or weight.requires_grad):
+        return reference.embed_concat(tokens, weight, features, index)  # training: autograd's ops
+    b, t = tokens.shape
+    h = weight.shape[1]
+    assert weight.stride(1) == 1 and features.stride(2) == 1 and tokens.stride(1) == 1
+    out = torch.empty(b, t, 2 * h, device=features.device, dtype=features.dtype)
+    idx = index if index is not None else tokens
+    assert idx.stride(1) == 1
+    _embed_concat_kernel[(b * t,)](
+        tokens, weight, features, idx, out, t, h, tokens.stride(0), weight.stride(0), features.stride(0),
+        features.stride(1), idx.stride(0), out.stride(0), out.stride(1),
+        HAS_INDEX=index is not None, BLOCK_H=triton.next_power_of_2(h), num_warps=4,
+    )  # fmt: skip
+    return out

@@ -114,16 +114,19 @@ class EagleDrafter(Drafter):
         pool_tokens, pool_scores, pool_parents = [state.root[:, None], tokens], [self._zero[:b], scores], []
         rows, bits = [self._first_rows[:b]], [self._first_bits[:b]]
         level_rows, level_bits = self._first_rows[:b, 1:], self._first_bits[:b, 1:]
-        feature_in = self.root_feature[:b, None, :].expand(b, k, -1)
+        # each level reads its parents' predicted features: the root's (broadcast), then pred rows picked by
+        # parent_local, a gather the layer's input kernel does (feature_index)
+        features, index = self.root_feature[:b, None, :].expand(b, k, -1), None
         for d in range(1, depth):
             lo = 1 + (d - 1) * k  # the frontier (depth d) is pool nodes lo .. lo + k - 1
             pred = self.layer(
-                self.target, feature_in, tokens, positions[:, d - 1 : d].expand(b, k), self.cache,
+                self.target, features, tokens, positions[:, d - 1 : d].expand(b, k), self.cache,
                 slots=slots[:, lo : lo + k], kv_len=state.kv_len, tree=TreeMask(base, level_rows, level_bits),
+                feature_index=index,
             )  # fmt: skip
             scores, tokens, parent_local = self._expand(pred, scores)
+            features, index = pred, parent_local
             pick = parent_local[:, :, None]
-            feature_in = pred.gather(1, pick.expand(-1, -1, pred.shape[-1]))
             level_rows = level_rows.gather(1, pick.expand(-1, -1, pool)) | self._own[lo + k : lo + 2 * k]
             level_bits = level_bits.gather(1, pick.expand(-1, -1, level_bits.shape[2]))
             level_bits = level_bits | self._own_bits[lo + k : lo + 2 * k]
@@ -160,17 +163,11 @@ class EagleDrafter(Drafter):
     def update(self, state: SpecState, tree: Tree, accepted: Acceptance, target: ForwardOutput) -> None:
         b = accepted.path.shape[0]
         nodes = torch.cat([self._root_parents[:b, :1], accepted.path], dim=1)  # the root, then the path
-        features = target.hidden.gather(1, nodes[:, :, None].expand(-1, -1, target.hidden.shape[-1]))
         positions = state.committed[:, None] + self._steps[None, :]
         chain = TreeMask(state.committed, self._chain[:b], self._chain_bits[:b])
         pred = self.layer(
-            self.target,
-            features,
-            accepted.emitted(tree),
-            positions,
-            self.cache,
-            kv_len=state.kv_len,
-            tree=chain,
-        )
+            self.target, target.hidden, accepted.emitted(tree), positions, self.cache, kv_len=state.kv_len,
+            tree=chain, feature_index=nodes,
+        )  # fmt: skip
         last = accepted.n_accepted[:, None, None].expand(-1, 1, pred.shape[-1])
         self.root_feature[:b].copy_(pred.gather(1, last)[:, 0])
