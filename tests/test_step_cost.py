@@ -10,6 +10,7 @@ from gorgon.bench.spec import parse_method
 from gorgon.bench.step_cost import random_drafter, shipped_config, step_ms
 from gorgon.model.shapes import random_model, shape
 from gorgon.runner import ModelRunner
+from gorgon.spec.drafters import LookupDrafter
 
 
 @pytest.fixture(scope="module")
@@ -18,11 +19,14 @@ def model():
 
 
 def test_random_drafters_take_the_shipped_shapes(model):
+    """The heads' shapes and the shipped lookup chain (a LookupDrafter around them), or none (lookup=0)."""
     eagle = random_drafter(parse_method("eagle:vocab=512"), model)
     cfg = shipped_config("eagle")
-    assert (eagle.config.top_k, eagle.config.depth) == (cfg["top_k"], cfg["depth"])
-    assert eagle.tree_size == cfg["total_tokens"] + 1 and len(eagle.config.draft_vocab) == 512
-    medusa = random_drafter(parse_method("medusa"), model)
+    assert isinstance(eagle, LookupDrafter) and eagle.k == cfg["lookup"]
+    assert (eagle.base.config.top_k, eagle.base.config.depth) == (cfg["top_k"], cfg["depth"])
+    assert eagle.tree_size == cfg["total_tokens"] + 1 + cfg["lookup"]
+    assert len(eagle.base.config.draft_vocab) == 512
+    medusa = random_drafter(parse_method("medusa:lookup=0"), model)
     assert medusa.tree_size == len(shipped_config("medusa")["tree"]) + 1
     assert random_drafter(parse_method("plain"), model) is None
 
