@@ -220,7 +220,7 @@ def test_gorgon_serve_command(tmp_path):
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "gorgon", "serve", "--model", "default", "--method", "eagle", "--host", "127.0.0.1",
            "--port", str(port), "--eagle-top-k", "4", "--eagle-depth", "4", "--eagle-total-tokens", "8",
-           "--baseline-tokens", "0", "--device", "cpu"]  # fmt: skip
+           "--lookup", "3", "--baseline-tokens", "0", "--device", "cpu"]  # fmt: skip
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
