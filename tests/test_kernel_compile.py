@@ -39,6 +39,10 @@ CASES = [
     (ta._merge_kernel, {"BLOCK_S": 16, "D": 128}),
     (to._keep_path_kernel, {"BLOCK": 1024}),
     (ts._accept_greedy_kernel, {"BLOCK_N": 128, "BLOCK_D": 8}),
+    (ts._lookup_chain_kernel, {"K": 8, "N_MIN": 2, "N_MAX": 4, "BLOCK": 1024, "BLOCK_K": 8}),
+    (ts._lookup_extend_kernel, {"K": 8, "N_MIN": 2, "N_MAX": 4, "BLOCK": 1024, "BLOCK_T": 64, "W1": 2,
+                                "HAS_BITS": True}),
+    (to._embed_concat_kernel, {"HAS_INDEX": True, "BLOCK_H": 1024}),
     (ts._commit_step_kernel, {"BLOCK_N": 32, "BLOCK_E": 8}),
     (td._chunk_kernel, {"K": 8, "CHUNK": 1024}),
     (td._select_kernel, {"HAS_PARENT": True, "HAS_VOCAB": True, "K": 8, "R_BLOCK": 8, "C_BLOCK": 8, "W_BLOCK": 64}),
@@ -48,6 +52,10 @@ OVERRIDES = {
     "_chunk_kernel": {"M": "*fp32", "S": "*fp32", "TV": "*fp32", "TI": "*i32", "V": "i32"},
     "_select_kernel": {"M": "*fp32", "S": "*fp32", "TV": "*fp32", "TI": "*i32", "PS": "*fp32", "VOCAB": "*i64",
                        "OS": "*fp32", "OT": "*i64", "OP": "*i64", "R": "i32"},
+    "_lookup_chain_kernel": {"CHAIN": "*i64", "OK": "*i8", "S": "i32"},
+    "_lookup_extend_kernel": {"O_TOK": "*i64", "O_PAR": "*i64", "O_DEP": "*i64", "O_VALID": "*i8", "O_ANC": "*i8",
+                              "O_BITS": "*i32", "S": "i32", "W0": "i32"},
+    "_embed_concat_kernel": {"F": "*fp32", "OUT": "*fp32", "H": "i32"},
 }  # fmt: skip
 
 
