@@ -29,7 +29,8 @@ from gorgon.model.llama import Llama
 from gorgon.model.shapes import random_model, shape
 from gorgon.runner import ModelRunner
 from gorgon.sampling import SamplingTensors
-from gorgon.spec.drafters import Drafter, LookupDrafter
+from gorgon.spec.drafters import Drafter
+from gorgon.spec.drafters.lookup import with_lookup
 
 PHASES = {"propose": "draft", "update": "update"}
 
@@ -40,10 +41,7 @@ def random_drafter(spec: SpecConfig | None, model: Llama) -> Drafter | None:
     drafter = _random_heads(spec, model)
     if spec is None or spec.method not in ("medusa", "eagle"):
         return drafter
-    lookup = shipped_config(spec.method).get("lookup", 0) if spec.lookup is None else spec.lookup
-    if not lookup:
-        return drafter
-    return LookupDrafter(drafter, lookup, spec.prompt_lookup_min, spec.prompt_lookup_max)
+    return with_lookup(drafter, spec, shipped_config(spec.method))
 
 
 def _random_heads(spec: SpecConfig | None, model: Llama) -> Drafter | None:

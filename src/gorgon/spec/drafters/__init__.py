@@ -10,7 +10,7 @@ from gorgon.model.llama import Llama
 from gorgon.model.tokenizer import Tokenizer
 from gorgon.spec.drafters.base import Drafter, SpecState
 from gorgon.spec.drafters.draft_model import DraftModelDrafter
-from gorgon.spec.drafters.lookup import LookupDrafter
+from gorgon.spec.drafters.lookup import LookupDrafter, with_lookup
 from gorgon.spec.drafters.ngram import NGramDrafter
 
 __all__ = ["DraftModelDrafter", "Drafter", "LookupDrafter", "NGramDrafter", "SpecState", "build_drafter"]
@@ -59,11 +59,7 @@ def _head_drafter(spec: SpecConfig, target: Llama) -> Drafter:
     if config.get("kind") != spec.method:
         raise GorgonError(f"{path} holds {config.get('kind')!r} heads, not {spec.method!r}", "heads")
     check_target(config.get("target", {}), target, f"the heads at {path}")
-    lookup = config[spec.method].get("lookup", 0) if spec.lookup is None else spec.lookup
-    drafter = _heads(spec, target, state, config)
-    if not lookup:
-        return drafter
-    return LookupDrafter(drafter, lookup, spec.prompt_lookup_min, spec.prompt_lookup_max)
+    return with_lookup(_heads(spec, target, state, config), spec, config[spec.method])
 
 
 def _heads(spec: SpecConfig, target: Llama, state: dict, config: dict) -> Drafter:

@@ -18,6 +18,7 @@ from types import ModuleType
 
 import torch
 
+from gorgon.config import SpecConfig
 from gorgon.model.llama import ForwardOutput
 from gorgon.spec.drafters.base import Drafter, SpecState
 from gorgon.spec.tree import Tree
@@ -84,3 +85,10 @@ class LookupDrafter(Drafter):
 
     def update(self, state: SpecState, tree: Tree, accepted: Acceptance, target: ForwardOutput) -> None:
         self.base.update(state, tree, accepted, target)
+
+
+def with_lookup(drafter: Drafter, spec: SpecConfig, heads_config: dict) -> Drafter:
+    """`drafter` (Medusa or EAGLE heads) with the lookup chain `spec` asks for, or the heads' own setting
+    (heads_config: their JSON's medusa/eagle section) when it names none; unchanged for 0."""
+    k = heads_config.get("lookup", 0) if spec.lookup is None else spec.lookup
+    return LookupDrafter(drafter, k, spec.prompt_lookup_min, spec.prompt_lookup_max) if k else drafter
