@@ -217,21 +217,15 @@ def _topk(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return scores, (part_index + offsets).flatten(-2).gather(-1, pick)
 
 
-def lookup_chain(
-    history: torch.Tensor, committed: torch.Tensor, k: int, n_min: int, n_max: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompt lookup for one chain per row: the k tokens that followed the best earlier occurrence of the
-    row's last n tokens (the root, history[committed], included), longest n in n_min..n_max first, then
-    the most recent. history [B, S] int64, committed [B]. Returns (chain int64 [B, k], ok bool [B, k]):
-    ok is False from the first token that does not exist yet (or everywhere when nothing matches).
-
-    A candidate match ends at e <= committed - 1 (its continuation starts at e + 1 <= committed) and its
-    length m(e) is how many tokens back from e agree with the ones back from the root, up to n_max."""
+def lookup_scores(history: torch.Tensor, committed: torch.Tensor, n_min: int, n_max: int) -> torch.Tensor:
+    """Prompt lookup's ranking of earlier matches: score [B, S] of a match ending at e, m(e) * S + e, where
+    m(e) (up to n_max) is how many tokens back from e agree with the ones back from the root
+    (history[committed]); -1 where m(e) < n_min or the continuation e + 1 would pass the root. The best
+    scores are the longest matches, then the most recent. history [B, S] int64, committed [B]."""
     b, s = history.shape
-    dev = history.device
-    e = torch.arange(s, device=dev)[None, :]  # candidate end of a match
-    run = torch.ones(b, s, dtype=torch.bool, device=dev)
-    length = torch.zeros(b, s, dtype=torch.int64, device=dev)
+    e = torch.arange(s, device=history.device)[None, :]  # candidate end of a match
+    run = torch.ones(b, s, dtype=torch.bool, device=history.device)
+    length = torch.zeros(b, s, dtype=torch.int64, device=history.device)
     for t in range(n_max):
         back = e - t
         mine = (committed[:, None] - t).clamp_min(0)
@@ -240,11 +234,21 @@ def lookup_chain(
         run &= same
         length += run.long()
     usable = (e <= committed[:, None] - 1) & (length >= n_min)
-    score = torch.where(usable, length * s + e, -1)
-    best = score.max(dim=1).values
+    return torch.where(usable, length * s + e, -1)
+
+
+def lookup_chain(
+    history: torch.Tensor, committed: torch.Tensor, k: int, n_min: int, n_max: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt lookup for one chain per row: the k tokens that followed the best earlier occurrence of the
+    row's last n tokens (the root, history[committed], included), longest n in n_min..n_max first, then
+    the most recent (lookup_scores). Returns (chain int64 [B, k], ok bool [B, k]): ok is False from the
+    first token that does not exist yet (or everywhere when nothing matches)."""
+    s = history.shape[1]
+    best = lookup_scores(history, committed, n_min, n_max).max(dim=1).values
     found = best >= 0
     start = torch.where(found, best % s + 1, 0)
-    idx = start[:, None] + torch.arange(k, device=dev)[None, :]
+    idx = start[:, None] + torch.arange(k, device=history.device)[None, :]
     chain = history.gather(1, idx.clamp(max=s - 1))
     ok = found[:, None] & (idx <= committed[:, None])
     return torch.where(ok, chain, 0), ok

@@ -118,14 +118,11 @@ def commit_step(
 
 
 @triton.jit
-def _lookup_chain_kernel(HIST, COMMITTED, CHAIN, OK, S, s_hist, s_com, K: tl.constexpr, N_MIN: tl.constexpr,
-                         N_MAX: tl.constexpr, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
-    b = tl.program_id(0)
-    row = HIST + b * s_hist
-    committed = tl.load(COMMITTED + b * s_com)
+def _match_start(row, committed, S, N_MIN: tl.constexpr, N_MAX: tl.constexpr, BLOCK: tl.constexpr):
+    """Where the best match's continuation starts in one row (0: no match), ranked as the reference's
+    lookup_scores: candidate match ends e in 0..committed-1, a block at a time; the match length at e
+    counts how many tokens back from e agree with the ones back from the root (history[committed])."""
     best = tl.full((BLOCK,), -1, tl.int64)
-    # candidate match ends e in 0..committed-1, a block at a time; the match length at e counts how many
-    # tokens back from e agree with the ones back from the root (history[committed]), up to N_MAX
     for lo in range(0, committed, BLOCK):
         e = lo + tl.arange(0, BLOCK).to(tl.int64)
         run = e < committed
@@ -137,10 +134,18 @@ def _lookup_chain_kernel(HIST, COMMITTED, CHAIN, OK, S, s_hist, s_com, K: tl.con
             tok = tl.load(row + tl.maximum(back, 0), mask=run & (back >= 0), other=-1)
             run = run & (back >= 0) & (tok == mine)
             length += run.to(tl.int64)
-        score = tl.where(length >= N_MIN, length * S + e, -1)
-        best = tl.maximum(best, score)
+        best = tl.maximum(best, tl.where(length >= N_MIN, length * S + e, -1))
     top = tl.max(best, axis=0)
-    start = tl.where(top >= 0, top % S + 1, 0)
+    return tl.where(top >= 0, top % S + 1, 0)
+
+
+@triton.jit
+def _lookup_chain_kernel(HIST, COMMITTED, CHAIN, OK, S, s_hist, s_com, K: tl.constexpr, N_MIN: tl.constexpr,
+                         N_MAX: tl.constexpr, BLOCK: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
+    b = tl.program_id(0)
+    row = HIST + b * s_hist
+    committed = tl.load(COMMITTED + b * s_com)
+    start = _match_start(row, committed, S, N_MIN, N_MAX, BLOCK)
     j = tl.arange(0, BLOCK_K)
     idx = start + j
     ok = (idx > j) & (idx <= committed) & (j < K)  # idx > j: start > 0, a match was found
@@ -174,23 +179,10 @@ def _lookup_extend_kernel(TOK, PAR, DEP, VALID, ANC, BITS, HIST, COMMITTED,
                           BLOCK_T: tl.constexpr, W1: tl.constexpr, HAS_BITS: tl.constexpr):  # fmt: skip
     b = tl.program_id(0)
     T = N + K
-    # the lookup, as _lookup_chain_kernel: the best match's end e, then the k tokens after it
+    # the lookup (as _lookup_chain_kernel), then the k tokens after the match
     row = HIST + b * s_hist
     committed = tl.load(COMMITTED + b * s_com)
-    best = tl.full((BLOCK,), -1, tl.int64)
-    for lo in range(0, committed, BLOCK):
-        e = lo + tl.arange(0, BLOCK).to(tl.int64)
-        run = e < committed
-        length = tl.zeros((BLOCK,), tl.int64)
-        for t in tl.static_range(N_MAX):
-            mine = tl.where(committed >= t, tl.load(row + tl.maximum(committed - t, 0)), -2)
-            back = e - t
-            tok = tl.load(row + tl.maximum(back, 0), mask=run & (back >= 0), other=-1)
-            run = run & (back >= 0) & (tok == mine)
-            length += run.to(tl.int64)
-        best = tl.maximum(best, tl.where(length >= N_MIN, length * S + e, -1))
-    top = tl.max(best, axis=0)
-    start = tl.where(top >= 0, top % S + 1, 0)
+    start = _match_start(row, committed, S, N_MIN, N_MAX, BLOCK)
     # per node i of the extended tree: the base tree's row for i < N, the chain's (c = i - N) after it
     i = tl.arange(0, BLOCK_T)
     base = i < N

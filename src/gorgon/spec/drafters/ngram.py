@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from gorgon.kernels import reference
 from gorgon.spec.drafters.base import Drafter, SpecState
 from gorgon.spec.tree import StaticTree, Tree
 
@@ -20,27 +21,12 @@ class NGramDrafter(Drafter):
 
     def matches(self, history: torch.Tensor, committed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Where the best `branches` continuations start: start [B, M] (an index into history) and found
-        [B, M]. A match of the last n tokens (the root included) must end before the root."""
-        b, s = history.shape
-        length = committed + 1  # tokens in history
-        best = torch.full((b, s), -1, dtype=torch.int64, device=history.device)
-        cols = torch.arange(s, device=history.device)
-        for n in range(self.n_min, self.n_max + 1):
-            width = s - n  # candidate starts j in [0, s - n)
-            tail_idx = (length[:, None] - n + torch.arange(n, device=history.device)[None, :]).clamp_min(0)
-            tail = torch.gather(history, 1, tail_idx)  # [B, n]
-            hit = torch.ones(b, width, dtype=torch.bool, device=history.device)
-            for t in range(n):
-                hit &= history[:, t : t + width] == tail[:, t : t + 1]
-            # the continuation j + n must exist and come before the tail itself
-            hit &= (cols[None, :width] + n <= length[:, None] - 1) & (length[:, None] > n)
-            score = torch.where(
-                hit, n * s + cols[None, :width] + n, torch.full_like(hit, -1, dtype=torch.int64)
-            )
-            best[:, :width] = torch.maximum(best[:, :width], score)
-        top, _ = best.topk(self.branches, dim=1)  # longest n first, then most recent
+        [B, M]. A match of the last n tokens (the root included) must end before the root; longest n
+        first, then most recent (reference.lookup_scores, the ranking lookup_chain takes the best of)."""
+        scores = reference.lookup_scores(history, committed, self.n_min, self.n_max)
+        top, _ = scores.topk(self.branches, dim=1)
         found = top >= 0
-        return torch.where(found, top % s, 0), found
+        return torch.where(found, top % history.shape[1] + 1, 0), found
 
     def propose(self, state: SpecState) -> Tree:
         hist, committed = state.history, state.committed
