@@ -19,7 +19,7 @@ from gorgon.kernels import triton_spec as ts
 INDEX_POINTERS = {"POS", "SLOT", "COMMITTED", "PATH", "NACC", "IDX", "PRED", "TOK", "PAR", "DEP", "LAST", "BONUS",
                   "HIST", "SPEC_OUT", "ROOT"}  # fmt: skip
 BOOL_POINTERS = {"VALID", "ANC"}
-FLOAT32_POINTERS = {"M_OUT", "L_OUT", "ACC", "VAL", "M_IN", "L_IN"}
+FLOAT32_POINTERS = {"M_OUT", "L_OUT", "ACC", "VAL", "M_IN", "L_IN", "LSE"}
 
 CASES = [
     (to._rms_norm_kernel, {"HAS_RESIDUAL": True, "BLOCK": 1024}),

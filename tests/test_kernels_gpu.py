@@ -107,6 +107,24 @@ def test_triton_tree_attention(n, hq, hkv, d, dtype, context):
     _check(tree_attention, n, hq, hkv, d, dtype, context)
 
 
+LAUNCHES = [  # the sweep's axes: row and slot tiles, warps, stages, split waves, partials' precision
+    dict(block_m=128, block_n=128, num_warps=8),
+    dict(block_m=128, block_n=64, num_warps=8, num_stages=3, waves=1),
+    dict(block_m=64, block_n=128, num_warps=4, num_stages=2, waves=4),
+    dict(min_split=128, half_partials=False),
+]
+
+
+@pytest.mark.parametrize("launch", LAUNCHES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])  # float32 tiles this big overflow smem
+@pytest.mark.parametrize("n, hq, hkv, d", [(64, 32, 8, 128), (7, 9, 3, 64), (128, 9, 3, 64)])
+def test_triton_tree_attention_launch_settings(n, hq, hkv, d, dtype, launch):
+    from gorgon.kernels.tree_attention import Launch, tree_attention
+
+    attend = lambda *args, **kw: tree_attention(*args, **kw, launch=Launch(**launch))
+    _check(attend, n, hq, hkv, d, dtype, "long")
+
+
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_keep_path_kernels_match_the_reference(backend, dtype):

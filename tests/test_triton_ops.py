@@ -161,6 +161,37 @@ def test_tree_attention_against_float64(kind, n, heads, kv_heads, dim, context):
     torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
 
 
+LAUNCHES = [
+    dict(),  # the defaults: half-precision partials, split at 256
+    dict(min_split=32, waves=8),  # many splits, each with a ragged last tile
+    dict(block_m=32, block_n=32, min_split=32),  # a row block smaller than a KV head's rows
+    dict(min_split=32, half_partials=False),
+]
+
+
+@pytest.mark.parametrize("launch", LAUNCHES)
+def test_tree_attention_launch_settings_in_half_precision(launch):
+    """Every launch setting gives the same attention; float16 exercises the half-precision partials (the
+    interpreter has no bfloat16 arithmetic)."""
+    from gorgon.kernels import TreeMask
+    from gorgon.kernels.tree_attention import Launch, tree_attention
+    from gorgon.spec.tree import ancestor_matrix
+
+    g = torch.Generator().manual_seed(7)
+    b, n, heads, kv_heads, dim, dtype = 3, 7, 6, 2, 32, torch.float16
+    committed = torch.tensor([0, 37, 300])
+    kv_len = 300 + n
+    parents = torch.stack([torch.tensor(_random_parents("random", n, g)) for _ in range(b)])
+    tree = TreeMask(committed.to(DEVICE), ancestor_matrix(parents).to(DEVICE))
+    q, k, v = (torch.randn(b, s, h, dim, generator=g).to(DEVICE, dtype)
+               for s, h in ((n, heads), (kv_len + 5, kv_heads), (kv_len + 5, kv_heads)))  # fmt: skip
+    out = torch.full_like(q, float("nan"))
+    tree_attention(q, k, v, tree.committed, tree.bits, kv_len, dim**-0.5, out=out, launch=Launch(**launch))
+    meta = AttentionMeta(torch.zeros(b, n, dtype=torch.long, device=DEVICE), kv_len, tree=tree)
+    ref = reference.attend(q.double(), k.double(), v.double(), meta, dim**-0.5)
+    torch.testing.assert_close(out.double(), ref, rtol=5e-3, atol=5e-3)
+
+
 def test_tree_mask_bits_pack_the_ancestor_relation():
     from gorgon.kernels import TreeMask
     from gorgon.spec.tree import ancestor_matrix

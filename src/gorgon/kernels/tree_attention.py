@@ -1,10 +1,11 @@
 """Tree attention in Triton: N tree tokens over each row's committed cache slots plus the tree itself.
 
 FlashAttention-2 style: a program owns a block of (node, query head) rows that share one KV head (grouped
-heads read each K/V tile once), streams the committed slots in tiles with an online softmax, then the
-tree's own slots in tiles of 32, masked from the packed ancestor bits (one int32 word per row and tile,
-not a dense [N, P + N] mask). Long contexts are split over programs (the tree being one more split) and
-merged by a second kernel.
+heads read each K/V tile once), streams the committed slots in tiles with an online softmax (base 2, the
+scale folded into one multiply; full tiles unmasked, the ragged last tile masked), then the tree's own
+slots in tiles of 32, masked from the packed ancestor bits (one int32 word per row and tile, not a dense
+[N, P + N] mask). Long contexts are split over programs (the tree being one more split); each split
+writes its normalized output in the input's precision plus its log-sum-exp, and a second kernel merges.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ TREE_TILE = 32  # tree slots per tile: one int32 word of ancestor bits per row
 
 @triton.jit
 def _online(s, m_i, l_i, acc, v, PRECISION: tl.constexpr):
-    """Fold a tile of scores s [M, T] (-inf where masked) and values v [T, D] into the running softmax."""
+    """Fold a tile of base-2 scores s [M, T] (-inf where masked) and values v [T, D] into the running
+    softmax."""
     m_new = tl.maximum(m_i, tl.max(s, 1))
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row that has seen nothing yet stays empty
-    p = tl.exp(s - m_safe[:, None])
-    alpha = tl.exp(m_i - m_safe)
+    p = tl.math.exp2(s - m_safe[:, None])
+    alpha = tl.math.exp2(m_i - m_safe)
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
     return m_new, l_i, acc
@@ -32,7 +34,7 @@ def _online(s, m_i, l_i, acc, v, PRECISION: tl.constexpr):
 
 @triton.jit
 def _tree_attention_kernel(
-    Q, K, V, COMMITTED, BITS, M_OUT, L_OUT, ACC, OUT, scale, N, NT, HKV, NSPLIT, SPLIT,
+    Q, K, V, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, NSPLIT, SPLIT,
     sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
     G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr, PRECISION: tl.constexpr,
@@ -50,6 +52,7 @@ def _tree_attention_kernel(
     q = tl.load(
         Q + b * sqb + node[:, None] * sqn + head[:, None] * sqh + d[None, :], mask=live[:, None], other=0.0
     )
+    qk_scale = scale * 1.4426950408889634  # scores in base 2: exp2 is the hardware's exponential
     committed = tl.load(COMMITTED + b)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -61,17 +64,23 @@ def _tree_attention_kernel(
         lo = sp * SPLIT
         hi = tl.minimum(lo + SPLIT, committed)
         hi = tl.where(sp == NSPLIT, lo, hi)  # the last split takes the tree instead
-    for n0 in range(lo, hi, BLOCK_N):
+    hi = tl.maximum(hi, lo)  # a split past this row's context is empty
+    full = lo + (hi - lo) // BLOCK_N * BLOCK_N
+    k_ptr = K + b * skb + kvh * skh + d[None, :]
+    v_ptr = V + b * svb + kvh * svh + d[None, :]
+    for n0 in range(lo, full, BLOCK_N):  # whole tiles: no masks on the loads or the scores
         cols = n0 + tl.arange(0, BLOCK_N)
+        k = tl.load(k_ptr + cols[:, None] * sks)
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+        v = tl.load(v_ptr + cols[:, None] * svs)
+        m_i, l_i, acc = _online(s, m_i, l_i, acc, v, PRECISION)
+    if full < hi:  # the ragged last tile
+        cols = full + tl.arange(0, BLOCK_N)
         inside = cols < hi
-        k = tl.load(
-            K + b * skb + cols[:, None] * sks + kvh * skh + d[None, :], mask=inside[:, None], other=0.0
-        )
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
+        k = tl.load(k_ptr + cols[:, None] * sks, mask=inside[:, None], other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
         s = tl.where(inside[None, :], s, float("-inf"))
-        v = tl.load(
-            V + b * svb + cols[:, None] * svs + kvh * svh + d[None, :], mask=inside[:, None], other=0.0
-        )
+        v = tl.load(v_ptr + cols[:, None] * svs, mask=inside[:, None], other=0.0)
         m_i, l_i, acc = _online(s, m_i, l_i, acc, v, PRECISION)
     if (sp == NSPLIT) | DIRECT:
         jj = tl.arange(0, 32)
@@ -79,30 +88,26 @@ def _tree_attention_kernel(
             j = t0 + jj
             exists = j < NT
             slot = committed + j
-            k = tl.load(
-                K + b * skb + slot[:, None] * sks + kvh * skh + d[None, :], mask=exists[:, None], other=0.0
-            )
-            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
+            k = tl.load(k_ptr + slot[:, None] * sks, mask=exists[:, None], other=0.0)
+            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
             word = tl.load(BITS + b * sbb + node * sbn + t0 // 32, mask=live, other=0)
             visible = (((word[:, None] >> jj[None, :]) & 1) != 0) & exists[None, :]
             s = tl.where(visible, s, float("-inf"))
-            v = tl.load(
-                V + b * svb + slot[:, None] * svs + kvh * svh + d[None, :], mask=exists[:, None], other=0.0
-            )
+            v = tl.load(v_ptr + slot[:, None] * svs, mask=exists[:, None], other=0.0)
             m_i, l_i, acc = _online(s, m_i, l_i, acc, v, PRECISION)
+    out = acc / tl.where(l_i == 0, 1.0, l_i)[:, None]  # l is 0 only where nothing was seen: out is 0
     if DIRECT:
-        out = acc / tl.where(l_i == 0, 1.0, l_i)[:, None]  # (l is 0 only on padding rows, never stored)
         dst = OUT + b * sob + node[:, None] * son + head[:, None] * soh + d[None, :]
         tl.store(dst, out.to(OUT.dtype.element_ty), mask=live[:, None])
     else:
         parts = ((b * N + node) * (HKV * G) + head) * (NSPLIT + 1) + sp
-        tl.store(M_OUT + parts, m_i, mask=live)
-        tl.store(L_OUT + parts, l_i, mask=live)
-        tl.store(ACC + parts[:, None] * D + d[None, :], acc, mask=live[:, None])
+        lse = tl.where(l_i == 0, float("-inf"), m_i + tl.math.log2(tl.where(l_i == 0, 1.0, l_i)))
+        tl.store(LSE + parts, lse, mask=live)
+        tl.store(PART + parts[:, None] * D + d[None, :], out.to(PART.dtype.element_ty), mask=live[:, None])
 
 
 @triton.jit
-def _merge_kernel(M_IN, L_IN, ACC, OUT, PARTS, N, HQ, sob, son, soh, BLOCK_S: tl.constexpr, D: tl.constexpr):
+def _merge_kernel(LSE, PART, OUT, PARTS, N, HQ, sob, son, soh, BLOCK_S: tl.constexpr, D: tl.constexpr):
     row = tl.program_id(0)  # (b * N + node) * HQ + head
     b = row // (N * HQ)
     node = (row // HQ) % N
@@ -110,26 +115,29 @@ def _merge_kernel(M_IN, L_IN, ACC, OUT, PARTS, N, HQ, sob, son, soh, BLOCK_S: tl
     s = tl.arange(0, BLOCK_S)
     d = tl.arange(0, D)
     inside = s < PARTS
-    m = tl.load(M_IN + row * PARTS + s, mask=inside, other=float("-inf"))
-    l_ = tl.load(L_IN + row * PARTS + s, mask=inside, other=0.0)
-    top = tl.max(m, 0)
-    w = tl.where(m == float("-inf"), 0.0, tl.exp(m - top))  # splits past the context weigh nothing
-    acc = tl.load(ACC + (row * PARTS + s)[:, None] * D + d[None, :], mask=inside[:, None], other=0.0)
-    out = tl.sum(acc * w[:, None], 0) / tl.sum(l_ * w, 0)
+    lse = tl.load(LSE + row * PARTS + s, mask=inside, other=float("-inf"))
+    top = tl.max(lse, 0)
+    w = tl.where(lse == float("-inf"), 0.0, tl.math.exp2(lse - top))  # empty splits weigh nothing
+    part = tl.load(PART + (row * PARTS + s)[:, None] * D + d[None, :], mask=inside[:, None], other=0.0)
+    out = tl.sum(part.to(tl.float32) * w[:, None], 0) / tl.sum(w, 0)
     tl.store(OUT + b * sob + node * son + head * soh + d, out.to(OUT.dtype.element_ty))
 
 
 @dataclass(frozen=True)
 class Launch:
-    """How tree_attention launches: committed slots per tile, warps and software-pipeline stages per
-    program, and how the committed context is split: into about `waves` waves of programs, splits of
-    at least `min_split` slots. scripts/tree_attention_sweep.py times alternatives on a GPU."""
+    """How tree_attention launches: rows and committed slots per tile (block_m None: the smallest of
+    16/32/64 that holds a KV head's rows), warps and software-pipeline stages per program, how the
+    committed context is split (into about `waves` waves of programs, splits of at least `min_split`
+    slots), and whether the splits' partial outputs are kept in the input's precision (half the traffic
+    of float32 for bf16/fp16). scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int = 64
     num_warps: int = 4
     num_stages: int | None = None  # None: Triton's default
     waves: int = 2
     min_split: int = 256
+    block_m: int | None = None
+    half_partials: bool = True
 
 
 DEFAULT_LAUNCH = Launch()
@@ -151,6 +159,12 @@ def _split_size(span: int, programs: int, sms: int, launch: Launch = DEFAULT_LAU
     nsplit = min(triton.cdiv(launch.waves * sms, programs), triton.cdiv(span, launch.min_split))
     tile = launch.block_n
     return max(triton.cdiv(triton.cdiv(span, max(nsplit, 1)), tile) * tile, tile)
+
+
+def _block_m(rows: int, launch: Launch) -> int:
+    if launch.block_m is not None:
+        return launch.block_m
+    return 16 if rows <= 16 else (32 if rows <= 32 else 64)
 
 
 def tree_attention(
@@ -176,19 +190,19 @@ def tree_attention(
     hkv = cache_k.shape[2]
     group = hq // hkv
     rows = n * group
-    block_m = 16 if rows <= 16 else (32 if rows <= 32 else 64)
+    block_m = _block_m(rows, launch)
     span = max(kv_len - nt, 1)
     split = _split_size(span, b * hkv * triton.cdiv(rows, block_m), _num_sms(q.device), launch)
     nsplit = triton.cdiv(span, split)
     direct = nsplit == 1
     parts = 1 if direct else b * n * hq * (nsplit + 1)
-    m = torch.empty(parts, device=q.device, dtype=torch.float32)
-    l_ = torch.empty_like(m)
-    acc = torch.empty(parts, d, device=q.device, dtype=torch.float32)
+    lse = torch.empty(parts, device=q.device, dtype=torch.float32)
+    part_dtype = q.dtype if launch.half_partials else torch.float32
+    part = torch.empty(parts, d, device=q.device, dtype=part_dtype)
     out = torch.empty_like(q) if out is None else out
     grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nsplit + 1)
     _tree_attention_kernel[grid](
-        q, cache_k, cache_v, committed, bits, m, l_, acc, out, scale, n, nt, hkv, nsplit, split,
+        q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split,
         q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
         cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
         out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=launch.block_n,
@@ -197,7 +211,7 @@ def tree_attention(
     )  # fmt: skip
     if not direct:
         _merge_kernel[(b * n * hq,)](
-            m, l_, acc, out, nsplit + 1, n, hq, out.stride(0), out.stride(1), out.stride(2),
+            lse, part, out, nsplit + 1, n, hq, out.stride(0), out.stride(1), out.stride(2),
             BLOCK_S=triton.next_power_of_2(nsplit + 1), D=d,
         )  # fmt: skip
     return out
