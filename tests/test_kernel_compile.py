@@ -17,7 +17,7 @@ from gorgon.kernels import triton_ops as to
 from gorgon.kernels import triton_spec as ts
 
 INDEX_POINTERS = {"POS", "SLOT", "COMMITTED", "PATH", "NACC", "IDX", "PRED", "TOK", "PAR", "DEP", "LAST", "BONUS",
-                  "HIST", "SPEC_OUT", "ROOT"}  # fmt: skip
+                  "HIST", "SPEC_OUT", "ROOT", "EMIT"}  # fmt: skip
 BOOL_POINTERS = {"VALID", "ANC"}
 FLOAT32_POINTERS = {"M_OUT", "L_OUT", "ACC", "VAL", "M_IN", "L_IN", "LSE"}
 
@@ -38,11 +38,12 @@ CASES = [
                                  "PRECISION": "tf32"}),
     (ta._merge_kernel, {"BLOCK_S": 16, "D": 128}),
     (to._keep_path_kernel, {"BLOCK": 1024}),
-    (ts._accept_greedy_kernel, {"BLOCK_N": 128, "BLOCK_D": 8}),
+    (ts._accept_greedy_kernel, {"BLOCK_N": 128, "BLOCK_D": 8, "BLOCK_E": 16}),
     (ts._lookup_chain_kernel, {"K": 8, "N_MIN": 2, "N_MAX": 4, "BLOCK": 1024, "BLOCK_K": 8}),
     (ts._lookup_extend_kernel, {"K": 8, "N_MIN": 2, "N_MAX": 4, "BLOCK": 1024, "BLOCK_T": 64, "W1": 2,
                                 "HAS_BITS": True}),
     (to._embed_concat_kernel, {"HAS_INDEX": True, "BLOCK_H": 1024}),
+    (to._carry_ancestors_kernel, {"BLOCK_K": 16, "BLOCK_P": 64, "BLOCK_W": 2}),
     (ts._commit_step_kernel, {"BLOCK_N": 32, "BLOCK_E": 8}),
     (td._chunk_kernel, {"K": 8, "CHUNK": 1024}),
     (td._select_kernel, {"HAS_PARENT": True, "HAS_VOCAB": True, "K": 8, "R_BLOCK": 8, "C_BLOCK": 8, "W_BLOCK": 64}),
@@ -56,6 +57,8 @@ OVERRIDES = {
     "_lookup_extend_kernel": {"O_TOK": "*i64", "O_PAR": "*i64", "O_DEP": "*i64", "O_VALID": "*i8", "O_ANC": "*i8",
                               "O_BITS": "*i32", "S": "i32", "W0": "i32"},
     "_embed_concat_kernel": {"F": "*fp32", "OUT": "*fp32", "H": "i32"},
+    "_carry_ancestors_kernel": {"ROWS": "*i1", "PARENT": "*i64", "O_ROWS": "*i8", "O_BITS": "*i32", "K": "i32",
+                                "P": "i32", "W": "i32"},
 }  # fmt: skip
 
 

@@ -73,7 +73,9 @@ def test_accept_greedy_matches_the_reference(poisoned_empty, kind, n, b):
     args = _trees(kind, b, n)
     want = reference.accept_greedy(*args)
     got = triton_ops.accept_greedy(*args)
-    for g, w, name in zip(got, want, ["path", "n_accepted", "last", "bonus"]):
+    names = ["path", "n_accepted", "last", "bonus", "emitted"]
+    assert len(got) == len(want) == len(names)
+    for g, w, name in zip(got, want, names, strict=True):
         assert g.dtype == torch.int64 and torch.equal(g, w), (name, g, w)
 
 
@@ -96,7 +98,7 @@ def test_accept_greedy_reads_broadcast_trees(poisoned_empty):
 
 def _commit_inputs(b: int, n: int, width: int, extra: int = 0):
     pred, tokens, parents, depths, valid, anc, d = _trees("random", b, n)
-    path, n_acc, _, bonus = reference.accept_greedy(pred, tokens, parents, depths, valid, anc, d)
+    path, n_acc, _, bonus, _ = reference.accept_greedy(pred, tokens, parents, depths, valid, anc, d)
     history = torch.randint(100, 200, (b, width), device=DEVICE)
     spec_out = torch.full((b, d + 3 + extra), POISON, device=DEVICE)
     root = torch.full((b, 1), POISON, device=DEVICE)

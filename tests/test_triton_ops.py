@@ -54,6 +54,20 @@ def test_silu_mul(dtype):
     torch.testing.assert_close(triton_ops.silu_mul(gu), reference.silu_mul(gu), **_tol(dtype))
 
 
+@pytest.mark.parametrize("pool, k, first", [(31, 10, 11), (41, 10, 31), (9, 3, 4), (70, 8, 60)])
+def test_carry_ancestors(pool, k, first):
+    """A level's rows from its parents' plus its own column, bool and packed (the last word's top bit too)."""
+    from gorgon.kernels.attention import pack_ancestors
+
+    rows = torch.rand(2, k, pool, device=DEVICE) > 0.5
+    bits = pack_ancestors(rows)
+    parent = torch.randint(0, k, (2, k), device=DEVICE)
+    want = reference.carry_ancestors(rows, bits, parent, first)
+    got = triton_ops.carry_ancestors(rows, bits, parent, first)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert torch.equal(want[1], pack_ancestors(want[0]))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("indexed", [False, True])
 @pytest.mark.parametrize("broadcast", [False, True])

@@ -64,19 +64,21 @@ def argmax(x: torch.Tensor) -> torch.Tensor:
 def accept_greedy(
     pred: torch.Tensor, tokens: torch.Tensor, parents: torch.Tensor, depths: torch.Tensor,
     valid: torch.Tensor, ancestors: torch.Tensor, max_depth: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, ...]:  # fmt: skip
     """Greedy verification of a batch of trees given the target's argmax pred [B, N] at every node.
 
     A node passes when it is valid and its token is pred at its parent (the root always passes); the
     accepted nodes are those whose ancestors-or-self (ancestors [B, N, N] bool) all pass. Returns
     (path [B, max_depth]: the nodes from the root to the deepest accepted one, by depth, 0 past the end;
     n_accepted [B]: its depth; last [B]: that node, the smallest index among equal depths; bonus [B]:
-    pred there), all int64. tokens, parents, depths [B, N] int64, valid [B, N] bool.
+    pred there; emitted [B, max_depth + 1]: emitted_tokens of these), all int64. tokens, parents,
+    depths [B, N] int64, valid [B, N] bool.
     """
     ok = tokens == torch.gather(pred, 1, parents)
     last, path = accept_passing(ok, depths, valid, ancestors, max_depth)
     n_accepted = torch.gather(depths, 1, last[:, None])[:, 0]
-    return path, n_accepted, last, torch.gather(pred, 1, last[:, None])[:, 0]
+    bonus = torch.gather(pred, 1, last[:, None])[:, 0]
+    return path, n_accepted, last, bonus, emitted_tokens(tokens, path, n_accepted, bonus)
 
 
 def accept_passing(
@@ -293,3 +295,18 @@ def embed_concat(
         features if index is None else features.gather(1, index[..., None].expand(-1, -1, features.shape[-1]))
     )
     return torch.cat([F.embedding(tokens, weight).to(features.dtype), rows], dim=-1)
+
+
+def carry_ancestors(
+    rows: torch.Tensor, bits: torch.Tensor, parent: torch.Tensor, first: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A drafting level's visibility rows from its parents': node i of the new level (pool index first + i)
+    sees what its parent (row parent[b, i] of the previous level) sees, and itself. rows [B, R, P] bool
+    and bits [B, R, W] int32 (the same packed) -> [B, K, P] and [B, K, W] for parent [B, K]."""
+    k, p = parent.shape[1], rows.shape[2]
+    own = torch.zeros(k, p, dtype=torch.bool, device=rows.device)
+    own[torch.arange(k, device=rows.device), first + torch.arange(k, device=rows.device)] = True
+    pick = parent[:, :, None]
+    new_rows = rows.gather(1, pick.expand(-1, -1, p)) | own
+    new_bits = bits.gather(1, pick.expand(-1, -1, bits.shape[2])) | pack_ancestors(own)
+    return new_rows, new_bits

@@ -366,3 +366,41 @@ def embed_concat(
         HAS_INDEX=index is not None, BLOCK_H=triton.next_power_of_2(h), num_warps=4,
     )  # fmt: skip
     return out
+
+
+@triton.jit
+def _carry_ancestors_kernel(ROWS, BITS, PARENT, O_ROWS, O_BITS, K, P, W, first, s_rows_b, s_rows_r, s_bits_b,
+                            s_bits_r, s_par_b, BLOCK_K: tl.constexpr, BLOCK_P: tl.constexpr,
+                            BLOCK_W: tl.constexpr):  # fmt: skip
+    b = tl.program_id(0)
+    i = tl.arange(0, BLOCK_K)
+    live = i < K
+    parent = tl.load(PARENT + b * s_par_b + i, mask=live, other=0)
+    j = tl.arange(0, BLOCK_P)
+    cell = live[:, None] & (j < P)[None, :]
+    seen = tl.load(ROWS + b * s_rows_b + parent[:, None] * s_rows_r + j[None, :], mask=cell, other=0) != 0
+    seen = seen | (j[None, :] == (first + i)[:, None])
+    tl.store(O_ROWS + (b * K + i[:, None]) * P + j[None, :], seen.to(tl.int8), mask=cell)
+    w = tl.arange(0, BLOCK_W)
+    word_cell = live[:, None] & (w < W)[None, :]
+    word = tl.load(BITS + b * s_bits_b + parent[:, None] * s_bits_r + w[None, :], mask=word_cell, other=0)
+    own = first + i
+    mine = tl.where(w[None, :] == (own // 32)[:, None], 1 << (own % 32)[:, None], 0)
+    tl.store(O_BITS + (b * K + i[:, None]) * W + w[None, :], word | mine.to(tl.int32), mask=word_cell)
+
+
+def carry_ancestors(
+    rows: torch.Tensor, bits: torch.Tensor, parent: torch.Tensor, first: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's carry_ancestors (2 gathers and 2 ORs) as one kernel."""
+    b, k = parent.shape
+    p, w = rows.shape[2], bits.shape[2]
+    assert rows.stride(2) == 1 and bits.stride(2) == 1 and parent.stride(1) == 1
+    new_rows = torch.empty(b, k, p, dtype=torch.bool, device=rows.device)
+    new_bits = torch.empty(b, k, w, dtype=torch.int32, device=rows.device)
+    _carry_ancestors_kernel[(b,)](
+        rows, bits, parent, new_rows.view(torch.int8), new_bits, k, p, w, first, rows.stride(0), rows.stride(1),
+        bits.stride(0), bits.stride(1), parent.stride(0), BLOCK_K=max(2, triton.next_power_of_2(k)),
+        BLOCK_P=max(16, triton.next_power_of_2(p)), BLOCK_W=max(2, triton.next_power_of_2(w)), num_warps=4,
+    )  # fmt: skip
+    return new_rows, new_bits

@@ -14,9 +14,9 @@ import triton.language as tl
 
 
 @triton.jit
-def _accept_greedy_kernel(PRED, TOK, PAR, DEP, VALID, ANC, PATH, NACC, LAST, BONUS, N, D,
+def _accept_greedy_kernel(PRED, TOK, PAR, DEP, VALID, ANC, PATH, NACC, LAST, BONUS, EMIT, N, D,
                           s_pred, s_tok, s_par, s_dep, s_valid, s_anc_b, s_anc_i, s_anc_j,
-                          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):  # fmt: skip
+                          BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_E: tl.constexpr):  # fmt: skip
     b = tl.program_id(0)
     i = tl.arange(0, BLOCK_N)
     inside = i < N
@@ -42,15 +42,23 @@ def _accept_greedy_kernel(PRED, TOK, PAR, DEP, VALID, ANC, PATH, NACC, LAST, BON
     first = tl.min(tl.where(at_level, i[None, :], BLOCK_N), axis=1)
     path = tl.where(first == BLOCK_N, 0, first)
     tl.store(PATH + b * D + d, path.to(tl.int64), mask=d < D)
-    tl.store(NACC + b, (best // BLOCK_N).to(tl.int64))
+    n_acc = best // BLOCK_N
+    bonus = tl.load(PRED + b * s_pred + last).to(tl.int64)
+    tl.store(NACC + b, n_acc.to(tl.int64))
     tl.store(LAST + b, last.to(tl.int64))
-    tl.store(BONUS + b, tl.load(PRED + b * s_pred + last).to(tl.int64))
+    tl.store(BONUS + b, bonus)
+    # emitted[e], e = 0..D: the path's tokens (the root's past its end, path 0), the bonus at n_accepted
+    e = tl.arange(0, BLOCK_E)
+    node_e = tl.max(tl.where(d[None, :] == e[:, None], path[None, :], 0), axis=1)  # path[e], 0 at e >= D
+    emit = tl.load(TOK + b * s_tok + node_e, mask=e <= D, other=0).to(tl.int64)
+    emit = tl.where(e == n_acc, bonus, emit)
+    tl.store(EMIT + b * (D + 1) + e, emit, mask=e <= D)
 
 
 def accept_greedy(
     pred: torch.Tensor, tokens: torch.Tensor, parents: torch.Tensor, depths: torch.Tensor,
     valid: torch.Tensor, ancestors: torch.Tensor, max_depth: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, ...]:  # fmt: skip
     """The reference's accept_greedy as one kernel. Inputs may be broadcast views (stride 0 over the
     batch, as drafters' static tree shapes are); bool tensors are read as they are, no conversion."""
     b, n = tokens.shape
@@ -59,14 +67,15 @@ def accept_greedy(
     dev = tokens.device
     path = torch.empty(b, max_depth, dtype=torch.int64, device=dev)
     n_accepted, last, bonus = (torch.empty(b, dtype=torch.int64, device=dev) for _ in range(3))
+    emitted = torch.empty(b, max_depth + 1, dtype=torch.int64, device=dev)
     _accept_greedy_kernel[(b,)](
-        pred, tokens, parents, depths, valid, ancestors, path, n_accepted, last, bonus, n, max_depth,
+        pred, tokens, parents, depths, valid, ancestors, path, n_accepted, last, bonus, emitted, n, max_depth,
         pred.stride(0), tokens.stride(0), parents.stride(0), depths.stride(0), valid.stride(0),
         ancestors.stride(0), ancestors.stride(1), ancestors.stride(2),
         BLOCK_N=max(16, triton.next_power_of_2(n)), BLOCK_D=max(2, triton.next_power_of_2(max_depth)),
-        num_warps=4,
+        BLOCK_E=max(2, triton.next_power_of_2(max_depth + 1)), num_warps=4,
     )  # fmt: skip
-    return path, n_accepted, last, bonus
+    return path, n_accepted, last, bonus, emitted
 
 
 @triton.jit

@@ -35,16 +35,19 @@ STREAM_DRAFT = 1000
 class Acceptance:
     """What verification decided, per row: path [B, D] the accepted nodes in depth order (0 past the end),
     n_accepted [B] how many, last [B] the deepest accepted node (0 = root), bonus [B] the target's token
-    after it."""
+    after it; tokens [B, D + 1]: what `emitted` returns, when the verifier already made it."""
 
     path: torch.Tensor
     n_accepted: torch.Tensor
     last: torch.Tensor
     bonus: torch.Tensor
+    tokens: torch.Tensor | None = None
 
     def emitted(self, tree: Tree) -> torch.Tensor:
         """The tokens this step adds, [B, D + 1]: the accepted drafted tokens, then the bonus token;
         entries past n_accepted + 1 are meaningless."""
+        if self.tokens is not None:
+            return self.tokens
         return reference.emitted_tokens(tree.tokens, self.path, self.n_accepted, self.bonus)
 
 

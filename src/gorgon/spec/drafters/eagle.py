@@ -65,10 +65,9 @@ class EagleDrafter(Drafter):
         self._root_parents = torch.zeros(batch, 1 + k, dtype=torch.int64, device=device)
         self._valid = torch.ones(batch, self.config.total_tokens + 1, dtype=torch.bool, device=device)
         # which pool nodes each node sees (its ancestors and itself), as bool rows over the pool and packed
-        # (TreeMask.bits): each node's own column, and the rows of the root and of the first level
-        self._own = torch.eye(pool, dtype=torch.bool, device=device)
-        self._own_bits = pack_ancestors(self._own)
-        first = torch.cat([self._own[:1], self._own[:1] | self._own[1 : 1 + k]])[None].expand(batch, -1, -1)
+        # (TreeMask.bits): the rows of the root and of the first level; later levels carry their parents'
+        own = torch.eye(pool, dtype=torch.bool, device=device)
+        first = torch.cat([own[:1], own[:1] | own[1 : 1 + k]])[None].expand(batch, -1, -1)
         self._first_rows = first.contiguous()
         self._first_bits = pack_ancestors(self._first_rows)
         # update: the root and the accepted path, a chain (causal) tree at the committed slots
@@ -126,10 +125,8 @@ class EagleDrafter(Drafter):
             )  # fmt: skip
             scores, tokens, parent_local = self._expand(pred, scores)
             features, index = pred, parent_local
-            pick = parent_local[:, :, None]
-            level_rows = level_rows.gather(1, pick.expand(-1, -1, pool)) | self._own[lo + k : lo + 2 * k]
-            level_bits = level_bits.gather(1, pick.expand(-1, -1, level_bits.shape[2]))
-            level_bits = level_bits | self._own_bits[lo + k : lo + 2 * k]
+            # the new level's rows: its parents' and its own column (one kernel on GPUs)
+            level_rows, level_bits = self.ops.carry_ancestors(level_rows, level_bits, parent_local, lo + k)
             rows.append(level_rows)
             bits.append(level_bits)
             pool_tokens.append(tokens)
