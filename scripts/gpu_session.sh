@@ -89,7 +89,7 @@ sweep)
   # the Triton tree-attention kernel's launch settings, timed per case against the memory floor
   log sweep
   timeout ${SWEEP_TIMEOUT:-420} python3 scripts/tree_attention_sweep.py --out "$OUT" ${SWEEP_ARGS:-} 2>&1 \
-    | grep -v '^{' | tail -20
+    | tee "$OUT/sweep.log" | grep -v "^{" | tail -20
   log done
   ;;
 kbench)
