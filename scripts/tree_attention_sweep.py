@@ -1,11 +1,16 @@
-"""Sweep the Triton tree-attention kernel's launch settings on a GPU (bf16, full top-4 trees).
+"""Sweep the tree-attention kernels' launch settings on a GPU (bf16, full top-4 trees).
 
     python scripts/tree_attention_sweep.py [--out DIR] [--quick] [--baseline FILE]
+        [--case SHAPE,B,N,P ...] [--launch JSON ...] [--repeats R] [--cuda]
 
 For each case: the default Launch's time, the best setting found, and both against the memory floor
 (K/V bytes over the measured copy bandwidth), so that the defaults can be chosen from measurements.
-Every setting's output is checked against the default's before it is timed. --baseline times another
-version of gorgon/kernels/tree_attention.py (its defaults) in the same run, as "before".
+Every setting's output is checked against the default's before it is timed. --launch replaces the grid
+with the settings given (keyword arguments of Launch, as JSON); --repeats times every setting R times,
+interleaved (setting after setting, then again), and keeps the median, so that drift over a case does
+not favour one setting. --baseline times another version of gorgon/kernels/tree_attention.py (its
+defaults) in the same run, as "before". --cuda adds the CUDA kernel with its shipped split rule and with
+the Triton kernel's (whole rounds of programs).
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import argparse
 import importlib.util
 import itertools
 import json
+import statistics
 import sys
 from pathlib import Path
 
 import torch
+import triton
 
 from gorgon.bench.kernels import HEADS, _case, _time
 from gorgon.bench.timing import copy_bandwidth, machine
@@ -32,12 +39,12 @@ CASES = [  # (shape, batch, N, P)
 
 
 def settings(quick: bool) -> list[Launch]:
-    """The grid: row and slot tiles, warps, stages and split waves (half-precision partials), plus the
+    """The grid: row and slot tiles, warps, stages and split rounds (half-precision partials), plus the
     default with float32 partials, to show what the partials' precision is worth."""
     if quick:
-        grid = itertools.product((None, 128), (64, 128), (4, 8), (None, 3), (1, 2))
+        grid = itertools.product((None, 128), (None, 64, 128), (4, 8), (None, 3), (1, 2))
     else:
-        grid = itertools.product((None, 128), (64, 128), (4, 8), (None, 3, 4), (1, 2, 4))
+        grid = itertools.product((None, 128), (None, 64, 128), (4, 8), (None, 3, 4), (1, 2, 3))
     found = [Launch(block_n=n, num_warps=w, num_stages=st, waves=wv, block_m=m) for m, n, w, st, wv in grid]
     return [*found, Launch(half_partials=False)]
 
@@ -51,15 +58,37 @@ def load_baseline(path: str):
     return module.tree_attention
 
 
-def sweep(
-    shape: str, batch: int, n: int, p: int, candidates: list[Launch], bandwidth: float, baseline=None
-) -> dict:
+def cuda_runners(q, k, v, tree, kv_len: int, scale: float) -> dict:
+    """The CUDA kernel with its own split rule, and with whole rounds of blocks (as the Triton default)."""
+    from gorgon.kernels import cuda_ops
+
+    if not cuda_ops.buildable():
+        return {}
+
+    def run(rule=None):
+        shipped = cuda_ops._splits
+        if rule is not None:
+            cuda_ops._splits = rule
+        try:
+            return cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale)
+        finally:
+            cuda_ops._splits = shipped
+
+    def rounds(blocks: int, span: int, target: int) -> tuple[int, int]:
+        splits = max(1, min(target // blocks - 1, triton.cdiv(span, cuda_ops.MIN_SPLIT)))
+        split = triton.cdiv(triton.cdiv(span, splits), 64) * 64
+        return triton.cdiv(span, split), split
+
+    return {"cuda": lambda: run(), "cuda, whole rounds": lambda: run(rounds)}
+
+
+def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args, bandwidth: float) -> dict:
     hq, hkv, d = HEADS[shape]
     q, k, v, tree = _case(batch, n, p, hq, hkv, d, torch.bfloat16)
     scale, kv_len = d**-0.5, p + n
     run = lambda launch: tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale, launch=launch)
     want = run(DEFAULT_LAUNCH).float()
-    timed = {}
+    runners = {}
     for launch in candidates:
         try:
             got = run(launch).float()
@@ -68,23 +97,63 @@ def sweep(
             continue
         if not torch.allclose(got, want, atol=2e-2, rtol=2e-2):
             raise AssertionError(f"{launch} disagrees with the default on {shape} b{batch} N{n} P{p}")
-        timed[launch] = _time(lambda launch=launch: run(launch))
-    floor = 2 * batch * (p + n) * hkv * d * 2 / bandwidth * 1e3
+        runners[launch] = lambda launch=launch: run(launch)
+    others = {}
+    if args.baseline:
+        old = load_baseline(args.baseline)
+        others["before"] = lambda: old(q, k, v, tree.committed, tree.bits, kv_len, scale)
+    if args.cuda:
+        others.update(cuda_runners(q, k, v, tree, kv_len, scale))
+    for name, fn in others.items():
+        if not torch.allclose(fn().float(), want, atol=2e-2, rtol=2e-2):
+            raise AssertionError(f"{name} disagrees with the default on {shape} b{batch} N{n} P{p}")
+    runners.update(others)
+    times = {key: [] for key in runners}
+    for _ in range(args.repeats):  # interleaved: each round times every setting once
+        for key, fn in runners.items():
+            times[key].append(_time(fn) * 1e3)
+    us = {key: statistics.median(t) for key, t in times.items()}
+    timed = {key: t for key, t in us.items() if isinstance(key, Launch)}
     best = min(timed, key=timed.get)
-    default = timed[DEFAULT_LAUNCH] if DEFAULT_LAUNCH in timed else _time(lambda: run(DEFAULT_LAUNCH))
     top = sorted(timed.items(), key=lambda kv: kv[1])[:5]
-    before = None
-    if baseline is not None:
-        old = lambda: baseline(q, k, v, tree.committed, tree.bits, kv_len, scale)
-        if not torch.allclose(old().float(), want, atol=2e-2, rtol=2e-2):
-            raise AssertionError(f"the baseline disagrees with the default on {shape} b{batch} N{n} P{p}")
-        before = _time(old) * 1e3
     return {
-        "shape": shape, "batch": batch, "n": n, "p": p, "floor_us": floor * 1e3,
-        "before_us": before, "default_us": default * 1e3, "best_us": timed[best] * 1e3, "best": best.__dict__,
-        "top5": [(launch.__dict__, ms * 1e3) for launch, ms in top],
-        "float32_partials_us": timed.get(Launch(half_partials=False), float("nan")) * 1e3,
+        "shape": shape, "batch": batch, "n": n, "p": p, "repeats": args.repeats,
+        "floor_us": 2 * batch * (p + n) * hkv * d * 2 / bandwidth * 1e6,
+        "before_us": us.get("before"), "default_us": us.get(DEFAULT_LAUNCH), "best_us": timed[best],
+        "best": best.__dict__, "top5": [(launch.__dict__, t) for launch, t in top],
+        "float32_partials_us": us.get(Launch(half_partials=False)),
+        "cuda_us": us.get("cuda"), "cuda_rounds_us": us.get("cuda, whole rounds"),
+        "all": [(key.__dict__ if isinstance(key, Launch) else key, t) for key, t in us.items()],
     }  # fmt: skip
+
+
+def _cell(us: float | None, floor: float | None = None) -> str:
+    if us is None:
+        return ""
+    return f"{us:.1f}" if floor is None else f"{us / floor:.2f}"
+
+
+def table(rows: list[dict], title: str) -> list[str]:
+    head = "shape | B | N | P | floor us | before us | default us | x floor | fp32 partials us | best us"
+    lines = [title, "", f"| {head} | x floor | best setting | CUDA us | CUDA whole rounds us |"]
+    lines += ["|---" * 14 + "|"]
+    for r in rows:
+        fields = Launch.__dataclass_fields__
+        setting = (
+            ", ".join(f"{k} {v}" for k, v in r["best"].items() if v != fields[k].default) or "the default"
+        )
+        floor = r["floor_us"]
+        cells = [r["shape"], r["batch"], r["n"], r["p"], _cell(floor), _cell(r["before_us"])]
+        cells += [_cell(r["default_us"]), _cell(r["default_us"], floor), _cell(r["float32_partials_us"])]
+        cells += [
+            _cell(r["best_us"]),
+            _cell(r["best_us"], floor),
+            setting or "the default",
+            _cell(r["cuda_us"]),
+        ]
+        cells += [_cell(r["cuda_rounds_us"])]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return lines
 
 
 def main() -> None:
@@ -92,36 +161,32 @@ def main() -> None:
     ap.add_argument("--out", default=".")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--baseline", help="another tree_attention.py to time in the same run")
+    ap.add_argument("--case", action="append", help="SHAPE,B,N,P (repeatable; default: the built-in cases)")
+    ap.add_argument("--launch", action="append", help="Launch keywords as JSON (repeatable; default: grid)")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--cuda", action="store_true")
+    ap.add_argument("--name", default="tree_attention_sweep")
     args = ap.parse_args()
-    baseline = load_baseline(args.baseline) if args.baseline else None
+    cases = [(c.split(",")[0], *map(int, c.split(",")[1:])) for c in args.case] if args.case else CASES
+    candidates = [Launch(**json.loads(s)) for s in args.launch] if args.launch else settings(args.quick)
+    for launch in (DEFAULT_LAUNCH, Launch(half_partials=False)):
+        if launch not in candidates:
+            candidates.insert(0, launch)
     bandwidth = copy_bandwidth("cuda")
-    candidates = settings(args.quick)
-    if DEFAULT_LAUNCH not in candidates:
-        candidates.insert(0, DEFAULT_LAUNCH)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    with open(out / "tree_attention_sweep.jsonl", "w") as f:  # row by row: a time limit keeps what ran
-        for case in CASES:
-            rows.append(sweep(*case, candidates, bandwidth, baseline))
+    with open(out / f"{args.name}.jsonl", "w") as f:  # row by row: a time limit keeps what ran
+        for case in cases:
+            rows.append(sweep(*case, candidates, args, bandwidth))
             f.write(json.dumps(rows[-1]) + "\n")
             f.flush()
             print(json.dumps(rows[-1]), flush=True)
     gpu = machine().get("gpu")
-    lines = [f"Tree attention launch sweep, {gpu}, bf16, {len(candidates)} settings per case", ""]
-    head = "shape | B | N | P | floor us | before us | default us | x floor | fp32 partials us | best us"
-    lines += [f"| {head} | x floor | best setting |"]
-    lines += ["|---" * 12 + "|"]
-    for r in rows:
-        b = r["best"]
-        setting = ", ".join(f"{k} {v}" for k, v in b.items() if v != Launch.__dataclass_fields__[k].default)
-        before = "" if r["before_us"] is None else f"{r['before_us']:.1f}"
-        floor, default, best = r["floor_us"], r["default_us"], r["best_us"]
-        cells = [r["shape"], r["batch"], r["n"], r["p"], f"{floor:.1f}", before, f"{default:.1f}"]
-        cells += [f"{default / floor:.2f}", f"{r['float32_partials_us']:.1f}", f"{best:.1f}"]
-        cells += [f"{best / floor:.2f}", setting or "the default"]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    (out / "tree_attention_sweep.md").write_text("\n".join(lines) + "\n")
+    title = f"Tree attention launch sweep, {gpu}, bf16, {len(candidates)} settings per case, "
+    title += f"median of {args.repeats} interleaved"
+    lines = table(rows, title)
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -36,6 +36,8 @@ CASES = [
                                  "PRECISION": "tf32"}),
     (ta._tree_attention_kernel, {"G": 4, "BLOCK_M": 64, "D": 128, "SPLIT": 512, "BLOCK_N": 64, "DIRECT": False,
                                  "PRECISION": "tf32"}),
+    (ta._tree_attention_kernel, {"G": 4, "BLOCK_M": 16, "D": 128, "SPLIT": 512, "BLOCK_N": 128, "DIRECT": False,
+                                 "PRECISION": "tf32"}),
     (ta._merge_kernel, {"BLOCK_S": 16, "D": 128}),
     (to._keep_path_kernel, {"BLOCK": 1024}),
     (ts._accept_greedy_kernel, {"BLOCK_N": 128, "BLOCK_D": 8, "BLOCK_E": 16}),

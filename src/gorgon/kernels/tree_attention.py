@@ -53,7 +53,7 @@ def _tree_attention_kernel(
         Q + b * sqb + node[:, None] * sqn + head[:, None] * sqh + d[None, :], mask=live[:, None], other=0.0
     )
     qk_scale = scale * 1.4426950408889634  # scores in base 2: exp2 is the hardware's exponential
-    committed = tl.load(COMMITTED + b)
+    committed = tl.load(COMMITTED + b).to(tl.int32)  # int32 loop bounds: Triton pipelines only those
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, D], tl.float32)
@@ -125,16 +125,20 @@ def _merge_kernel(LSE, PART, OUT, PARTS, N, HQ, sob, son, soh, BLOCK_S: tl.const
 
 @dataclass(frozen=True)
 class Launch:
-    """How tree_attention launches: rows and committed slots per tile (block_m None: the smallest of
-    16/32/64 that holds a KV head's rows), warps and software-pipeline stages per program, how the
-    committed context is split (into about `waves` waves of programs, splits of at least `min_split`
-    slots), and whether the splits' partial outputs are kept in the input's precision (half the traffic
-    of float32 for bf16/fp16). scripts/tree_attention_sweep.py times alternatives on a GPU."""
+    """How tree_attention launches. block_m / block_n: rows and committed slots per tile (None: the
+    smallest of 16/32/64 that holds a KV head's rows; 128 slots for 16-row tiles, else 64). num_warps,
+    num_stages: per program (stages None: Triton's default). Splitting: a grid that does not fill the
+    GPU splits the committed context until it is about `waves` rounds of `per_sm` programs per SM (None:
+    as many as the tiles' shared memory and the worst case of registers allow), in splits of at least
+    `min_split` slots.
+    half_partials: the splits' partial outputs in the input's precision (half the traffic of float32
+    for bf16/fp16). scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
-    block_n: int = 64
+    block_n: int | None = None
     num_warps: int = 4
-    num_stages: int | None = None  # None: Triton's default
-    waves: int = 2
+    num_stages: int | None = None
+    waves: int = 1
+    per_sm: int | None = None
     min_split: int = 256
     block_m: int | None = None
     half_partials: bool = True
@@ -149,22 +153,33 @@ def _num_sms(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def _split_size(span: int, programs: int, sms: int, launch: Launch = DEFAULT_LAUNCH) -> int:
-    """Committed slots per program: one program per row block covers the whole context when the grid
-    already fills the GPU (partials would only add memory traffic and a merge); otherwise the context is
-    split until the grid is about `launch.waves` waves, in splits of at least `launch.min_split` slots
-    (multiples of a tile)."""
+def _per_sm(block_m: int, block_n: int, d: int, esize: int, launch: Launch) -> int:
+    """Programs that fit on one SM at once: the pipeline's K/V tiles and the queries in shared memory
+    (228 KiB on an H100 or H200), at most 255 registers a thread (64K registers an SM)."""
+    if launch.per_sm is not None:
+        return launch.per_sm
+    stages = launch.num_stages or 3  # Triton's default on Hopper
+    smem = (stages * 2 * block_n + block_m) * d * esize
+    return max(min(228 * 1024 // smem, 65536 // (launch.num_warps * 32 * 255)), 1)
+
+
+def _split_size(
+    span: int, programs: int, sms: int, tile: int, per_sm: int, launch: Launch = DEFAULT_LAUNCH
+) -> int:
+    """Committed slots per program. A grid of `programs` row blocks that already fills the SMs covers the
+    whole context in one program per block (partials would only add traffic and a merge). Otherwise the
+    context is split so that all splits plus the tree's own split run as whole rounds of programs: a
+    program too many would start a second round that runs nearly alone."""
     if programs >= sms:
         return max(span, 1)
-    nsplit = min(triton.cdiv(launch.waves * sms, programs), triton.cdiv(span, launch.min_split))
-    tile = launch.block_n
-    return max(triton.cdiv(triton.cdiv(span, max(nsplit, 1)), tile) * tile, tile)
+    slots = launch.waves * per_sm * sms
+    nsplit = max(min(slots // programs - 1, triton.cdiv(span, launch.min_split)), 1)
+    return max(triton.cdiv(triton.cdiv(span, nsplit), tile) * tile, tile)
 
 
-def _block_m(rows: int, launch: Launch) -> int:
-    if launch.block_m is not None:
-        return launch.block_m
-    return 16 if rows <= 16 else (32 if rows <= 32 else 64)
+def _tiles(rows: int, launch: Launch) -> tuple[int, int]:
+    block_m = launch.block_m or (16 if rows <= 16 else (32 if rows <= 32 else 64))
+    return block_m, launch.block_n or (128 if block_m <= 16 else 64)
 
 
 def tree_attention(
@@ -190,9 +205,12 @@ def tree_attention(
     hkv = cache_k.shape[2]
     group = hq // hkv
     rows = n * group
-    block_m = _block_m(rows, launch)
+    block_m, block_n = _tiles(rows, launch)
     span = max(kv_len - nt, 1)
-    split = _split_size(span, b * hkv * triton.cdiv(rows, block_m), _num_sms(q.device), launch)
+    per_sm = _per_sm(block_m, block_n, d, q.element_size(), launch)
+    split = _split_size(
+        span, b * hkv * triton.cdiv(rows, block_m), _num_sms(q.device), block_n, per_sm, launch
+    )
     nsplit = triton.cdiv(span, split)
     direct = nsplit == 1
     parts = 1 if direct else b * n * hq * (nsplit + 1)
@@ -205,7 +223,7 @@ def tree_attention(
         q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split,
         q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
         cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
-        out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=launch.block_n,
+        out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n,
         DIRECT=direct, PRECISION="ieee" if q.dtype == torch.float32 else "tf32", num_warps=launch.num_warps,
         **({} if launch.num_stages is None else {"num_stages": launch.num_stages}),
     )  # fmt: skip
