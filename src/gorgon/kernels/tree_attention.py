@@ -126,13 +126,18 @@ def _merge_kernel(LSE, PART, OUT, PARTS, N, HQ, sob, son, soh, BLOCK_S: tl.const
 @dataclass(frozen=True)
 class Launch:
     """How tree_attention launches. block_m / block_n: rows and committed slots per tile (None: the
-    smallest of 16/32/64 that holds a KV head's rows; 128 slots for 16-row tiles, else 64). num_warps,
+    smallest of 16/32/64 that holds a KV head's rows; 128 slots for 16-row tiles in half precision,
+    else 64). num_warps,
     num_stages: per program (stages None: Triton's default). Splitting: a grid that does not fill the
     GPU splits the committed context until it is about `waves` rounds of `per_sm` programs per SM (None:
     as many as the tiles' shared memory and the worst case of registers allow), in splits of at least
     `min_split` slots.
     half_partials: the splits' partial outputs in the input's precision (half the traffic of float32
-    for bf16/fp16). scripts/tree_attention_sweep.py times alternatives on a GPU."""
+    for bf16/fp16); None: where one row block holds all of a KV head's rows. Such a kernel streams K/V
+    and the partials' traffic counts (N=16, batch 1, P=8192: 14.6 us, against 18.3 in float32 on the
+    H100); with more row blocks it is bound by its matrix products, and storing half-precision partials
+    cost more than it saved (N=64: 36.4 us against 32.6). scripts/tree_attention_sweep.py times
+    alternatives on a GPU."""
 
     block_n: int | None = None
     num_warps: int = 4
@@ -141,7 +146,7 @@ class Launch:
     per_sm: int | None = None
     min_split: int = 256
     block_m: int | None = None
-    half_partials: bool = True
+    half_partials: bool | None = None
 
 
 DEFAULT_LAUNCH = Launch()
@@ -160,7 +165,8 @@ def _per_sm(block_m: int, block_n: int, d: int, esize: int, launch: Launch) -> i
         return launch.per_sm
     stages = launch.num_stages or 3  # Triton's default on Hopper
     smem = (stages * 2 * block_n + block_m) * d * esize
-    return max(min(228 * 1024 // smem, 65536 // (launch.num_warps * 32 * 255)), 1)
+    regs = min(2 * d, 255)  # about what the compiler gives a thread at head_dim 64 and 128
+    return max(min(228 * 1024 // smem, 65536 // (launch.num_warps * 32 * regs)), 1)
 
 
 def _split_size(
@@ -177,9 +183,10 @@ def _split_size(
     return max(triton.cdiv(triton.cdiv(span, nsplit), tile) * tile, tile)
 
 
-def _tiles(rows: int, launch: Launch) -> tuple[int, int]:
+def _tiles(rows: int, esize: int, launch: Launch) -> tuple[int, int]:
     block_m = launch.block_m or (16 if rows <= 16 else (32 if rows <= 32 else 64))
-    return block_m, launch.block_n or (128 if block_m <= 16 else 64)
+    wide = block_m <= 16 and esize <= 2  # float32 tiles of 128 slots overflow shared memory at D=128
+    return block_m, launch.block_n or (128 if wide else 64)
 
 
 def tree_attention(
@@ -205,7 +212,7 @@ def tree_attention(
     hkv = cache_k.shape[2]
     group = hq // hkv
     rows = n * group
-    block_m, block_n = _tiles(rows, launch)
+    block_m, block_n = _tiles(rows, q.element_size(), launch)
     span = max(kv_len - nt, 1)
     per_sm = _per_sm(block_m, block_n, d, q.element_size(), launch)
     split = _split_size(
@@ -215,7 +222,8 @@ def tree_attention(
     direct = nsplit == 1
     parts = 1 if direct else b * n * hq * (nsplit + 1)
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
-    part_dtype = q.dtype if launch.half_partials else torch.float32
+    half = launch.half_partials if launch.half_partials is not None else rows <= block_m
+    part_dtype = q.dtype if half else torch.float32
     part = torch.empty(parts, d, device=q.device, dtype=part_dtype)
     out = torch.empty_like(q) if out is None else out
     grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nsplit + 1)
