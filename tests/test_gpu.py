@@ -95,9 +95,16 @@ def test_speculative_graphs_replay_what_eager_steps_compute(default_path, method
         ]
 
 
-def test_each_backend_gives_the_reference_output(default_path, monkeypatch):
+@pytest.mark.parametrize(
+    "method", ["ngram", "eagle"]
+)  # eagle: the drafting ops' reference versions in graphs
+def test_each_backend_gives_the_reference_output(default_path, monkeypatch, method):
     params = SamplingParams(max_tokens=48, temperature=0.0)
-    spec = SpecConfig("ngram", num_speculative_tokens=4, num_branches=2)
+    spec = (
+        SpecConfig("ngram", num_speculative_tokens=4, num_branches=2)
+        if method == "ngram"
+        else SpecConfig("eagle")
+    )
     outputs = {}
     for backend in ("reference", "triton", "cuda"):
         monkeypatch.setenv("GORGON_ATTENTION", backend)

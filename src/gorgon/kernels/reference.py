@@ -304,8 +304,10 @@ def carry_ancestors(
     sees what its parent (row parent[b, i] of the previous level) sees, and itself. rows [B, R, P] bool
     and bits [B, R, W] int32 (the same packed) -> [B, K, P] and [B, K, W] for parent [B, K]."""
     k, p = parent.shape[1], rows.shape[2]
-    own = torch.zeros(k, p, dtype=torch.bool, device=rows.device)
-    own[torch.arange(k, device=rows.device), first + torch.arange(k, device=rows.device)] = True
+    # a comparison, not an indexed store of True: that copies a host scalar, which CUDA graph capture forbids
+    own = (
+        torch.arange(p, device=rows.device)[None, :] == (first + torch.arange(k, device=rows.device))[:, None]
+    )
     pick = parent[:, :, None]
     new_rows = rows.gather(1, pick.expand(-1, -1, p)) | own
     new_bits = bits.gather(1, pick.expand(-1, -1, bits.shape[2])) | pack_ancestors(own)
