@@ -141,19 +141,12 @@ def table(rows: list[dict], title: str) -> list[str]:
     lines += ["|---" * 14 + "|"]
     for r in rows:
         fields = Launch.__dataclass_fields__
-        setting = (
-            ", ".join(f"{k} {v}" for k, v in r["best"].items() if v != fields[k].default) or "the default"
-        )
-        floor = r["floor_us"]
+        setting = ", ".join(f"{k} {v}" for k, v in r["best"].items() if v != fields[k].default)
+        floor, best = r["floor_us"], r["best_us"]
         cells = [r["shape"], r["batch"], r["n"], r["p"], _cell(floor), _cell(r["before_us"])]
         cells += [_cell(r["default_us"]), _cell(r["default_us"], floor), _cell(r["float32_partials_us"])]
-        cells += [
-            _cell(r["best_us"]),
-            _cell(r["best_us"], floor),
-            setting or "the default",
-            _cell(r["cuda_us"]),
-        ]
-        cells += [_cell(r["cuda_rounds_us"])]
+        cells += [_cell(best), _cell(best, floor), setting or "the default"]
+        cells += [_cell(r["cuda_us"]), _cell(r["cuda_earlier_us"])]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return lines
 
