@@ -43,6 +43,17 @@ def copy_bandwidth(device: torch.device | str, nbytes: int = 1 << 30) -> float:
     return 2 * src.numel() * 4 / median(times)
 
 
+def matmul_throughput(
+    device: torch.device | str, size: int = 8192, dtype: torch.dtype = torch.bfloat16
+) -> float:
+    """Dense matrix-product FLOP/s that the device sustains (cuBLAS, one square product): the compute side
+    of a roofline, as copy_bandwidth is the memory side."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    times = repeat(lambda: a @ b, 10, device, warmup=2)
+    return 2 * size**3 / median(times)
+
+
 def machine() -> dict[str, str]:
     from gorgon import __version__
 
