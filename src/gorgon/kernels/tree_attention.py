@@ -4,8 +4,9 @@ FlashAttention-2 style: a program owns a block of (node, query head) rows that s
 heads read each K/V tile once), streams the committed slots in tiles with an online softmax (base 2, the
 scale folded into one multiply; full tiles unmasked, the ragged last tile masked), then the tree's own
 slots in tiles of 32, masked from the packed ancestor bits (one int32 word per row and tile, not a dense
-[N, P + N] mask). Long contexts are split over programs (the tree being one more split); each split
-writes its normalized output in the input's precision plus its log-sum-exp, and a second kernel merges.
+[N, P + N] mask). A grid that does not fill the GPU splits the context over programs (the tree being one
+more split) in whole rounds of programs; each split writes its normalized output plus its log-sum-exp
+(Launch says in which precision), and a second kernel merges.
 """
 
 from __future__ import annotations
