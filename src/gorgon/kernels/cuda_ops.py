@@ -24,7 +24,7 @@ import torch
 
 from gorgon.errors import GorgonError
 from gorgon.kernels import reference
-from gorgon.kernels.attention import AttentionMeta
+from gorgon.kernels.attention import AttentionMeta, split_in_rounds
 
 SOURCES = [Path(__file__).parent / "cuda" / name for name in ("tree_attention.cu", "binding.cpp")]
 MAX_TREE = 128
@@ -98,13 +98,10 @@ def _target_blocks(device: int) -> int:
 
 
 def _splits(blocks: int, span: int, target: int) -> tuple[int, int]:
-    """(splits, split size) of the committed span for a grid of `blocks` blocks per split: all splits plus
-    the tree's own split within `target` blocks, so that they run as one round (a block too many would
-    start a second round that runs nearly alone; measured 16-20% slower at batch 1 with N=64 and 128 on
-    the H100), none shorter than MIN_SPLIT slots, sizes a multiple of 64 (the tile)."""
-    splits = max(1, min(target // blocks - 1, -(-span // MIN_SPLIT)))
-    split = -(-span // splits)
-    split = -(-split // 64) * 64
+    """(splits, split size) of the committed span for a grid of `blocks` blocks per split: whole rounds of
+    `target` blocks (attention.split_in_rounds), splits of at least MIN_SPLIT slots, multiples of the
+    64-slot tile."""
+    split = split_in_rounds(span, blocks, target, MIN_SPLIT, 64)
     return -(-span // split), split
 
 

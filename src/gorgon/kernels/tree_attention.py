@@ -17,6 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
+from gorgon.kernels.attention import split_in_rounds
+
 TREE_TILE = 32  # tree slots per tile: one int32 word of ancestor bits per row
 
 
@@ -175,14 +177,11 @@ def _split_size(
     span: int, programs: int, sms: int, tile: int, per_sm: int, launch: Launch = DEFAULT_LAUNCH
 ) -> int:
     """Committed slots per program. A grid of `programs` row blocks that already fills the SMs covers the
-    whole context in one program per block (partials would only add traffic and a merge). Otherwise the
-    context is split so that all splits plus the tree's own split run as whole rounds of programs: a
-    program too many would start a second round that runs nearly alone."""
+    whole context in one program per block (partials would only add traffic and a merge); otherwise the
+    context is split into whole rounds of `launch.waves * per_sm` programs an SM."""
     if programs >= sms:
         return max(span, 1)
-    slots = launch.waves * per_sm * sms
-    nsplit = max(min(slots // programs - 1, triton.cdiv(span, launch.min_split)), 1)
-    return max(triton.cdiv(triton.cdiv(span, nsplit), tile) * tile, tile)
+    return split_in_rounds(span, programs, launch.waves * per_sm * sms, launch.min_split, tile)
 
 
 def _tiles(rows: int, esize: int, blocks: int, sms: int, launch: Launch) -> tuple[int, int, int]:
