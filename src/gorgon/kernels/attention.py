@@ -54,7 +54,8 @@ def split_in_rounds(span: int, programs: int, slots: int, min_split: int, tile: 
     """Committed slots per split for the tree-attention kernels (Triton and CUDA): a grid of `programs`
     row blocks per split is split so that all splits plus the tree's own split fit `slots` programs, one
     round (a program too many would start a second round that runs nearly alone: 16-20% slower at batch
-    1 with N=64 and 128 on the H100), in splits of at least `min_split` slots, a multiple of `tile`."""
+    1 with N=64 and 128 on the H100), into no more splits than the context has `min_split`-slot pieces,
+    each a multiple of `tile`."""
     nsplit = max(min(slots // programs - 1, _cdiv(span, min_split)), 1)
     return _cdiv(_cdiv(span, nsplit), tile) * tile
 
