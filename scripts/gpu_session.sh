@@ -7,6 +7,7 @@
 #   STAGE=kernels tree attention on real shapes against float64, compute-sanitizer memcheck and racecheck
 #                of the CUDA kernels, mma vs wmma accuracy and timing (scripts/cuda_compare.py)
 #   STAGE=sweep  the Triton tree-attention kernel's launch settings against the memory floor (no model)
+#   STAGE=ab     kernel tests, memcheck, same-run A/Bs of tree attention and of plain decode attention
 #   STAGE=kbench tree-attention microbenchmarks (the full table), verify cost per backend (Llama-3-8B shape)
 #   STAGE=bench  the full harness: every method x every category against plain and transformers, plus
 #                the end-to-end change per kernel backend; heads from /tmp/heads when present
@@ -90,6 +91,32 @@ sweep)
   log sweep
   timeout ${SWEEP_TIMEOUT:-420} python3 scripts/tree_attention_sweep.py --out "$OUT" ${SWEEP_ARGS:-} 2>&1 \
     | tee "$OUT/sweep.log" | grep -v "^{" | tail -20
+  log done
+  ;;
+ab)
+  # Kernel tests on real shapes, memcheck of the CUDA kernels' new merge, then same-run A/Bs: tree
+  # attention (Triton settings, the Triton and CUDA kernels against earlier versions given as
+  # TRITON_BEFORE=FILE / CUDA_BEFORE=DIR) and plain decode (tree kernel against the split kernel)
+  # PARTS (default tests,decode,sweep) picks some of them, to fit a call's time limit
+  parts=,${PARTS:-tests,decode,sweep},
+  if [[ $parts == *,tests,* ]]; then
+    log kernel tests
+    timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py 2>&1 | tail -15 \
+      | tee "$OUT/kernel_tests.log"
+    log memcheck
+    GORGON_CUDA_KERNEL=mma timeout 60 compute-sanitizer --tool memcheck --print-limit 20 \
+      python3 scripts/cuda_smoke.py 2>&1 | tail -4 | tee "$OUT/sanitizer.log"
+  fi
+  if [[ $parts == *,decode,* ]]; then
+    log decode
+    timeout 120 python3 scripts/decode_attention_ab.py --out "$OUT" 2>&1 | tail -16
+  fi
+  if [[ $parts == *,sweep,* ]]; then
+    log sweep
+    timeout ${SWEEP_TIMEOUT:-420} python3 scripts/tree_attention_sweep.py --out "$OUT" --repeats 3 --cuda \
+      ${CUDA_BEFORE:+--cuda-baseline $CUDA_BEFORE} ${TRITON_BEFORE:+--baseline $TRITON_BEFORE} --name ab \
+      ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/sweep.log" | grep -v "^{" | tail -20
+  fi
   log done
   ;;
 kbench)

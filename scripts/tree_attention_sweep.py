@@ -1,7 +1,7 @@
 """Sweep the tree-attention kernels' launch settings on a GPU (bf16, full top-4 trees).
 
     python scripts/tree_attention_sweep.py [--out DIR] [--quick] [--baseline FILE]
-        [--case SHAPE,B,N,P ...] [--launch JSON ...] [--repeats R] [--cuda]
+        [--case SHAPE,B,N,P ...] [--launch JSON ...] [--repeats R] [--cuda [--cuda-baseline DIR]]
 
 For each case: the default Launch's time, the best setting found, and both against the memory floor
 (K/V bytes over the measured copy bandwidth), so that the defaults can be chosen from measurements.
@@ -9,8 +9,8 @@ Every setting's output is checked against the default's before it is timed. --la
 with the settings given (keyword arguments of Launch, as JSON); --repeats times every setting R times,
 interleaved (setting after setting, then again), and keeps the median, so that drift over a case does
 not favour one setting. --baseline times another version of gorgon/kernels/tree_attention.py (its
-defaults) in the same run, as "before". --cuda adds the CUDA kernel with its split rule and with the
-rule it had before (both with the CUDA defaults otherwise).
+defaults) in the same run, as "before". --cuda adds the CUDA kernel; --cuda-baseline DIR also an
+earlier version of it, built from the sources in DIR.
 """
 
 from __future__ import annotations
@@ -58,30 +58,47 @@ def load_baseline(path: str):
     return module.tree_attention
 
 
-def cuda_runners(q, k, v, tree, kv_len: int, scale: float) -> dict:
-    """The CUDA kernel with its split rule, and with the rule it had before whole rounds (enough splits
-    for about `target` blocks, the tree's split not counted)."""
+def cuda_runners(q, k, v, tree, kv_len: int, scale: float, baseline: str | None) -> dict:
+    """The CUDA kernel as shipped and, with --cuda-baseline DIR, as built from an earlier version's
+    sources in DIR (tree_attention.cu and binding.cpp of commit 8122c96: float32 m/l/acc partials and the
+    split-by-split merge), called with that version's scratch tensors."""
     from gorgon.kernels import cuda_ops
 
     if not cuda_ops.buildable():
         return {}
+    runners = {"cuda": lambda: cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale)}
+    if baseline:
+        old = _old_cuda(baseline)
+        b, n, hq, d = q.shape
+        blocks = b * k.shape[2] * triton.cdiv(n * (hq // k.shape[2]), cuda_ops.BLOCK_ROWS)
+        target = cuda_ops._target_blocks(q.get_device()) * max(128 // d, 1)
+        splits, split = cuda_ops._splits(blocks, max(kv_len - n, 1), target)
+        nsplit = 1 if splits == 1 else splits + 1
+        parts = b * n * hq * nsplit if nsplit > 1 else 1
 
-    def run(rule=None):
-        shipped = cuda_ops._splits
-        if rule is not None:
-            cuda_ops._splits = rule
-        try:
-            return cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale)
-        finally:
-            cuda_ops._splits = shipped
+        def before():
+            out = torch.empty_like(q)
+            m = torch.empty(parts, device=q.device, dtype=torch.float32)
+            acc = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=torch.float32)
+            old.tree_attention(
+                q, k, v, tree.committed, tree.bits, out, m, torch.empty_like(m), acc, scale, nsplit, split, 1
+            )
+            return out
 
-    def earlier(blocks: int, span: int, target: int) -> tuple[int, int]:
-        target = target * 128 // q.shape[-1]  # undo the launcher's scaling at head_dim 64
-        splits = max(1, min(triton.cdiv(target, blocks), triton.cdiv(span, cuda_ops.MIN_SPLIT)))
-        split = triton.cdiv(triton.cdiv(span, splits), 64) * 64
-        return triton.cdiv(span, split), split
+        runners["cuda before"] = before
+    return runners
 
-    return {"cuda": lambda: run(), "cuda, earlier split rule": lambda: run(earlier)}
+
+def _old_cuda(folder: str):
+    from torch.utils import cpp_extension
+
+    build = Path(folder) / "build"
+    build.mkdir(exist_ok=True)
+    sources = [str(Path(folder) / name) for name in ("tree_attention.cu", "binding.cpp")]
+    return cpp_extension.load(
+        name="gorgon_cuda_before", sources=sources, build_directory=str(build),
+        extra_cuda_cflags=["-O3", "-std=c++17"], extra_cflags=["-O3", "-std=c++17"],
+    )  # fmt: skip
 
 
 def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args, bandwidth: float) -> dict:
@@ -105,7 +122,7 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
         old = load_baseline(args.baseline)
         others["before"] = lambda: old(q, k, v, tree.committed, tree.bits, kv_len, scale)
     if args.cuda:
-        others.update(cuda_runners(q, k, v, tree, kv_len, scale))
+        others.update(cuda_runners(q, k, v, tree, kv_len, scale, args.cuda_baseline))
     for name, fn in others.items():
         if not torch.allclose(fn().float(), want, atol=2e-2, rtol=2e-2):
             raise AssertionError(f"{name} disagrees with the default on {shape} b{batch} N{n} P{p}")
@@ -124,7 +141,7 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
         "before_us": us.get("before"), "default_us": us.get(DEFAULT_LAUNCH), "best_us": timed[best],
         "best": best.__dict__, "top5": [(launch.__dict__, t) for launch, t in top],
         "float32_partials_us": us.get(Launch(half_partials=False)),
-        "cuda_us": us.get("cuda"), "cuda_earlier_us": us.get("cuda, earlier split rule"),
+        "cuda_us": us.get("cuda"), "cuda_before_us": us.get("cuda before"),
         "all": [(key.__dict__ if isinstance(key, Launch) else key, t) for key, t in us.items()],
     }  # fmt: skip
 
@@ -137,8 +154,8 @@ def _cell(us: float | None, floor: float | None = None) -> str:
 
 def table(rows: list[dict], title: str) -> list[str]:
     head = "shape | B | N | P | floor us | before us | default us | x floor | fp32 partials us | best us"
-    lines = [title, "", f"| {head} | x floor | best setting | CUDA us | CUDA earlier splits us |"]
-    lines += ["|---" * 14 + "|"]
+    lines = [title, "", f"| {head} | x floor | best setting | CUDA us | CUDA x floor | CUDA before us |"]
+    lines += ["|---" * 15 + "|"]
     for r in rows:
         fields = Launch.__dataclass_fields__
         setting = ", ".join(f"{k} {v}" for k, v in r["best"].items() if v != fields[k].default)
@@ -146,7 +163,7 @@ def table(rows: list[dict], title: str) -> list[str]:
         cells = [r["shape"], r["batch"], r["n"], r["p"], _cell(floor), _cell(r["before_us"])]
         cells += [_cell(r["default_us"]), _cell(r["default_us"], floor), _cell(r["float32_partials_us"])]
         cells += [_cell(best), _cell(best, floor), setting or "the default"]
-        cells += [_cell(r["cuda_us"]), _cell(r["cuda_earlier_us"])]
+        cells += [_cell(r["cuda_us"]), _cell(r["cuda_us"], floor), _cell(r["cuda_before_us"])]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return lines
 
@@ -160,6 +177,7 @@ def main() -> None:
     ap.add_argument("--launch", action="append", help="Launch keywords as JSON (repeatable; default: grid)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--cuda", action="store_true")
+    ap.add_argument("--cuda-baseline", help="a folder with an earlier tree_attention.cu and binding.cpp")
     ap.add_argument("--name", default="tree_attention_sweep")
     args = ap.parse_args()
     cases = [(c.split(",")[0], *map(int, c.split(",")[1:])) for c in args.case] if args.case else CASES

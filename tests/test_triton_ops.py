@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gorgon.errors import GorgonError
 from gorgon.kernels import AttentionMeta, reference, triton_ops  # conftest set TRITON_INTERPRET without a GPU
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -90,7 +91,10 @@ def test_embed_concat(dtype, indexed, broadcast):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("heads, kv_heads, dim", [(4, 4, 16), (6, 2, 32), (8, 2, 64), (9, 3, 64)])
 @pytest.mark.parametrize("kv_len", [16, 300])
-def test_decode_attention(dtype, heads, kv_heads, dim, kv_len):
+@pytest.mark.parametrize("kernel", triton_ops.DECODE_KERNELS)
+def test_decode_attention(dtype, heads, kv_heads, dim, kv_len, kernel, monkeypatch):
+    """Both decode kernels (the tree kernel on a one-node tree, and the split kernel) against float64."""
+    monkeypatch.setenv("GORGON_DECODE_KERNEL", kernel)
     b, s = 3, kv_len + 20
     q = torch.randn(b, 1, heads, dim, device=DEVICE, dtype=dtype)
     k = torch.randn(b, s, kv_heads, dim, device=DEVICE, dtype=dtype)
@@ -101,6 +105,14 @@ def test_decode_attention(dtype, heads, kv_heads, dim, kv_len):
     out = triton_ops.attend(q, k, v, meta, dim**-0.5)
     ref = reference.attend(q.double(), k.double(), v.double(), AttentionMeta(positions, kv_len), dim**-0.5)
     torch.testing.assert_close(out.double(), ref, **_tol(dtype))
+
+
+def test_unknown_decode_kernel_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("GORGON_DECODE_KERNEL", "fast")
+    q = torch.randn(1, 1, 4, 16, device=DEVICE)
+    k, v = torch.randn(1, 8, 2, 16, device=DEVICE), torch.randn(1, 8, 2, 16, device=DEVICE)
+    with pytest.raises(GorgonError, match="GORGON_DECODE_KERNEL"):
+        triton_ops.attend(q, k, v, AttentionMeta(torch.tensor([[5]], device=DEVICE), 6), 0.25)
 
 
 def test_non_decode_attention_falls_back_to_reference():
@@ -204,6 +216,32 @@ def test_tree_attention_launch_settings_in_half_precision(launch):
     meta = AttentionMeta(torch.zeros(b, n, dtype=torch.long, device=DEVICE), kv_len, tree=tree)
     ref = reference.attend(q.double(), k.double(), v.double(), meta, dim**-0.5)
     torch.testing.assert_close(out.double(), ref, rtol=5e-3, atol=5e-3)
+
+
+def test_tree_attention_with_scores_growing_along_the_context():
+    """Keys grow along the context, so each row's maximum keeps rising, by far more than the scores'
+    spread within a tile: every tile rescales the running sum and output, and the result stays exact."""
+    from gorgon.kernels import TreeMask
+    from gorgon.kernels.tree_attention import Launch, tree_attention
+    from gorgon.spec.tree import ancestor_matrix
+
+    g = torch.Generator().manual_seed(11)
+    b, n, heads, kv_heads, dim = 2, 5, 4, 2, 32
+    committed = torch.tensor([200, 130])
+    kv_len = 200 + n
+    parents = torch.stack([torch.tensor(_random_parents("random", n, g)) for _ in range(b)])
+    tree = TreeMask(committed.to(DEVICE), ancestor_matrix(parents).to(DEVICE))
+    q = torch.randn(b, n, heads, dim, generator=g).abs()
+    ramp = torch.linspace(0.0, 6.0, kv_len + 5) ** 2  # scores up to ~36 q.k: far past 8 in base 2
+    k = torch.rand(b, kv_len + 5, kv_heads, dim, generator=g) * ramp[None, :, None, None]
+    v = torch.randn(b, kv_len + 5, kv_heads, dim, generator=g)
+    q, k, v = q.to(DEVICE), k.to(DEVICE), v.to(DEVICE)
+    out = torch.full_like(q, float("nan"))
+    launch = Launch(min_split=32, block_n=32)
+    tree_attention(q, k, v, tree.committed, tree.bits, kv_len, dim**-0.5, out=out, launch=launch)
+    meta = AttentionMeta(torch.zeros(b, n, dtype=torch.long, device=DEVICE), kv_len, tree=tree)
+    ref = reference.attend(q.double(), k.double(), v.double(), meta, dim**-0.5)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_tree_mask_bits_pack_the_ancestor_relation():

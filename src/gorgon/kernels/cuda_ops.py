@@ -146,11 +146,10 @@ def tree_attention(
         splits, split = _splits(blocks, span, target)
         nsplit = 1 if splits == 1 else splits + 1  # the last split takes the tree
     parts = b * n * hq * nsplit if nsplit > 1 else 1
-    m = torch.empty(parts, device=q.device, dtype=torch.float32)
-    l_ = torch.empty_like(m)
-    acc = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=torch.float32)
+    lse = torch.empty(parts, device=q.device, dtype=torch.float32)
+    part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)
     extension().tree_attention(
-        q, cache_k, cache_v, committed, bits, out, m, l_, acc, scale, nsplit, split, code
+        q, cache_k, cache_v, committed, bits, out, lse, part, scale, nsplit, split, code
     )
     return out
 

@@ -23,12 +23,15 @@ TREE_TILE = 32  # tree slots per tile: one int32 word of ancestor bits per row
 
 
 @triton.jit
-def _online(s, m_i, l_i, acc, v, PRECISION: tl.constexpr):
-    """Fold a tile of base-2 scores s [M, T] (-inf where masked) and values v [T, D] into the running
-    softmax."""
-    m_new = tl.maximum(m_i, tl.max(s, 1))
+def _online(x, m_i, l_i, acc, v, qk_scale, PRECISION: tl.constexpr):
+    """Fold a tile of raw scores x = q.k [M, T] (-inf where masked) and values v [T, D] into the running
+    softmax, kept in base 2: scores are x * qk_scale, applied in the exponent's fused multiply-add (one
+    instruction a score where a scaled copy of the tile took two). FlashAttention-4's conditional
+    rescaling (skip acc * alpha unless a row's maximum grew by more than 8) was tried here and cost 5-20%
+    on the H100: its block-wide branch stalls the pipelined loop."""
+    m_new = tl.maximum(m_i, tl.max(x, 1) * qk_scale)
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # a row that has seen nothing yet stays empty
-    p = tl.math.exp2(s - m_safe[:, None])
+    p = tl.math.exp2(x * qk_scale - m_safe[:, None])
     alpha = tl.math.exp2(m_i - m_safe)
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
@@ -40,7 +43,7 @@ def _tree_attention_kernel(
     Q, K, V, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, NSPLIT, SPLIT,
     sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
     G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
-    DIRECT: tl.constexpr, PRECISION: tl.constexpr,
+    DIRECT: tl.constexpr, PRECISION: tl.constexpr, SELF_ONLY: tl.constexpr,
 ):  # fmt: skip
     bh = tl.program_id(0)
     mb = tl.program_id(1)
@@ -74,17 +77,17 @@ def _tree_attention_kernel(
     for n0 in range(lo, full, BLOCK_N):  # whole tiles: no masks on the loads or the scores
         cols = n0 + tl.arange(0, BLOCK_N)
         k = tl.load(k_ptr + cols[:, None] * sks)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
         v = tl.load(v_ptr + cols[:, None] * svs)
-        m_i, l_i, acc = _online(s, m_i, l_i, acc, v, PRECISION)
+        m_i, l_i, acc = _online(s, m_i, l_i, acc, v, qk_scale, PRECISION)
     if full < hi:  # the ragged last tile
         cols = full + tl.arange(0, BLOCK_N)
         inside = cols < hi
         k = tl.load(k_ptr + cols[:, None] * sks, mask=inside[:, None], other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
         s = tl.where(inside[None, :], s, float("-inf"))
         v = tl.load(v_ptr + cols[:, None] * svs, mask=inside[:, None], other=0.0)
-        m_i, l_i, acc = _online(s, m_i, l_i, acc, v, PRECISION)
+        m_i, l_i, acc = _online(s, m_i, l_i, acc, v, qk_scale, PRECISION)
     if (sp == NSPLIT) | DIRECT:
         jj = tl.arange(0, 32)
         for t0 in range(0, NT, 32):
@@ -92,12 +95,15 @@ def _tree_attention_kernel(
             exists = j < NT
             slot = committed + j
             k = tl.load(k_ptr + slot[:, None] * sks, mask=exists[:, None], other=0.0)
-            s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
-            word = tl.load(BITS + b * sbb + node * sbn + t0 // 32, mask=live, other=0)
-            visible = (((word[:, None] >> jj[None, :]) & 1) != 0) & exists[None, :]
+            s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
+            if SELF_ONLY:  # no ancestor bits: each node sees itself (a decode step is a one-node tree)
+                visible = (j[None, :] == node[:, None]) & exists[None, :]
+            else:
+                word = tl.load(BITS + b * sbb + node * sbn + t0 // 32, mask=live, other=0)
+                visible = (((word[:, None] >> jj[None, :]) & 1) != 0) & exists[None, :]
             s = tl.where(visible, s, float("-inf"))
             v = tl.load(v_ptr + slot[:, None] * svs, mask=exists[:, None], other=0.0)
-            m_i, l_i, acc = _online(s, m_i, l_i, acc, v, PRECISION)
+            m_i, l_i, acc = _online(s, m_i, l_i, acc, v, qk_scale, PRECISION)
     out = acc / tl.where(l_i == 0, 1.0, l_i)[:, None]  # l is 0 only where nothing was seen: out is 0
     if DIRECT:
         dst = OUT + b * sob + node[:, None] * son + head[:, None] * soh + d[None, :]
@@ -202,7 +208,7 @@ def tree_attention(
     cache_k: torch.Tensor,
     cache_v: torch.Tensor,
     committed: torch.Tensor,
-    bits: torch.Tensor,
+    bits: torch.Tensor | None,
     kv_len: int,
     scale: float,
     out: torch.Tensor | None = None,
@@ -211,7 +217,9 @@ def tree_attention(
 ) -> torch.Tensor:
     """q [B, N, Hq, D]: the tree's queries; cache rows [B, S, Hkv, D] holding each row's committed keys and
     values at slots < committed[b] and the tree's at committed[b] + j; bits [B, N, ceil(N / 32)] int32,
-    the packed ancestor relation (TreeMask.bits); kv_len bounds committed + N over the batch.
+    the packed ancestor relation (TreeMask.bits), or None where each node sees only itself among the
+    tree's slots (a decode step: N=1, committed = the new token's slot); kv_len bounds committed + N over
+    the batch.
     tree_len: the tree's slot count when the queries are only some of its nodes (default N); bits are
     then [B, N, ceil(tree_len / 32)]. Returns [B, N, Hq, D] (into `out` if given). `launch`: tiles, warps
     and splitting (the defaults unless a benchmark sweeps them)."""
@@ -234,12 +242,15 @@ def tree_attention(
     part = torch.empty(parts, d, device=q.device, dtype=part_dtype)
     out = torch.empty_like(q) if out is None else out
     grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nsplit + 1)
+    self_only = bits is None
+    bits = committed.view(-1, 1, 1) if self_only else bits  # a valid pointer the kernel never reads
     _tree_attention_kernel[grid](
         q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split,
         q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
         cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
         out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n,
-        DIRECT=direct, PRECISION="ieee" if q.dtype == torch.float32 else "tf32", num_warps=warps,
+        DIRECT=direct, PRECISION="ieee" if q.dtype == torch.float32 else "tf32", SELF_ONLY=self_only,
+        num_warps=warps,
         **({} if launch.num_stages is None else {"num_stages": launch.num_stages}),
     )  # fmt: skip
     if not direct:

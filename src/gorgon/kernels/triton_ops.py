@@ -8,10 +8,13 @@ cache (split over the sequence, then merged). Signatures match `gorgon.kernels.r
 
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
 
+from gorgon.errors import GorgonError
 from gorgon.kernels import reference
 from gorgon.kernels.attention import AttentionMeta
 from gorgon.kernels.tree_attention import tree_attention
@@ -249,8 +252,20 @@ def _split_size(kv_len: int) -> int:
     return max(256, triton.next_power_of_2(triton.cdiv(kv_len, 64)))
 
 
-def decode_attention(q, cache_k, cache_v, positions: torch.Tensor, kv_len: int, scale: float) -> torch.Tensor:
-    """One new token per row: q [B, 1, Hq, D] over cache slots [0, position] of rows [B, S, Hkv, D]."""
+DECODE_KERNELS = ("tree", "split")
+
+
+def decode_attention(
+    q, cache_k, cache_v, positions: torch.Tensor, kv_len: int, scale: float, kernel: str | None = None
+) -> torch.Tensor:
+    """One new token per row: q [B, 1, Hq, D] over cache slots [0, position] of rows [B, S, Hkv, D].
+    kernel "tree" (default; $GORGON_DECODE_KERNEL): the tree kernel on a one-node tree, whose splits fill
+    the GPU in whole rounds; "split": the older decode kernel, float32 partials and its own slicing."""
+    kernel = kernel or os.environ.get("GORGON_DECODE_KERNEL") or "tree"
+    if kernel not in DECODE_KERNELS:
+        raise GorgonError(f"GORGON_DECODE_KERNEL / kernel: {kernel!r} is not one of {DECODE_KERNELS}")
+    if kernel == "tree":
+        return tree_attention(q, cache_k, cache_v, positions.reshape(-1), None, kv_len, scale)
     b, _, hq, d = q.shape
     hkv = cache_k.shape[2]
     group = hq // hkv

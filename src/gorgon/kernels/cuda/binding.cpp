@@ -11,9 +11,8 @@ struct TreeAttentionArgs {
   const void* v;
   const int64_t* committed;
   const int32_t* bits;
-  float* m_out;
-  float* l_out;
-  float* acc_out;
+  float* lse_out;
+  void* part_out;
   void* out;
   float scale;
   int n, hkv, group, nsplit, split;
@@ -37,9 +36,10 @@ static int dtype_code(const torch::Tensor& t) {
 // q [B, N, Hq, D]; cache_k/v [B, S, Hkv, D]; committed [B] int64; bits [B, N, W] int32; out like q.
 // kernel: 0 the exact warp-per-row kernel, 1 the mma.sync tensor-core kernel, 2 the WMMA one. The tensor-core
 // kernels run `nsplit` blocks per row block, of `split` committed slots each, the last one taking the tree
-// (nsplit 1: one block does all); m/l [parts], acc [parts, D] float32 scratch when nsplit > 1.
+// (nsplit 1: one block does all); when nsplit > 1, lse [rows * nsplit] float32 and part
+// [rows * nsplit, D] of q's dtype hold each split's log2-sum-exp and normalized output for the merge.
 void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor committed,
-                    torch::Tensor bits, torch::Tensor out, torch::Tensor m, torch::Tensor l, torch::Tensor acc,
+                    torch::Tensor bits, torch::Tensor out, torch::Tensor lse, torch::Tensor part,
                     double scale, int64_t nsplit, int64_t split, int64_t kernel) {
   TORCH_CHECK(q.is_cuda() && q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "tree attention: bad inputs");
   TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && out.stride(3) == 1,
@@ -52,9 +52,13 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   a.v = v.data_ptr();
   a.committed = committed.data_ptr<int64_t>();
   a.bits = bits.data_ptr<int32_t>();
-  a.m_out = m.data_ptr<float>();
-  a.l_out = l.data_ptr<float>();
-  a.acc_out = acc.data_ptr<float>();
+  TORCH_CHECK(lse.scalar_type() == torch::kFloat32 && part.scalar_type() == q.scalar_type(),
+              "tree attention: lse float32, partials of q's dtype");
+  TORCH_CHECK(nsplit == 1 || (lse.numel() >= q.size(0) * q.size(1) * q.size(2) * nsplit &&
+                              part.numel() >= lse.numel() * q.size(3)),
+              "tree attention: split scratch too small");
+  a.lse_out = lse.data_ptr<float>();
+  a.part_out = part.data_ptr();
   a.out = out.data_ptr();
   a.scale = (float)scale;
   a.n = (int)q.size(1);

@@ -36,9 +36,8 @@ struct TreeAttentionArgs {
   const void* v;
   const int64_t* committed;
   const int32_t* bits;
-  float* m_out;
-  float* l_out;
-  float* acc_out;
+  float* lse_out;  // per (row, split): log2 of the split's softmax sum, -inf where it saw nothing
+  void* part_out;  // per (row, split): the split's normalized output, [D] of T
   void* out;
   float scale;
   int n, hkv, group, nsplit, split;
@@ -250,11 +249,9 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_wmma(TreeAttention
       *dst = from_float<T>(l > 0.f ? o[i] / l : 0.f);
     } else {
       const int64_t part = ((int64_t)(b * a.n + node) * (a.hkv * a.group) + head) * a.nsplit + split;
-      a.acc_out[part * D + c] = o[i];
-      if (c == 0) {
-        a.m_out[part] = row_m[r];
-        a.l_out[part] = row_l[r];
-      }
+      const float l = row_l[r];
+      static_cast<T*>(a.part_out)[part * D + c] = from_float<T>(l > 0.f ? o[i] / l : 0.f);
+      if (c == 0) a.lse_out[part] = l > 0.f ? row_m[r] + log2f(l) : -INFINITY;
     }
   }
 }
@@ -592,39 +589,84 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionA
       for (int j = 0; j < DB; ++j)
         *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
     } else {
+      // Half-precision partials: half the bytes of float32 m/l/acc, written here and read by the merge
+      // (at N=16, P=8192 those were a quarter of the K/V bytes the kernel exists to read).
       const int64_t part = ((int64_t)(b * a.n + nd) * (a.hkv * a.group) + head) * a.nsplit + split;
-      float* dst = a.acc_out + part * D + 2 * tq;
+      const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
+      T* dst = static_cast<T*>(a.part_out) + part * D + 2 * tq;
 #pragma unroll
       for (int j = 0; j < DB; ++j)
-        *reinterpret_cast<float2*>(dst + 8 * j) = make_float2(o[j][2 * h], o[j][2 * h + 1]);
-      if (tq == 0) {
-        a.m_out[part] = m[h];
-        a.l_out[part] = lsum;
-      }
+        *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+      if (tq == 0) a.lse_out[part] = lsum > 0.f ? m[h] + log2f(lsum) : -INFINITY;
     }
   }
 }
 
 }  // namespace fa2
 
-// Combine the splits of each (row, node, head): weights 2^(m - max m), splits past the context weigh 0.
-template <typename T>
-__global__ void merge_splits(TreeAttentionArgs a, int d) {
+// Combine the splits of each (row, node, head): weights 2^(lse - max lse), empty splits weigh 0. A block
+// per row: its threads first take the splits' weights in parallel, then split the columns into 16-byte
+// vectors and the splits into groups, so that the partials' loads of one thread are independent of each
+// other (the first version walked the splits one by one, a memory latency each: 10 us of the 16 us of
+// SmolLM2 heads at N=1, P=8192).
+constexpr int kMergeThreads = 128;
+
+__device__ __forceinline__ float block_reduce(float x, bool is_max, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int o = 16; o > 0; o >>= 1) {
+    const float y = __shfl_xor_sync(0xffffffffu, x, o);
+    x = is_max ? fmaxf(x, y) : x + y;
+  }
+  __syncthreads();  // an earlier reduction's readers are done with the scratch
+  if (lane == 0) scratch[warp] = x;
+  __syncthreads();
+  x = scratch[0];
+  for (int w = 1; w < kMergeThreads / 32; ++w) x = is_max ? fmaxf(x, scratch[w]) : x + scratch[w];
+  return x;
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kMergeThreads) merge_splits(TreeAttentionArgs a) {
+  constexpr int kVec = D / 8;                    // 16-byte vectors per row
+  constexpr int kGroups = kMergeThreads / kVec;  // split groups
+  extern __shared__ float weight[];              // [nsplit]
+  __shared__ float scratch[kMergeThreads / 32];
+  __shared__ float sums[kGroups][D + 1];
   const int row = blockIdx.x;  // (b * n + node) * hq + head
   const int hq = a.hkv * a.group;
   const int b = row / (a.n * hq), node = (row / hq) % a.n, head = row % hq;
-  const float* m = a.m_out + (int64_t)row * a.nsplit;
-  const float* l = a.l_out + (int64_t)row * a.nsplit;
+  const float* lse = a.lse_out + (int64_t)row * a.nsplit;
+
   float top = -INFINITY;
-  for (int s = 0; s < a.nsplit; ++s) top = fmaxf(top, m[s]);
-  for (int c = threadIdx.x; c < d; c += blockDim.x) {
-    float num = 0.f, den = 0.f;
-    for (int s = 0; s < a.nsplit; ++s) {
-      const float w = m[s] == -INFINITY ? 0.f : exp2f(m[s] - top);
-      num += w * a.acc_out[((int64_t)row * a.nsplit + s) * d + c];
-      den += w * l[s];
-    }
-    static_cast<T*>(a.out)[b * a.sob + node * a.son + head * a.soh + c] = from_float<T>(num / den);
+  for (int s = threadIdx.x; s < a.nsplit; s += kMergeThreads) top = fmaxf(top, lse[s]);
+  top = block_reduce(top, true, scratch);  // > -inf: every row sees at least itself in the tree
+  float den = 0.f;
+  for (int s = threadIdx.x; s < a.nsplit; s += kMergeThreads) {
+    const float w = lse[s] == -INFINITY ? 0.f : exp2f(lse[s] - top);
+    weight[s] = w;
+    den += w;
+  }
+  den = block_reduce(den, false, scratch);  // also the barrier after the weights are written
+
+  const int vec = threadIdx.x % kVec, group = threadIdx.x / kVec;
+  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  const T* part = static_cast<const T*>(a.part_out) + (int64_t)row * a.nsplit * D + vec * 8;
+#pragma unroll 4
+  for (int s = group; s < a.nsplit; s += kGroups) {
+    const float w = weight[s];
+    const uint4 raw = *reinterpret_cast<const uint4*>(part + (int64_t)s * D);
+    const T* x = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] += w * to_float(x[e]);
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) sums[group][vec * 8 + e] = acc[e];
+  __syncthreads();
+  for (int c = threadIdx.x; c < D; c += kMergeThreads) {
+    float total = 0.f;
+#pragma unroll
+    for (int g = 0; g < kGroups; ++g) total += sums[g][c];
+    static_cast<T*>(a.out)[b * a.sob + node * a.son + head * a.soh + c] = from_float<T>(total / den);
   }
 }
 
@@ -700,6 +742,16 @@ __global__ void keep_path_kernel(T* data, const int64_t* committed, const int64_
 namespace gorgon {
 
 template <typename T, int D>
+static cudaError_t launch_merge(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
+  cudaError_t err = cudaGetLastError();  // the attention kernel's launch
+  if (err != cudaSuccess) return err;
+  const size_t bytes = sizeof(float) * (size_t)a.nsplit;
+  if (bytes > 48 * 1024) return cudaErrorInvalidValue;  // 12288 splits: far past any split rule
+  merge_splits<T, D><<<batch * a.n * a.hkv * a.group, kMergeThreads, bytes, stream>>>(a);
+  return cudaGetLastError();
+}
+
+template <typename T, int D>
 static cudaError_t launch_wmma(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
   const size_t bytes = WmmaLayout<D>::bytes;
   cudaError_t err = cudaFuncSetAttribute(tree_attention_wmma<T, D>,
@@ -707,8 +759,7 @@ static cudaError_t launch_wmma(const TreeAttentionArgs& a, int batch, cudaStream
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (a.n * a.group + kBM - 1) / kBM, a.nsplit);
   tree_attention_wmma<T, D><<<grid, kWarps * 32, bytes, stream>>>(a);
-  if (a.nsplit > 1) merge_splits<T><<<batch * a.n * a.hkv * a.group, D, 0, stream>>>(a, D);
-  return cudaGetLastError();
+  return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
 template <typename T, int D>
@@ -719,8 +770,7 @@ static cudaError_t launch_mma(const TreeAttentionArgs& a, int batch, cudaStream_
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (a.n * a.group + fa2::kBM - 1) / fa2::kBM, a.nsplit);
   fa2::tree_attention_mma<T, D><<<grid, fa2::kWarps * 32, bytes, stream>>>(a);
-  if (a.nsplit > 1) merge_splits<T><<<batch * a.n * a.hkv * a.group, D, 0, stream>>>(a, D);
-  return cudaGetLastError();
+  return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
 template <typename T>
