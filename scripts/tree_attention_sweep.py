@@ -19,6 +19,7 @@ import argparse
 import importlib.util
 import itertools
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -59,14 +60,23 @@ def load_baseline(path: str):
 
 
 def cuda_runners(q, k, v, tree, kv_len: int, scale: float, baseline: str | None) -> dict:
-    """The CUDA kernel as shipped and, with --cuda-baseline DIR, as built from an earlier version's
-    sources in DIR (tree_attention.cu and binding.cpp of commit 8122c96: float32 m/l/acc partials and the
-    split-by-split merge), called with that version's scratch tensors."""
+    """The CUDA kernel as shipped, without programmatic dependent launch of its merge, and, with
+    --cuda-baseline DIR, as built from an earlier version's sources in DIR (tree_attention.cu and
+    binding.cpp: commit 8122c96, float32 m/l/acc partials and a split-by-split merge; or commit 6011496,
+    half-precision partials, two K/V stages, no PDL), called with that version's scratch tensors."""
     from gorgon.kernels import cuda_ops
 
     if not cuda_ops.buildable():
         return {}
-    runners = {"cuda": lambda: cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale)}
+
+    def shipped(pdl: str):
+        os.environ["GORGON_PDL"] = pdl
+        try:
+            return cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale)
+        finally:
+            os.environ.pop("GORGON_PDL")
+
+    runners = {"cuda": lambda: shipped("1"), "cuda, no PDL": lambda: shipped("0")}
     if baseline:
         old = _old_cuda(baseline)
         b, n, hq, d = q.shape
@@ -76,9 +86,15 @@ def cuda_runners(q, k, v, tree, kv_len: int, scale: float, baseline: str | None)
         nsplit = 1 if splits == 1 else splits + 1
         parts = b * n * hq * nsplit if nsplit > 1 else 1
 
+        half = "torch::Tensor lse" in (Path(baseline) / "binding.cpp").read_text()
+
         def before():
             out = torch.empty_like(q)
             m = torch.empty(parts, device=q.device, dtype=torch.float32)
+            if half:  # lse [parts], partials [parts, d] in q's dtype
+                part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)
+                old.tree_attention(q, k, v, tree.committed, tree.bits, out, m, part, scale, nsplit, split, 1)
+                return out
             acc = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=torch.float32)
             old.tree_attention(
                 q, k, v, tree.committed, tree.bits, out, m, torch.empty_like(m), acc, scale, nsplit, split, 1
@@ -142,6 +158,7 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
         "best": best.__dict__, "top5": [(launch.__dict__, t) for launch, t in top],
         "float32_partials_us": us.get(Launch(half_partials=False)),
         "cuda_us": us.get("cuda"), "cuda_before_us": us.get("cuda before"),
+        "cuda_no_pdl_us": us.get("cuda, no PDL"),
         "all": [(key.__dict__ if isinstance(key, Launch) else key, t) for key, t in us.items()],
     }  # fmt: skip
 
@@ -154,8 +171,9 @@ def _cell(us: float | None, floor: float | None = None) -> str:
 
 def table(rows: list[dict], title: str) -> list[str]:
     head = "shape | B | N | P | floor us | before us | default us | x floor | fp32 partials us | best us"
-    lines = [title, "", f"| {head} | x floor | best setting | CUDA us | CUDA x floor | CUDA before us |"]
-    lines += ["|---" * 15 + "|"]
+    head += " | x floor | best setting | CUDA us | CUDA x floor | CUDA no PDL us | CUDA before us"
+    lines = [title, "", f"| {head} |"]
+    lines += ["|---" * 16 + "|"]
     for r in rows:
         fields = Launch.__dataclass_fields__
         setting = ", ".join(f"{k} {v}" for k, v in r["best"].items() if v != fields[k].default)
@@ -163,7 +181,8 @@ def table(rows: list[dict], title: str) -> list[str]:
         cells = [r["shape"], r["batch"], r["n"], r["p"], _cell(floor), _cell(r["before_us"])]
         cells += [_cell(r["default_us"]), _cell(r["default_us"], floor), _cell(r["float32_partials_us"])]
         cells += [_cell(best), _cell(best, floor), setting or "the default"]
-        cells += [_cell(r["cuda_us"]), _cell(r["cuda_us"], floor), _cell(r["cuda_before_us"])]
+        cells += [_cell(r["cuda_us"]), _cell(r["cuda_us"], floor), _cell(r["cuda_no_pdl_us"])]
+        cells += [_cell(r["cuda_before_us"])]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return lines
 

@@ -26,6 +26,16 @@ def test_graph_replay_equals_eager_bf16(default_path, gpu_bf16):
     assert gpu_bf16.generate(PROMPTS, sampled)[1].token_ids == eager.generate(PROMPTS, sampled)[1].token_ids
 
 
+def test_graph_replay_equals_eager_with_tree_decode_attention(default_path, monkeypatch):
+    """Decode attention through the tree kernel (GORGON_DECODE_KERNEL=tree): graphs, whose attended length
+    is a bucket, split the context where eager steps do, so bf16 tokens agree one for one."""
+    monkeypatch.setenv("GORGON_DECODE_KERNEL", "tree")
+    params = SamplingParams(max_tokens=300, temperature=0.0, ignore_eos=True)  # crosses a kv bucket
+    graphed = LLM(model=str(default_path), device="cuda", dtype="bfloat16").generate(PROMPTS, params)
+    eager = LLM(model=str(default_path), device="cuda", dtype="bfloat16", cuda_graphs=False)
+    assert [o.token_ids for o in graphed] == [o.token_ids for o in eager.generate(PROMPTS, params)]
+
+
 def test_batch_equals_one_by_one_on_gpu(gpu_bf16):
     params = SamplingParams(max_tokens=48, temperature=0.0, ignore_eos=True)
     batch = gpu_bf16.generate(PROMPTS, params)

@@ -112,6 +112,7 @@ LAUNCHES = [  # the sweep's axes: row and slot tiles, warps, stages, split waves
     dict(block_m=128, block_n=64, num_warps=8, num_stages=3, waves=1),
     dict(block_m=64, block_n=128, num_warps=4, num_stages=2, waves=4),
     dict(min_split=128, half_partials=False),
+    dict(min_split=128, pdl=False),
 ]
 
 
@@ -147,3 +148,29 @@ def test_keep_path_kernels_match_the_reference(backend, dtype):
     caches[0].keep_path(committed, path, accepted)
     caches[1].keep_path(committed, path, accepted, ops)
     torch.testing.assert_close(caches[1].data, caches[0].data, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+@pytest.mark.parametrize("n, context", [(1, "long"), (16, "long"), (64, "short")])
+def test_tree_attention_replays_in_a_cuda_graph(backend, n, context):
+    """Captured once and replayed on new queries and keys: split, merged (the merge launched dependent on
+    the attention grid where the GPU allows), and equal to float64 on the new inputs."""
+    from gorgon.kernels import cuda_ops
+    from gorgon.kernels.tree_attention import tree_attention
+
+    if backend == "cuda" and not cuda_ops.buildable():
+        pytest.skip("no nvcc / ninja here")
+    attend = tree_attention if backend == "triton" else cuda_ops.tree_attention
+    q, k, v, tree, kv_len, _ = _case(n, 32, 8, 128, torch.bfloat16, context)
+    out = torch.empty_like(q)
+    attend(q, k, v, tree.committed, tree.bits, kv_len, 128**-0.5, out=out)  # compiled before capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        attend(q, k, v, tree.committed, tree.bits, kv_len, 128**-0.5, out=out)
+    for _ in range(3):
+        q2, k2, v2, tree2, _, ref = _case(n, 32, 8, 128, torch.bfloat16, context)
+        q.copy_(q2), k.copy_(k2), v.copy_(v2), tree.bits.copy_(tree2.bits)
+        out.fill_(float("nan"))
+        graph.replay()
+        torch.cuda.synchronize()
+        torch.testing.assert_close(out.double(), ref, **TOL[torch.bfloat16])

@@ -2,16 +2,19 @@
 
 FlashAttention-2 style: a program owns a block of (node, query head) rows that share one KV head (grouped
 heads read each K/V tile once), streams the committed slots in tiles with an online softmax (base 2, the
-scale folded into one multiply; full tiles unmasked, the ragged last tile masked), then the tree's own
-slots in tiles of 32, masked from the packed ancestor bits (one int32 word per row and tile, not a dense
-[N, P + N] mask). A grid that does not fill the GPU splits the context over programs (the tree being one
+scale applied inside the exponent's multiply-add; full tiles unmasked, the ragged last tile masked), then
+the tree's own slots in tiles of 32, masked from the packed ancestor bits (one int32 word per row and
+tile, not a dense [N, P + N] mask). A grid that does not fill the GPU splits the context over programs (the tree being one
 more split) in whole rounds of programs; each split writes its normalized output plus its log-sum-exp
-(Launch says in which precision), and a second kernel merges.
+(Launch says in which precision), and a second kernel merges. A plain decode step is the same kernel
+with no tree slots (triton_ops.decode_attention).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 import triton
@@ -40,10 +43,10 @@ def _online(x, m_i, l_i, acc, v, qk_scale, PRECISION: tl.constexpr):
 
 @triton.jit
 def _tree_attention_kernel(
-    Q, K, V, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, NSPLIT, SPLIT,
+    Q, K, V, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, NSPLIT, SPLIT, OFFSET,
     sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
     G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
-    DIRECT: tl.constexpr, PRECISION: tl.constexpr, SELF_ONLY: tl.constexpr,
+    DIRECT: tl.constexpr, PRECISION: tl.constexpr, SELF_ONLY: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     bh = tl.program_id(0)
     mb = tl.program_id(1)
@@ -59,7 +62,7 @@ def _tree_attention_kernel(
         Q + b * sqb + node[:, None] * sqn + head[:, None] * sqh + d[None, :], mask=live[:, None], other=0.0
     )
     qk_scale = scale * 1.4426950408889634  # scores in base 2: exp2 is the hardware's exponential
-    committed = tl.load(COMMITTED + b).to(tl.int32)  # int32 loop bounds: Triton pipelines only those
+    committed = tl.load(COMMITTED + b).to(tl.int32) + OFFSET  # int32 bounds: Triton pipelines only those
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, D], tl.float32)
@@ -104,6 +107,8 @@ def _tree_attention_kernel(
             s = tl.where(visible, s, float("-inf"))
             v = tl.load(v_ptr + slot[:, None] * svs, mask=exists[:, None], other=0.0)
             m_i, l_i, acc = _online(s, m_i, l_i, acc, v, qk_scale, PRECISION)
+    if PDL:  # the merge may be scheduled once every program has come this far (it waits for the end)
+        tl.extra.cuda.gdc_launch_dependents()
     out = acc / tl.where(l_i == 0, 1.0, l_i)[:, None]  # l is 0 only where nothing was seen: out is 0
     if DIRECT:
         dst = OUT + b * sob + node[:, None] * son + head[:, None] * soh + d[None, :]
@@ -116,7 +121,11 @@ def _tree_attention_kernel(
 
 
 @triton.jit
-def _merge_kernel(LSE, PART, OUT, PARTS, N, HQ, sob, son, soh, BLOCK_S: tl.constexpr, D: tl.constexpr):
+def _merge_kernel(
+    LSE, PART, OUT, PARTS, N, HQ, sob, son, soh, BLOCK_S: tl.constexpr, D: tl.constexpr, PDL: tl.constexpr
+):
+    if PDL:  # launched before the attention kernel ended: wait for it (and its writes)
+        tl.extra.cuda.gdc_wait()
     row = tl.program_id(0)  # (b * N + node) * HQ + head
     b = row // (N * HQ)
     node = (row // HQ) % N
@@ -143,11 +152,20 @@ class Launch:
     into about `waves` rounds of `per_sm` programs per SM (None: as many as the tiles' shared memory and
     registers allow), in splits of at least `min_split` slots.
     half_partials: the splits' partial outputs in the input's precision (half the traffic of float32
-    for bf16/fp16); None: where one row block holds all of a KV head's rows. Such a kernel streams K/V
-    and the partials' traffic counts (N=16, batch 1, P=8192: 14.6 us, against 18.3 in float32 on the
-    H100); with more row blocks it is bound by its matrix products, and storing half-precision partials
-    cost more than it saved (N=64: 36.4 us against 32.6). scripts/tree_attention_sweep.py times
-    alternatives on a GPU."""
+    for bf16/fp16); None: where one row block holds all of a KV head's rows, and more than 16 of them.
+    Such a kernel streams K/V and the partials' traffic counts (N=16, batch 1, P=8192: 14.6 us, against
+    18.3 in float32 on the H100); with more row blocks it is bound by its matrix products, and storing
+    half-precision partials cost more than it saved (N=64: 36.4 us against 32.6); with a few rows (N=1)
+    their traffic is negligible and float32 was 4% faster in three runs (11.3 / 11.4 / 10.8 us against
+    11.8 / 12.0 / 11.2).
+    pdl: launch the merge with programmatic dependent launch (Hopper on), so that its launch overlaps
+    the attention kernel's last programs; None: off unless GORGON_PDL=1 (and the GPU has it, sm_90+).
+    Triggered after each program's main loop it made the kernel 2-4% faster in 5 of 6 split cases on
+    the H100 (batch 1, N=16, P=8192: 14.7 -> 14.2 us), but EAGLE end to end fell from 1938 to 246
+    tokens/s on the code prompts (same machine, CUDA graphs; cause not found yet), so it stays opt-in.
+    Triggered at the programs' start it cost 39% at N=16 (merge programs took SM slots that attention
+    programs still needed).
+    scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
     num_warps: int | None = None
@@ -157,6 +175,7 @@ class Launch:
     min_split: int = 256
     block_m: int | None = None
     half_partials: bool | None = None
+    pdl: bool | None = None
 
 
 DEFAULT_LAUNCH = Launch()
@@ -166,6 +185,17 @@ def _num_sms(device: torch.device) -> int:
     if device.type != "cuda":
         return 132  # the interpreter: size the grid as for an H100
     return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+@cache
+def _pdl_capable(device: torch.device) -> bool:
+    # Programmatic dependent launch needs Hopper (sm_90) or later; the interpreter has no grid control.
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+
+
+def _use_pdl(device: torch.device, launch: Launch) -> bool:
+    wanted = launch.pdl if launch.pdl is not None else os.environ.get("GORGON_PDL", "0") == "1"
+    return wanted and _pdl_capable(device)
 
 
 def _per_sm(block_m: int, block_n: int, d: int, esize: int, warps: int, launch: Launch) -> int:
@@ -214,6 +244,8 @@ def tree_attention(
     out: torch.Tensor | None = None,
     tree_len: int | None = None,
     launch: Launch = DEFAULT_LAUNCH,
+    split_span: int | None = None,
+    context_offset: int = 0,
 ) -> torch.Tensor:
     """q [B, N, Hq, D]: the tree's queries; cache rows [B, S, Hkv, D] holding each row's committed keys and
     values at slots < committed[b] and the tree's at committed[b] + j; bits [B, N, ceil(N / 32)] int32,
@@ -222,7 +254,11 @@ def tree_attention(
     the batch.
     tree_len: the tree's slot count when the queries are only some of its nodes (default N); bits are
     then [B, N, ceil(tree_len / 32)]. Returns [B, N, Hq, D] (into `out` if given). `launch`: tiles, warps
-    and splitting (the defaults unless a benchmark sweeps them)."""
+    and splitting (the defaults unless a benchmark sweeps them). split_span: the span the split size is
+    sized for (default: this call's context); a caller that runs one step both eagerly (exact kv_len)
+    and in a CUDA graph (a kv_len bucket) passes the cache's capacity, so that both split the context at
+    the same slots and agree to the bit. context_offset: added to every committed length (a decode step
+    counts its own new slot as context: committed = position + 1, tree_len 0)."""
     b, n, hq, d = q.shape
     nt = n if tree_len is None else tree_len
     hkv = cache_k.shape[2]
@@ -232,30 +268,32 @@ def tree_attention(
     block_m, block_n, warps = _tiles(rows, q.element_size(), b * hkv * triton.cdiv(rows, 64), sms, launch)
     span = max(kv_len - nt, 1)
     per_sm = _per_sm(block_m, block_n, d, q.element_size(), warps, launch)
-    split = _split_size(span, b * hkv * triton.cdiv(rows, block_m), sms, block_n, per_sm, launch)
+    programs = b * hkv * triton.cdiv(rows, block_m)
+    split = _split_size(split_span or span, programs, sms, block_n, per_sm, launch)
     nsplit = triton.cdiv(span, split)
     direct = nsplit == 1
     parts = 1 if direct else b * n * hq * (nsplit + 1)
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
-    half = launch.half_partials if launch.half_partials is not None else rows <= block_m
+    half = launch.half_partials if launch.half_partials is not None else 16 < rows <= block_m
     part_dtype = q.dtype if half else torch.float32
     part = torch.empty(parts, d, device=q.device, dtype=part_dtype)
     out = torch.empty_like(q) if out is None else out
     grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nsplit + 1)
+    pdl = _use_pdl(q.device, launch) and not direct  # a direct launch has no merge to overlap
     self_only = bits is None
     bits = committed.view(-1, 1, 1) if self_only else bits  # a valid pointer the kernel never reads
     _tree_attention_kernel[grid](
-        q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split,
+        q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split, context_offset,
         q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
         cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
         out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n,
         DIRECT=direct, PRECISION="ieee" if q.dtype == torch.float32 else "tf32", SELF_ONLY=self_only,
-        num_warps=warps,
+        PDL=pdl, num_warps=warps,
         **({} if launch.num_stages is None else {"num_stages": launch.num_stages}),
     )  # fmt: skip
     if not direct:
         _merge_kernel[(b * n * hq,)](
             lse, part, out, nsplit + 1, n, hq, out.stride(0), out.stride(1), out.stride(2),
-            BLOCK_S=triton.next_power_of_2(nsplit + 1), D=d,
+            BLOCK_S=triton.next_power_of_2(nsplit + 1), D=d, PDL=pdl, launch_pdl=pdl,
         )  # fmt: skip
     return out

@@ -17,7 +17,7 @@ import triton.language as tl
 from gorgon.errors import GorgonError
 from gorgon.kernels import reference
 from gorgon.kernels.attention import AttentionMeta
-from gorgon.kernels.tree_attention import tree_attention
+from gorgon.kernels.tree_attention import Launch, tree_attention
 from gorgon.kernels.triton_draft import draft_expand  # noqa: F401 (an op of this backend)
 from gorgon.kernels.triton_spec import (  # noqa: F401 (ops of this backend)
     accept_greedy,
@@ -253,19 +253,31 @@ def _split_size(kv_len: int) -> int:
 
 
 DECODE_KERNELS = ("tree", "split")
+DECODE_LAUNCH = Launch(half_partials=False)
 
 
 def decode_attention(
     q, cache_k, cache_v, positions: torch.Tensor, kv_len: int, scale: float, kernel: str | None = None
 ) -> torch.Tensor:
     """One new token per row: q [B, 1, Hq, D] over cache slots [0, position] of rows [B, S, Hkv, D].
-    kernel "tree" (default; $GORGON_DECODE_KERNEL): the tree kernel on a one-node tree, whose splits fill
-    the GPU in whole rounds; "split": the older decode kernel, float32 partials and its own slicing."""
-    kernel = kernel or os.environ.get("GORGON_DECODE_KERNEL") or "tree"
+    kernel (default $GORGON_DECODE_KERNEL, else "split"): "split", the split-K decode kernel below;
+    "tree", the tree kernel with no tree slots. In its first form (whole-round splits of the attended
+    length, bf16 partials) the tree kernel was 1.01-1.16x faster in 11 of 12 shapes on the H100
+    (reports/h100-2026-11-26c/decode_ab.md) but made graph replays differ from eager steps in bf16; this
+    form (splits sized for the cache's capacity, float32 partials) replays eager decoding token for token
+    on the GPU and has not been timed yet, so "split" stays the default."""
+    kernel = kernel or os.environ.get("GORGON_DECODE_KERNEL") or "split"
     if kernel not in DECODE_KERNELS:
         raise GorgonError(f"GORGON_DECODE_KERNEL / kernel: {kernel!r} is not one of {DECODE_KERNELS}")
     if kernel == "tree":
-        return tree_attention(q, cache_k, cache_v, positions.reshape(-1), None, kv_len, scale)
+        # The new token's slot counts as context (no tree slots), and the splits are sized for the
+        # cache's capacity, in float32: a graph's bucketed kv_len and eager's exact one then split at the
+        # same slots and differ only by empty splits, so graphs replay eager decoding token for token.
+        positions = positions.reshape(-1)
+        return tree_attention(
+            q, cache_k, cache_v, positions, None, kv_len, scale, tree_len=0, launch=DECODE_LAUNCH,
+            split_span=cache_k.shape[1], context_offset=1,
+        )  # fmt: skip
     b, _, hq, d = q.shape
     hkv = cache_k.shape[2]
     group = hq // hkv

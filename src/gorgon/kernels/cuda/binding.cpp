@@ -16,6 +16,7 @@ struct TreeAttentionArgs {
   void* out;
   float scale;
   int n, hkv, group, nsplit, split;
+  int pdl;
   int64_t sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh;
 };
 cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
@@ -38,9 +39,10 @@ static int dtype_code(const torch::Tensor& t) {
 // kernels run `nsplit` blocks per row block, of `split` committed slots each, the last one taking the tree
 // (nsplit 1: one block does all); when nsplit > 1, lse [rows * nsplit] float32 and part
 // [rows * nsplit, D] of q's dtype hold each split's log2-sum-exp and normalized output for the merge.
+// pdl: launch the merge with programmatic dependent launch where the GPU has it (sm_90 and up).
 void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor committed,
                     torch::Tensor bits, torch::Tensor out, torch::Tensor lse, torch::Tensor part,
-                    double scale, int64_t nsplit, int64_t split, int64_t kernel) {
+                    double scale, int64_t nsplit, int64_t split, int64_t kernel, bool pdl) {
   TORCH_CHECK(q.is_cuda() && q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "tree attention: bad inputs");
   TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && out.stride(3) == 1,
               "tree attention: head_dim must be contiguous");
@@ -66,6 +68,7 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   a.group = (int)(q.size(2) / k.size(2));
   a.nsplit = (int)nsplit;
   a.split = (int)split;
+  a.pdl = pdl && at::cuda::getCurrentDeviceProperties()->major >= 9;
   a.sqb = q.stride(0), a.sqn = q.stride(1), a.sqh = q.stride(2);
   a.skb = k.stride(0), a.sks = k.stride(1), a.skh = k.stride(2);
   a.svb = v.stride(0), a.svs = v.stride(1), a.svh = v.stride(2);

@@ -6,8 +6,8 @@
 //
 // Three kernels compute it. `fa2::tree_attention_mma` (bf16/fp16, head_dim 64 or 128; the default) is
 // FlashAttention-2 on raw mma.sync.m16n8k16 PTX: a block owns 64 (node, head) rows that share one KV head,
-// so grouped heads read each K/V tile once; K/V tiles of 64 slots are double-buffered through shared
-// memory with cp.async, Q stays in registers and the online softmax (log2 domain) runs on the
+// so grouped heads read each K/V tile once; K/V tiles of 64 slots are double- or triple-buffered through
+// shared memory with cp.async, Q stays in registers and the online softmax (log2 domain) runs on the
 // accumulator fragments in registers. `tree_attention_wmma` is the earlier WMMA kernel with the same
 // contract (scores round-trip through shared memory, per-row softmax in a warp), kept for comparison.
 // Long contexts are split over blocks (the tree being one more split) and merged by `merge_splits`.
@@ -41,6 +41,7 @@ struct TreeAttentionArgs {
   void* out;
   float scale;
   int n, hkv, group, nsplit, split;
+  int pdl;  // launch the merge with programmatic stream serialization (sm_90 and up)
   int64_t sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh;
 };
 
@@ -261,7 +262,7 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_wmma(TreeAttention
 //
 // A block of 4 warps owns kBM = 64 rows (row r: node r / group, head kvh * group + r % group), each warp
 // 16 of them. Q fragments are loaded once (ldmatrix) and stay in registers. K/V tiles of kBN slots are
-// double-buffered in shared memory with cp.async (tile t + 1 is in flight while tile t is computed).
+// multi-buffered in shared memory with cp.async (Layout::kStages - 1 tiles in flight while one is computed).
 // S = Q K^T accumulates in f32 mma fragments; the online softmax (log2 domain) runs on those fragments in
 // registers: a thread owns rows g = lane / 4 and g + 8 of its warp's 16, columns 2 (lane % 4) + {0, 1} of
 // every 8-column block, so a row's max and sum are reductions over the 4 threads of a quad. The C
@@ -282,11 +283,17 @@ constexpr int kWarps = 4;
 constexpr int kBM = 16 * kWarps;  // rows per block
 constexpr int kBN = 64;           // KV slots per tile (two words of ancestor bits on tree tiles)
 
+// Shared memory: kStages K buffers, then kStages V buffers (K/V tiles in flight while one is computed).
+// Q passes through the last K buffer on its way to registers, before any tile is loaded there. Stages, as
+// measured on the H100 (same run, P=8192): at head_dim 64 three (four blocks an SM; SmolLM2 heads batch 8,
+// N=64: 79 -> 66 us); at head_dim 128 two (three were 1-3% slower in every case: the registers hold the
+// blocks to two an SM either way, and the extra tile in flight bought nothing).
 template <int D> struct Layout {
+  static constexpr int kStages = D <= 64 ? 3 : 2;
   static constexpr int LD = D + 8;  // halves per smem row: 16 bytes of pad, ldmatrix rows hit distinct banks
-  static constexpr int Q = kBM * LD;
   static constexpr int KV = kBN * LD;
-  static constexpr size_t bytes = sizeof(uint16_t) * (size_t)(Q + 4 * KV);  // Q, K x 2, V x 2
+  static constexpr size_t bytes = sizeof(uint16_t) * (size_t)(2 * kStages * KV);
+  static_assert(kBM <= kBN, "the Q tile must fit a K buffer");
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
@@ -357,6 +364,7 @@ __device__ __forceinline__ float quad_sum(float x) {
 template <typename T, int D>
 __global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionArgs a) {
   using L = Layout<D>;
+  constexpr int kStages = L::kStages;
   constexpr int KD = D / 16;    // k steps of QK^T (over head_dim)
   constexpr int NB = kBN / 8;   // 8-slot score blocks per tile
   constexpr int DB = D / 8;     // 8-wide output blocks
@@ -365,9 +373,9 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionA
   static_assert(kBN * V8 % (kWarps * 32) == 0, "tile loads must divide evenly");
 
   extern __shared__ __align__(128) unsigned char smem[];
-  T* sq = reinterpret_cast<T*>(smem);
-  T* sk = sq + L::Q;       // 2 buffers of kBN x LD
-  T* sv = sk + 2 * L::KV;  // 2 buffers of kBN x LD
+  T* sk = reinterpret_cast<T*>(smem);  // kStages buffers of kBN x LD
+  T* sv = sk + kStages * L::KV;         // kStages buffers of kBN x LD
+  T* sq = sk + (kStages - 1) * L::KV;   // Q's way to registers: the last K buffer, free until tile kStages - 1
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, tq = lane & 3;
@@ -417,8 +425,13 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionA
     }
   };
 
-  if (n_tiles > 0) load_tile(0, 0);
-  cp_async_commit();
+  // Tiles 0 .. kStages - 2 in flight while Q is read; one commit group per tile, empty ones included, so
+  // that tile t is always group t.
+#pragma unroll
+  for (int st = 0; st < kStages - 1; ++st) {
+    if (st < n_tiles) load_tile(st, st);
+    cp_async_commit();
+  }
 
   // Q tile, rows past the tree zero; then each warp takes its 16 rows into A fragments.
   for (int i = tid; i < kBM * V8; i += kWarps * 32) {
@@ -439,6 +452,7 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionA
 #pragma unroll
     for (int kd = 0; kd < KD; ++kd) ldsm_x4(qf[kd], smem_u32(base + kd * 16));
   }
+  __syncthreads();  // Q is in registers: its buffer may take tile kStages - 1
 
   // This thread's rows: g and g + 8 of the warp's 16; their nodes for the ancestor bits.
   int node[2];
@@ -453,12 +467,13 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionA
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's columns only, summed at the end
   const float scale = a.scale * kLog2e;
 
+  int buf = 0, next = kStages - 1;  // tile t's buffer, and tile t + kStages - 1's
   for (int t = 0; t < n_tiles; ++t) {
-    const int buf = t & 1;
-    if (t + 1 < n_tiles) load_tile(t + 1, buf ^ 1);  // that buffer's last reader passed the barrier below
+    // next's last reader (tile t - 1) passed the barrier at the end of the previous iteration
+    if (t + kStages - 1 < n_tiles) load_tile(t + kStages - 1, next);
     cp_async_commit();
-    cp_async_wait<1>();  // all but the newest group: tile t has landed (for this thread's copies)
-    __syncthreads();     // ... and for every thread's
+    cp_async_wait<kStages - 1>();  // all but the newest kStages - 1 groups: tile t has landed (this thread's)
+    __syncthreads();               // ... and every thread's
 
     if (live) {
       // S = Q K^T. K rows are slots: B[k][n] = K[n][k] is K's smem row n, so no transpose. Matrices
@@ -571,9 +586,17 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionA
         }
       }
     }
-    __syncthreads();  // buffer `buf` is free for tile t + 2
+    __syncthreads();  // buffer `buf` is free for tile t + kStages
+    buf = buf + 1 == kStages ? 0 : buf + 1;
+    next = next + 1 == kStages ? 0 : next + 1;
   }
   cp_async_wait<0>();  // nothing in flight at exit (the last group is empty)
+#if __CUDA_ARCH__ >= 900
+  // With GORGON_PDL=1 the merge (launched with programmatic stream serialization) may be scheduled once
+  // every block has come this far; it waits for this grid's end before reading anything. Triggered at
+  // the start instead, its blocks took SM slots that attention blocks still needed (b1 N16: 10% slower).
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
 
   if (!live) return;
 #pragma unroll
@@ -636,6 +659,9 @@ __global__ void __launch_bounds__(kMergeThreads) merge_splits(TreeAttentionArgs 
   const int hq = a.hkv * a.group;
   const int b = row / (a.n * hq), node = (row / hq) % a.n, head = row % hq;
   const float* lse = a.lse_out + (int64_t)row * a.nsplit;
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");  // the attention grid has ended, its writes visible
+#endif
 
   float top = -INFINITY;
   for (int s = threadIdx.x; s < a.nsplit; s += kMergeThreads) top = fmaxf(top, lse[s]);
@@ -747,8 +773,18 @@ static cudaError_t launch_merge(const TreeAttentionArgs& a, int batch, cudaStrea
   if (err != cudaSuccess) return err;
   const size_t bytes = sizeof(float) * (size_t)a.nsplit;
   if (bytes > 48 * 1024) return cudaErrorInvalidValue;  // 12288 splits: far past any split rule
-  merge_splits<T, D><<<batch * a.n * a.hkv * a.group, kMergeThreads, bytes, stream>>>(a);
-  return cudaGetLastError();
+  // Programmatic dependent launch (sm_90+): the merge's launch overlaps the attention grid's tail.
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(batch * a.n * a.hkv * a.group);
+  config.blockDim = dim3(kMergeThreads);
+  config.dynamicSmemBytes = bytes;
+  config.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = a.pdl;
+  config.attrs = attr;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, merge_splits<T, D>, a);
 }
 
 template <typename T, int D>
