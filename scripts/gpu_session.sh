@@ -8,6 +8,7 @@
 #                of the CUDA kernels, mma vs wmma accuracy and timing (scripts/cuda_compare.py)
 #   STAGE=sweep  the Triton tree-attention kernel's launch settings against the memory floor (no model)
 #   STAGE=ab     kernel tests, memcheck, same-run A/Bs of tree attention and of plain decode attention
+#   STAGE=e2e_ab tokens/s with decode through the split-K or the tree kernel, PDL merges off or on
 #   STAGE=kbench tree-attention microbenchmarks (the full table), verify cost per backend (Llama-3-8B shape)
 #   STAGE=bench  the full harness: every method x every category against plain and transformers, plus
 #                the end-to-end change per kernel backend; heads from /tmp/heads when present
@@ -117,6 +118,23 @@ ab)
       ${CUDA_BEFORE:+--cuda-baseline $CUDA_BEFORE} ${TRITON_BEFORE:+--baseline $TRITON_BEFORE} --name ab \
       ${SWEEP_ARGS:-} 2>&1 | tee "$OUT/sweep.log" | grep -v "^{" | tail -20
   fi
+  log done
+  ;;
+e2e_ab)
+  # End-to-end A/B of the opt-in kernel paths (Triton backend, shipped heads): decode attention through
+  # the split-K kernel or the tree kernel, merges with or without programmatic dependent launch; each
+  # run warms up on every prompt first. Rows to $OUT/e2e_ab/<decode>_pdl<0|1>/.
+  E=/tmp/heads/eagle; [ -f "$E.json" ] || E=; HEADS_E=${E:+:heads=$E}
+  for dec in split tree; do
+    for pdl in 0 1; do
+      log e2e decode=$dec pdl=$pdl
+      GORGON_DECODE_KERNEL=$dec GORGON_PDL=$pdl GORGON_ATTENTION=triton timeout 120 python3 -m gorgon bench \
+        --device cuda --prompts summarization,code,qa --max-tokens 128 --repeats 3 --methods "plain,eagle$HEADS_E" \
+        --out "$OUT/e2e_ab/${dec}_pdl$pdl" --no-progress 2>&1 | grep "^| all"
+    done
+  done
+  log decode kernels
+  timeout 120 python3 scripts/decode_attention_ab.py --out "$OUT" 2>&1 | tail -16
   log done
   ;;
 kbench)

@@ -46,6 +46,23 @@ def test_spec_bench_file_runs_every_turn(tmp_path, tiny_hf):
     assert by_cat["all"]["tokens"] == 4 * 4  # two conversations of two turns, four tokens each
 
 
+def test_warmup_passes_run_every_prompt_untimed_first(tmp_path, tiny_hf, monkeypatch):
+    """--warmup-passes N: N untimed passes over all prompts per method before the timed repeats (a GPU
+    otherwise captures graphs for longer attended lengths inside timed requests)."""
+    from gorgon.bench import harness
+
+    calls, real = [], harness._generate_all
+    monkeypatch.setattr(
+        harness, "_generate_all", lambda *a, **kw: calls.append(kw.get("bar")) or real(*a, **kw)
+    )
+    code = main(["bench", "--model", str(tiny_hf[0]), "--methods", "plain,ngram", "--prompts", "math",
+                 "--max-tokens", "4", "--repeats", "2", "--warmup-passes", "1", "--out", str(tmp_path),
+                 "--no-progress"])  # fmt: skip
+    assert code == 0 and _last_run(tmp_path)["settings"]["warmup_passes"] == 1
+    timed = [c for c in calls if c is not None]
+    assert len(calls) - len(timed) == 2 and len(timed) == 2 * 2  # warm-up: one pass per method
+
+
 def test_sweep_adds_variants_and_a_curve(tmp_path, tiny_hf):
     code = main(["bench", "--model", str(tiny_hf[0]), "--methods", "plain,ngram", "--prompts", "math", "--max-tokens",
                  "6", "--repeats", "1", "--sweep", "num_speculative_tokens=1,3", "--out", str(tmp_path),

@@ -198,12 +198,18 @@ def run(
     max_tokens: int,
     repeats: int,
     progress: bool = True,
+    warmup_passes: int = 0,
 ) -> dict[str, dict[str, list[Generation]]]:
     """Generations per method and category for the last repeat, with each repeat's total seconds in
-    `times[method][category]`; warm-up first (graphs captured, kernels compiled)."""
+    `times[method][category]`. Warm-up first: a short generation per method, then `warmup_passes`
+    untimed passes over every prompt. On a GPU the short one does not meet every attended-length bucket
+    the prompts reach, and a graph captured (or a kernel compiled) inside a timed pass cost up to 1.3 s
+    there, against 0.05 s for the whole request (reports/h100-2026-11-26c/README.md)."""
     warm = prompt_ids(base, [{"role": "user", "content": conversations[0].turns[0]}])
     for m in methods:
         m.generate(warm, 8)
+        for _ in range(warmup_passes):
+            _generate_all(base, m, conversations, max_tokens)
     results: dict = {"generations": {}, "times": {}, "peak_mb": {}}
     total = repeats * len(methods) * sum(len(c.turns) for c in conversations)
     with tqdm(total=total, desc="bench", disable=not progress) as bar:
@@ -211,21 +217,30 @@ def run(
             for m in methods:
                 if base.device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
-                gens: dict[str, list[Generation]] = {}
-                for conv in conversations:
-                    history: list[dict[str, str]] = []
-                    for turn in conv.turns:  # multi-turn: each answer joins the history (Spec-Bench)
-                        history.append({"role": "user", "content": turn})
-                        g = m.generate(prompt_ids(base, history), max_tokens)
-                        gens.setdefault(conv.category, []).append(g)
-                        history.append({"role": "assistant", "content": base.tokenizer.decode(g.tokens)})
-                        bar.update(1)
+                gens = _generate_all(base, m, conversations, max_tokens, bar=bar)
                 times = results["times"].setdefault(m.name, {})
                 for cat, gs in gens.items():
                     times.setdefault(cat, []).append(sum(g.seconds for g in gs))
                 results["generations"][m.name] = gens
                 results["peak_mb"][m.name] = _peak_mb(base.device)
     return results
+
+
+def _generate_all(
+    base: LLM, method, conversations: list[Conversation], max_tokens: int, bar: tqdm | None = None
+) -> dict[str, list[Generation]]:
+    """Every conversation, turn by turn (multi-turn: each answer joins the history, as in Spec-Bench)."""
+    gens: dict[str, list[Generation]] = {}
+    for conv in conversations:
+        history: list[dict[str, str]] = []
+        for turn in conv.turns:
+            history.append({"role": "user", "content": turn})
+            g = method.generate(prompt_ids(base, history), max_tokens)
+            gens.setdefault(conv.category, []).append(g)
+            history.append({"role": "assistant", "content": base.tokenizer.decode(g.tokens)})
+            if bar is not None:
+                bar.update(1)
+    return gens
 
 
 def _match(mine: list[Generation], plain: list[Generation]) -> float:
@@ -411,6 +426,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompts", default="all", help="'all', categories (comma-separated), or a JSONL file")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--warmup-passes", type=int, default=None,
+        help="untimed passes over every prompt before timing (default: 1 on a GPU, 0 on the CPU)",
+    )  # fmt: skip
     p.add_argument("--sweep", default=None, help="SETTING=V1,V2,...: e.g. num_speculative_tokens=1,2,4,8")
     p.add_argument("--out", default="reports")
     p.add_argument("--no-progress", action="store_true")
@@ -422,7 +441,10 @@ def main(argv: list[str] | None = None) -> None:
     from_file = Path(args.prompts).is_file()
     conversations = load_prompts(args.prompts) if from_file else builtin(args.prompts)
     methods = build_methods(base, sweep_names(names, args.sweep))
-    results = run(base, methods, conversations, args.max_tokens, args.repeats, progress=not args.no_progress)
+    warmup = args.warmup_passes if args.warmup_passes is not None else int(base.device.type == "cuda")
+    results = run(
+        base, methods, conversations, args.max_tokens, args.repeats, not args.no_progress, warmup
+    )  # fmt: skip
     rows = summarize(results, [m.name for m in methods])
     model = str(base.checkpoint.path if base.checkpoint else args.model)
     settings = {
@@ -432,6 +454,7 @@ def main(argv: list[str] | None = None) -> None:
         "prompts": args.prompts,
         "max_tokens": args.max_tokens,
         "repeats": args.repeats,
+        "warmup_passes": warmup,
         "greedy": True,
         "batch": 1,
         "sweep": args.sweep,

@@ -161,10 +161,10 @@ class Launch:
     pdl: launch the merge with programmatic dependent launch (Hopper on), so that its launch overlaps
     the attention kernel's last programs; None: off unless GORGON_PDL=1 (and the GPU has it, sm_90+).
     Triggered after each program's main loop it made the kernel 2-4% faster in 5 of 6 split cases on
-    the H100 (batch 1, N=16, P=8192: 14.7 -> 14.2 us), but EAGLE end to end fell from 1938 to 246
-    tokens/s on the code prompts (same machine, CUDA graphs; cause not found yet), so it stays opt-in.
-    Triggered at the programs' start it cost 39% at N=16 (merge programs took SM slots that attention
-    programs still needed).
+    the H100 (batch 1, N=16, P=8192: 14.7 -> 14.2 us); its one end-to-end A/B was spoiled by a one-off
+    1.3 s stall inside a timed request (likely a graph captured mid-run; the harness now warms up on
+    every prompt first), so it stays opt-in until timed end to end. Triggered at the programs' start it cost
+    39% at N=16 (merge programs took SM slots that attention programs still needed).
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
