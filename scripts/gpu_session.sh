@@ -9,6 +9,7 @@
 #   STAGE=sweep  the Triton tree-attention kernel's launch settings against the memory floor (no model)
 #   STAGE=ab     kernel tests, memcheck, same-run A/Bs of tree attention and of plain decode attention
 #   STAGE=e2e_ab tokens/s with decode through the split-K or the tree kernel, PDL merges off or on
+#   STAGE=flex   the kernel table with FlexAttention in every case (SHAPES=one head shape per call)
 #   STAGE=kbench tree-attention microbenchmarks (the full table), verify cost per backend (Llama-3-8B shape)
 #   STAGE=bench  the full harness: every method x every category against plain and transformers, plus
 #                the end-to-end change per kernel backend; heads from /tmp/heads when present
@@ -135,6 +136,14 @@ e2e_ab)
   done
   log decode kernels
   timeout 120 python3 scripts/decode_attention_ab.py --out "$OUT" 2>&1 | tail -16
+  log done
+  ;;
+flex)
+  # The kernel table with FlexAttention timed in every case (one compile per shape): SHAPES=smollm2-135m,
+  # then SHAPES=llama-3-8b in a second call, to fit the 10-minute limit
+  log kernels with flex ${SHAPES:-}
+  timeout 560 python3 -m gorgon.bench.kernels --flex all ${SHAPES:+--shapes $SHAPES} --out "$OUT" 2>&1 \
+    | grep -v '^{' | tee "$OUT/kernels_flex.log" | tail -5
   log done
   ;;
 kbench)

@@ -1,11 +1,14 @@
 """Tree-attention microbenchmarks on the GPU: each backend against SDPA with a dense mask.
 
-    python -m gorgon.bench.kernels [--quick]      (gorgon bench kernels)
+    python -m gorgon.bench.kernels [--quick] [--flex n64|all|off] [--shapes smollm2-135m,llama-3-8b]
+    (gorgon bench kernels)
 
 For the heads of SmolLM2-135M (9 query, 3 KV, dim 64) and Llama-3-8B (32, 8, 128), batch 1 and 8, tree
 sizes N in {1, 16, 64, 128} over P in {512, 2048, 8192} committed tokens (bf16, random full top-4
 trees): milliseconds per call inside a CUDA graph (median), for Gorgon's Triton kernel, PyTorch SDPA with
-a dense boolean mask, and FlexAttention with a tree mask_mod where it runs; and the memory floor, the K/V
+a dense boolean mask, and FlexAttention with a tree mask_mod where it runs (compiled once per shape, so
+by default only at batch 1, N=64; --flex all times it everywhere, --shapes splits the table over calls);
+and the memory floor, the K/V
 bytes read over the measured copy bandwidth. Rows go to OUT/benchmark.jsonl (one JSON object per row,
 with backend, n, p, batch, q_heads, kv_heads, head_dim, dtype, ms, speedup_vs_sdpa) and a table to
 OUT/benchmark.md.
@@ -44,8 +47,11 @@ def _time(fn) -> float:
     return do_bench_cudagraph(fn, rep=25, return_mode="median")
 
 
-def _flex(q, k, v, tree: TreeMask, scale: float):
-    """A FlexAttention callable for the tree, or None where it does not run here."""
+def flex_tree_attention(q, k, v, tree: TreeMask, scale: float, compiled: bool = True):
+    """Tree attention as FlexAttention computes it (q [B, N, Hq, D], cache rows [B, P + N, Hkv, D]): a
+    mask_mod that lets row b's tree node q_idx see every committed slot and, among the tree's slots, its
+    ancestors. Returns a callable (compiled once per shape when `compiled`, as a user would run it), or
+    None where FlexAttention does not run here."""
     try:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
@@ -57,18 +63,23 @@ def _flex(q, k, v, tree: TreeMask, scale: float):
             in_tree = (rel >= 0) & (rel < n)
             return (rel < 0) | (in_tree & anc[b, q_idx, rel.clamp(0, n - 1)])
 
-        block = create_block_mask(mask_mod, q.shape[0], None, q.shape[1], k.shape[1], device="cuda")
-        torch._dynamo.config.cache_size_limit = 64  # one compile per shape, no fallback to eager
-        compiled = torch.compile(flex_attention, dynamic=False)
+        block = create_block_mask(mask_mod, q.shape[0], None, q.shape[1], k.shape[1], device=q.device)
+        attend = flex_attention
+        if compiled:
+            for limit in ("cache_size_limit", "recompile_limit"):  # one compile per shape, never eager
+                if hasattr(torch._dynamo.config, limit):
+                    setattr(torch._dynamo.config, limit, 256)
+            attend = torch.compile(flex_attention, dynamic=False)
         qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        run = lambda: compiled(qt, kt, vt, block_mask=block, scale=scale, enable_gqa=True)
+        run = lambda: attend(qt, kt, vt, block_mask=block, scale=scale, enable_gqa=True).transpose(1, 2)
         run()
         return run
-    except Exception:
+    except Exception as err:  # e.g. no Triton for this GPU, or a shape the kernel does not take
+        print(f"flex_attention does not run: {str(err)[:160]}")
         return None
 
 
-def measure(batch: int, n: int, p: int, hq: int, hkv: int, d: int) -> dict[str, float]:
+def measure(batch: int, n: int, p: int, hq: int, hkv: int, d: int, flex: str = "n64") -> dict[str, float]:
     """Milliseconds per call of each backend for one case (bf16, a full top-4 tree)."""
     from gorgon.kernels.tree_attention import tree_attention
 
@@ -90,11 +101,11 @@ def measure(batch: int, n: int, p: int, hq: int, hkv: int, d: int) -> dict[str, 
         cuda_ops.extension()  # built (or loaded from the cache) before any timing or graph capture
         cuda_tree = lambda: cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale)
         times["cuda"] = _time(cuda_tree)
-    if batch == 1 and n == 64:  # FlexAttention compiles per shape: timed where the targets are set
-        flex = _flex(q, k, v, tree, scale)
+    if flex == "all" or (flex == "n64" and batch == 1 and n == 64):  # compiled per shape: opt-in beyond
+        run = flex_tree_attention(q, k, v, tree, scale)
         try:
-            if flex is not None:
-                times["flex_attention"] = _time(flex)
+            if run is not None:
+                times["flex_attention"] = _time(run)
         except RuntimeError as err:  # e.g. a fallback that cannot be graph-captured
             print(f"flex_attention not timed: {str(err)[:120]}")
     return times
@@ -115,15 +126,17 @@ def copy_ms(nbytes: int) -> float:
     return _time(lambda: dst.copy_(src))
 
 
-def bench(quick: bool = False) -> list[dict]:
+def bench(quick: bool = False, flex: str = "n64", shapes: list[str] | None = None) -> list[dict]:
     bandwidth, flops = copy_bandwidth("cuda"), matmul_throughput("cuda")
     rows = []
     sizes = [(1, 16, 512), (1, 64, 2048), (1, 64, 8192), (8, 64, 2048), (8, 128, 512)]
     if not quick:
         sizes = [(b, n, p) for b in (1, 8) for n in (1, 16, 64, 128) for p in (512, 2048, 8192)]
     for shape, (hq, hkv, d) in HEADS.items():
+        if shapes and shape not in shapes:
+            continue
         for batch, n, p in sizes:
-            times = measure(batch, n, p, hq, hkv, d)
+            times = measure(batch, n, p, hq, hkv, d, flex)
             floor_ms = 2 * batch * (p + n) * hkv * d * 2 / bandwidth * 1e3  # K and V, bf16, read once
             # the two products over every slot at cuBLAS's dense rate: where it exceeds the memory floor
             # (many tree tokens), no kernel gets near that floor
@@ -154,8 +167,16 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="reports")
     p.add_argument("--quick", action="store_true", help="five cases per head shape")
+    p.add_argument(
+        "--flex", choices=["n64", "all", "off"], default="n64",
+        help="FlexAttention (compiled once per shape, ~10 s each): batch 1 N=64 only, every case, or none",
+    )  # fmt: skip
+    p.add_argument("--shapes", help=f"comma-separated head shapes (default all: {', '.join(HEADS)})")
     args = p.parse_args(argv)
-    rows = bench(args.quick)
+    shapes = args.shapes.split(",") if args.shapes else None
+    if shapes and set(shapes) - set(HEADS):
+        p.error(f"unknown head shapes {sorted(set(shapes) - set(HEADS))}; known: {', '.join(HEADS)}")
+    rows = bench(args.quick, args.flex, shapes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
