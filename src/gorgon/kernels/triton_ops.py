@@ -273,7 +273,7 @@ def decode_attention(
         # The new token's slot counts as context (no tree slots), and the splits are sized for the
         # cache's capacity, in float32: a graph's bucketed kv_len and eager's exact one then split at the
         # same slots and differ only by empty splits, so graphs replay eager decoding token for token.
-        positions = positions.reshape(-1)
+        positions = positions.reshape(-1).contiguous()  # the kernel reads committed[b] at stride 1
         return tree_attention(
             q, cache_k, cache_v, positions, None, kv_len, scale, tree_len=0, launch=DECODE_LAUNCH,
             split_span=cache_k.shape[1], context_offset=1,
