@@ -46,7 +46,7 @@ def _tree_attention_kernel(
     Q, K, V, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, NSPLIT, SPLIT, OFFSET,
     sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
     G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
-    DIRECT: tl.constexpr, PRECISION: tl.constexpr, SELF_ONLY: tl.constexpr, PDL: tl.constexpr,
+    DIRECT: tl.constexpr, PRECISION: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     bh = tl.program_id(0)
     mb = tl.program_id(1)
@@ -99,11 +99,8 @@ def _tree_attention_kernel(
             slot = committed + j
             k = tl.load(k_ptr + slot[:, None] * sks, mask=exists[:, None], other=0.0)
             s = tl.dot(q, tl.trans(k), input_precision=PRECISION)
-            if SELF_ONLY:  # no ancestor bits: each node sees itself (a decode step is a one-node tree)
-                visible = (j[None, :] == node[:, None]) & exists[None, :]
-            else:
-                word = tl.load(BITS + b * sbb + node * sbn + t0 // 32, mask=live, other=0)
-                visible = (((word[:, None] >> jj[None, :]) & 1) != 0) & exists[None, :]
+            word = tl.load(BITS + b * sbb + node * sbn + t0 // 32, mask=live, other=0)
+            visible = (((word[:, None] >> jj[None, :]) & 1) != 0) & exists[None, :]
             s = tl.where(visible, s, float("-inf"))
             v = tl.load(v_ptr + slot[:, None] * svs, mask=exists[:, None], other=0.0)
             m_i, l_i, acc = _online(s, m_i, l_i, acc, v, qk_scale, PRECISION)
@@ -249,9 +246,8 @@ def tree_attention(
 ) -> torch.Tensor:
     """q [B, N, Hq, D]: the tree's queries; cache rows [B, S, Hkv, D] holding each row's committed keys and
     values at slots < committed[b] and the tree's at committed[b] + j; bits [B, N, ceil(N / 32)] int32,
-    the packed ancestor relation (TreeMask.bits), or None where each node sees only itself among the
-    tree's slots (a decode step: N=1, committed = the new token's slot); kv_len bounds committed + N over
-    the batch.
+    the packed ancestor relation (TreeMask.bits), or None with tree_len 0 (no tree slots: a decode step);
+    kv_len bounds committed + N over the batch.
     tree_len: the tree's slot count when the queries are only some of its nodes (default N); bits are
     then [B, N, ceil(tree_len / 32)]. Returns [B, N, Hq, D] (into `out` if given). `launch`: tiles, warps
     and splitting (the defaults unless a benchmark sweeps them). split_span: the span the split size is
@@ -280,15 +276,15 @@ def tree_attention(
     out = torch.empty_like(q) if out is None else out
     grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nsplit + 1)
     pdl = _use_pdl(q.device, launch) and not direct  # a direct launch has no merge to overlap
-    self_only = bits is None
-    bits = committed.view(-1, 1, 1) if self_only else bits  # a valid pointer the kernel never reads
+    if bits is None and nt != 0:
+        raise ValueError("tree_attention: bits may be None only with tree_len 0")
+    bits = committed.view(-1, 1, 1) if bits is None else bits  # a valid pointer the kernel never reads
     _tree_attention_kernel[grid](
         q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split, context_offset,
         q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
         cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
         out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n,
-        DIRECT=direct, PRECISION="ieee" if q.dtype == torch.float32 else "tf32", SELF_ONLY=self_only,
-        PDL=pdl, num_warps=warps,
+        DIRECT=direct, PRECISION="ieee" if q.dtype == torch.float32 else "tf32", PDL=pdl, num_warps=warps,
         **({} if launch.num_stages is None else {"num_stages": launch.num_stages}),
     )  # fmt: skip
     if not direct:
