@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from gorgon.bench.kernels import HEADS, _time
+from gorgon.bench.kernels import HEADS, _time, kv_bytes
 from gorgon.bench.timing import copy_bandwidth, machine
 from gorgon.kernels import triton_ops
 
@@ -40,7 +40,7 @@ def measure(shape: str, batch: int, p: int, repeats: int, bandwidth: float) -> d
         for kernel, fn in runs.items():
             times[kernel].append(_time(fn) * 1e3)
     us = {kernel: statistics.median(t) for kernel, t in times.items()}
-    floor = 2 * batch * (p + 1) * hkv * d * 2 / bandwidth * 1e6
+    floor = kv_bytes(batch, p + 1, hkv, d) / bandwidth * 1e6
     times_us = {f"{kernel}_us": t for kernel, t in us.items()}
     return {"shape": shape, "batch": batch, "p": p, "floor_us": floor, **times_us}
 

@@ -25,9 +25,8 @@ import sys
 from pathlib import Path
 
 import torch
-import triton
 
-from gorgon.bench.kernels import HEADS, _case, _time
+from gorgon.bench.kernels import HEADS, _case, _time, kv_bytes
 from gorgon.bench.timing import copy_bandwidth, machine
 from gorgon.kernels.tree_attention import DEFAULT_LAUNCH, Launch, tree_attention
 
@@ -80,10 +79,7 @@ def cuda_runners(q, k, v, tree, kv_len: int, scale: float, baseline: str | None)
     if baseline:
         old = _old_cuda(baseline)
         b, n, hq, d = q.shape
-        blocks = b * k.shape[2] * triton.cdiv(n * (hq // k.shape[2]), cuda_ops.BLOCK_ROWS)
-        target = cuda_ops._target_blocks(q.get_device()) * max(128 // d, 1)
-        splits, split = cuda_ops._splits(blocks, max(kv_len - n, 1), target)
-        nsplit = 1 if splits == 1 else splits + 1
+        nsplit, split = cuda_ops.split_plan(q, k, kv_len)
         parts = b * n * hq * nsplit if nsplit > 1 else 1
 
         half = "torch::Tensor lse" in (Path(baseline) / "binding.cpp").read_text()
@@ -153,7 +149,7 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
     top = sorted(timed.items(), key=lambda kv: kv[1])[:5]
     return {
         "shape": shape, "batch": batch, "n": n, "p": p, "repeats": args.repeats,
-        "floor_us": 2 * batch * (p + n) * hkv * d * 2 / bandwidth * 1e6,
+        "floor_us": kv_bytes(batch, p + n, hkv, d) / bandwidth * 1e6,
         "before_us": us.get("before"), "default_us": us.get(DEFAULT_LAUNCH), "best_us": timed[best],
         "best": best.__dict__, "top5": [(launch.__dict__, t) for launch, t in top],
         "float32_partials_us": us.get(Launch(half_partials=False)),

@@ -8,10 +8,9 @@ sizes N in {1, 16, 64, 128} over P in {512, 2048, 8192} committed tokens (bf16, 
 trees): milliseconds per call inside a CUDA graph (median), for Gorgon's Triton kernel, PyTorch SDPA with
 a dense boolean mask, and FlexAttention with a tree mask_mod where it runs (compiled once per shape, so
 by default only at batch 1, N=64; --flex all times it everywhere, --shapes splits the table over calls);
-and the memory floor, the K/V
-bytes read over the measured copy bandwidth. Rows go to OUT/benchmark.jsonl (one JSON object per row,
-with backend, n, p, batch, q_heads, kv_heads, head_dim, dtype, ms, speedup_vs_sdpa) and a table to
-OUT/benchmark.md.
+and the memory floor, the K/V bytes read over the measured copy bandwidth. Rows go to
+OUT/benchmark.jsonl (one JSON object per row, with backend, n, p, batch, q_heads, kv_heads, head_dim,
+dtype, ms, speedup_vs_sdpa) and a table to OUT/benchmark.md.
 """
 
 from __future__ import annotations
@@ -39,6 +38,11 @@ def _case(batch: int, n: int, p: int, hq: int, hkv: int, d: int, dtype: torch.dt
     k = torch.randn(batch, p + n, hkv, d, device=dev, dtype=dtype)
     v = torch.randn(batch, p + n, hkv, d, device=dev, dtype=dtype)
     return q, k, v, tree
+
+
+def kv_bytes(batch: int, slots: int, hkv: int, d: int) -> int:
+    """K and V bytes (bf16) that attention over `slots` cache slots reads once: the floor's numerator."""
+    return 2 * batch * slots * hkv * d * 2
 
 
 def _time(fn) -> float:
@@ -137,12 +141,12 @@ def bench(quick: bool = False, flex: str = "n64", shapes: list[str] | None = Non
             continue
         for batch, n, p in sizes:
             times = measure(batch, n, p, hq, hkv, d, flex)
-            floor_ms = 2 * batch * (p + n) * hkv * d * 2 / bandwidth * 1e3  # K and V, bf16, read once
+            floor_ms = kv_bytes(batch, p + n, hkv, d) / bandwidth * 1e3
             # the two products over every slot at cuBLAS's dense rate: where it exceeds the memory floor
             # (many tree tokens), no kernel gets near that floor
             compute_ms = 4 * batch * hq * n * (p + n) * d / flops * 1e3
             roofline_ms = max(floor_ms, compute_ms)
-            same_size_ms = copy_ms(2 * batch * (p + n) * hkv * d * 2)
+            same_size_ms = copy_ms(kv_bytes(batch, p + n, hkv, d))
             for backend, ms in times.items():
                 case = {
                     "shape": shape,

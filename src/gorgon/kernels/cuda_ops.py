@@ -111,6 +111,17 @@ def _splits(blocks: int, span: int, target: int) -> tuple[int, int]:
     return -(-span // split), split
 
 
+def split_plan(q: torch.Tensor, cache_k: torch.Tensor, kv_len: int) -> tuple[int, int]:
+    """(programs per row block, committed slots per split) of the tensor-core kernels: nsplit 1 is one
+    block for everything; otherwise nsplit - 1 splits of the context and a last one for the tree."""
+    b, n, hq, d = q.shape
+    hkv = cache_k.shape[2]
+    blocks = b * hkv * -(-n * (hq // hkv) // BLOCK_ROWS)
+    target = _target_blocks(q.get_device()) * max(128 // d, 1)
+    splits, split = _splits(blocks, max(kv_len - n, 1), target)
+    return (1 if splits == 1 else splits + 1), split
+
+
 def _kernel_code(
     q: torch.Tensor, tensors: tuple[torch.Tensor, ...], fast: bool | None, kernel: str | None
 ) -> int:
@@ -143,14 +154,7 @@ def tree_attention(
     b, n, hq, d = q.shape
     out = torch.empty_like(q) if out is None else out
     code = _kernel_code(q, (q, cache_k, cache_v, out), fast, kernel)
-    hkv = cache_k.shape[2]
-    span = max(kv_len - n, 1)
-    nsplit, split = 1, span
-    if code != KERNELS["exact"]:
-        blocks = b * hkv * -(-n * (hq // hkv) // BLOCK_ROWS)
-        target = _target_blocks(q.get_device()) * max(128 // d, 1)
-        splits, split = _splits(blocks, span, target)
-        nsplit = 1 if splits == 1 else splits + 1  # the last split takes the tree
+    nsplit, split = (1, max(kv_len - n, 1)) if code == KERNELS["exact"] else split_plan(q, cache_k, kv_len)
     parts = b * n * hq * nsplit if nsplit > 1 else 1
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
     part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)
