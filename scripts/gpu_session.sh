@@ -142,8 +142,9 @@ flex)
   # The kernel table with FlexAttention timed in every case (one compile per shape): SHAPES=smollm2-135m,
   # then SHAPES=llama-3-8b in a second call, to fit the 10-minute limit
   log kernels with flex ${SHAPES:-}
-  timeout 560 python3 -m gorgon.bench.kernels --flex all ${SHAPES:+--shapes $SHAPES} --out "$OUT" 2>&1 \
-    | grep -v '^{' | tee "$OUT/kernels_flex.log" | tail -5
+  # the log keeps every row's JSON line, so that a call cut off by its time limit still has what ran
+  timeout ${FLEX_TIMEOUT:-560} python3 -m gorgon.bench.kernels --flex all ${SHAPES:+--shapes $SHAPES} \
+    --out "$OUT" 2>&1 | tee "$OUT/kernels_flex.log" | grep -v '^{' | tail -5
   log done
   ;;
 kbench)

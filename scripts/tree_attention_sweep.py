@@ -126,8 +126,10 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
         except Exception as err:  # e.g. out of shared memory for this tile and stage count
             print(f"  skip {launch}: {str(err)[:80]}")
             continue
-        if not torch.allclose(got, want, atol=2e-2, rtol=2e-2):
-            raise AssertionError(f"{launch} disagrees with the default on {shape} b{batch} N{n} P{p}")
+        if not torch.allclose(got, want, atol=2e-2, rtol=2e-2):  # reported, not timed; the others go on
+            err = (got - want).abs().max().item()
+            print(f"  WRONG {launch}: not the default's output on {shape} b{batch} N{n} P{p} (max {err:.3g})")
+            continue
         runners[launch] = lambda launch=launch: run(launch)
     others = {}
     if args.baseline:

@@ -126,6 +126,36 @@ def test_triton_tree_attention_launch_settings(n, hq, hkv, d, dtype, launch):
     _check(attend, n, hq, hkv, d, dtype, "long")
 
 
+# the opt-in wgmma kernel: its default launch over the grid's tree sizes, then deeper pipelines, two warp
+# groups and more splits on the big trees
+WGMMA_CASES = [(c, dict(wgmma=True)) for c in GRID if c[0] in (1, 7, 64, 128)] + [
+    (c, launch)
+    for c in [(64, 32, 8, 128), (128, 9, 3, 64)]
+    for launch in (
+        dict(wgmma=True, block_m=128, num_stages=3),
+        dict(wgmma=True, min_split=64, waves=4),
+        dict(wgmma=True, block_n=32, num_stages=4, maxnreg=168),
+    )
+]
+
+
+def _hopper() -> bool:
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
+
+
+@pytest.mark.skipif(not _hopper(), reason="wgmma needs a Hopper GPU (sm_90)")
+@pytest.mark.parametrize("context", list(CONTEXTS))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape, launch", WGMMA_CASES)
+def test_wgmma_tree_attention(shape, launch, dtype, context):
+    from gorgon.kernels.tree_attention import Launch, _use_wgmma, tree_attention
+
+    n, hq, hkv, d = shape
+    assert _use_wgmma(torch.empty(1, 1, 1, d, device="cuda", dtype=dtype), Launch(**launch))
+    attend = lambda *args, **kw: tree_attention(*args, **kw, launch=Launch(**launch))
+    _check(attend, n, hq, hkv, d, dtype, context)
+
+
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_keep_path_kernels_match_the_reference(backend, dtype):

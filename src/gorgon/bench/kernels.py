@@ -163,7 +163,7 @@ def bench(quick: bool = False, flex: str = "n64", shapes: list[str] | None = Non
                          "x_copy": ms / same_size_ms}  # fmt: skip
                 kind = {"kind": "kernel", "op": "tree_attention", "backend": backend, "dtype": "bfloat16"}
                 rows.append({**kind, **case, **speed})
-            print(json.dumps(rows[-1]), flush=True)
+                print(json.dumps(rows[-1]), flush=True)  # every row as it comes: a time limit keeps them
     return rows
 
 

@@ -13,7 +13,7 @@ with no tree slots (triton_ops.decode_attention).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import torch
@@ -21,6 +21,10 @@ import triton
 import triton.language as tl
 
 from gorgon.kernels.attention import split_in_rounds
+from gorgon.kernels.tree_attention_wgmma import HAVE_GLUON
+
+if HAVE_GLUON:
+    from gorgon.kernels.tree_attention_wgmma import _wgmma_tree_attention_kernel
 
 TREE_TILE = 32  # tree slots per tile: one int32 word of ancestor bits per row
 
@@ -162,6 +166,10 @@ class Launch:
     1.3 s stall inside a timed request (likely a graph captured mid-run; the harness now warms up on
     every prompt first), so it stays opt-in until timed end to end. Triggered at the programs' start it cost
     39% at N=16 (merge programs took SM slots that attention programs still needed).
+    wgmma: run tree_attention_wgmma's kernel (Hopper, half precision): the committed slots' loop on
+    asynchronous wgmma, softmax overlapping the P V product; None: off (not yet timed on a GPU).
+    num_stages is then its K/V pipeline depth (default 2) and num_warps block_m / 16.
+    maxnreg: a cap on registers a thread (more programs an SM, at the risk of spills); None: the compiler's.
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
@@ -173,6 +181,8 @@ class Launch:
     block_m: int | None = None
     half_partials: bool | None = None
     pdl: bool | None = None
+    wgmma: bool | None = None
+    maxnreg: int | None = None
 
 
 DEFAULT_LAUNCH = Launch()
@@ -195,6 +205,22 @@ def _use_pdl(device: torch.device, launch: Launch) -> bool:
     return wanted and _pdl_capable(device)
 
 
+def _use_wgmma(q: torch.Tensor, launch: Launch) -> bool:
+    # wgmma is sm_90 only (Blackwell has tcgen05 instead); the kernel is written for 16-bit inputs
+    return (
+        bool(launch.wgmma)
+        and HAVE_GLUON
+        and q.device.type == "cuda"
+        and torch.cuda.get_device_capability(q.device)[0] == 9
+        and q.dtype in (torch.bfloat16, torch.float16)
+        and q.shape[-1] in (64, 128)
+    )
+
+
+def _regs(launch: Launch) -> dict:
+    return {} if launch.maxnreg is None else {"maxnreg": launch.maxnreg}
+
+
 def _per_sm(block_m: int, block_n: int, d: int, esize: int, warps: int, launch: Launch) -> int:
     """Programs that fit on one SM at once: the pipeline's K/V tiles and the queries in shared memory
     (228 KiB on an H100 or H200), at most 255 registers a thread (64K registers an SM)."""
@@ -202,7 +228,7 @@ def _per_sm(block_m: int, block_n: int, d: int, esize: int, warps: int, launch: 
         return launch.per_sm
     stages = launch.num_stages or 3  # Triton's default on Hopper
     smem = (stages * 2 * block_n + block_m) * d * esize
-    regs = min(2 * d, 255)  # about what the compiler gives a thread at head_dim 64 and 128
+    regs = launch.maxnreg or min(2 * d, 255)  # about what the compiler gives a thread at head_dim 64 and 128
     return max(min(228 * 1024 // smem, 65536 // (warps * 32 * regs)), 1)
 
 
@@ -261,7 +287,13 @@ def tree_attention(
     group = hq // hkv
     rows = n * group
     sms = _num_sms(q.device)
-    block_m, block_n, warps = _tiles(rows, q.element_size(), b * hkv * triton.cdiv(rows, 64), sms, launch)
+    wgmma = _use_wgmma(q, launch)
+    if wgmma:  # one m64 slab of rows per warp group
+        block_m, block_n = launch.block_m or 64, launch.block_n or 64
+        warps = launch.num_warps or block_m // 16
+        launch = replace(launch, num_stages=launch.num_stages or 2)
+    else:
+        block_m, block_n, warps = _tiles(rows, q.element_size(), b * hkv * triton.cdiv(rows, 64), sms, launch)
     span = max(kv_len - nt, 1)
     per_sm = _per_sm(block_m, block_n, d, q.element_size(), warps, launch)
     programs = b * hkv * triton.cdiv(rows, block_m)
@@ -279,14 +311,24 @@ def tree_attention(
     if bits is None and nt != 0:
         raise ValueError("tree_attention: bits may be None only with tree_len 0")
     bits = committed.view(-1, 1, 1) if bits is None else bits  # a valid pointer the kernel never reads
-    _tree_attention_kernel[grid](
-        q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split, context_offset,
-        q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
-        cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
-        out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n,
-        DIRECT=direct, PRECISION="ieee" if q.dtype == torch.float32 else "tf32", PDL=pdl, num_warps=warps,
-        **({} if launch.num_stages is None else {"num_stages": launch.num_stages}),
-    )  # fmt: skip
+    if wgmma:
+        pdl = False
+        _wgmma_tree_attention_kernel[grid](
+            q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split,
+            context_offset, q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1),
+            cache_k.stride(2), cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0),
+            bits.stride(1), out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d,
+            BLOCK_N=block_n, STAGES=launch.num_stages, DIRECT=direct, num_warps=warps, **_regs(launch),
+        )  # fmt: skip
+    else:
+        _tree_attention_kernel[grid](
+            q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split, context_offset,
+            q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
+            cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
+            out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n,
+            DIRECT=direct, PRECISION="ieee" if q.dtype == torch.float32 else "tf32", PDL=pdl, num_warps=warps,
+            **({} if launch.num_stages is None else {"num_stages": launch.num_stages}), **_regs(launch),
+        )  # fmt: skip
     if not direct:
         _merge_kernel[(b * n * hq,)](
             lse, part, out, nsplit + 1, n, hq, out.stride(0), out.stride(1), out.stride(2),

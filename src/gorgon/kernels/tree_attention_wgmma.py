@@ -1,0 +1,225 @@
+"""Tree attention on Hopper's asynchronous warp-group MMA (wgmma), written in Gluon (Triton's explicit
+layout language), for the shapes bound by their matrix products (many tree rows per KV head).
+
+Same operation, grid, splits and partials as tree_attention._tree_attention_kernel; what differs is the
+main loop over the committed slots. The Triton compiler waits for each Q K^T product before its softmax,
+so softmax and tensor cores take turns (read from the compiled kernel, Triton 3.6-3.9 on sm_90).
+Here the loop is FlashAttention-3's intra-warpgroup pipeline: tile t's Q K^T and tile t-1's P V are
+issued together, the softmax of tile t runs while P V t-1 is still on the tensor cores, and K/V tiles
+stream into shared memory with cp.async STAGES - 1 tiles ahead. The ragged last tile of the context and
+the tree's own slots (masked from the packed ancestor bits) take a plain synchronous path after it.
+
+Only half precision (bf16/fp16) on sm_90+; tree_attention picks this kernel through Launch.wgmma.
+"""
+
+from __future__ import annotations
+
+try:
+    from triton.experimental import gluon
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.language.nvidia.hopper import (
+        async_copy,
+        fence_async_shared,
+        warpgroup_mma,
+        warpgroup_mma_wait,
+    )
+
+    # cp.async into shared memory: async_load since Triton 3.7, async_copy_global_to_shared before
+    _cp_async = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
+    # a CTA-wide barrier: gl.barrier since Triton 3.7, gl.thread_barrier before
+    _barrier = getattr(gl, "barrier", None) or gl.thread_barrier
+    HAVE_GLUON = True
+except ImportError:  # a Triton without Gluon: tree_attention keeps its own kernel
+    HAVE_GLUON = False
+
+
+if HAVE_GLUON:
+
+    @gluon.jit
+    def _softmax_step(s, m_i, l_i, qk_scale):
+        """Fold raw scores s [M, T] (-inf where masked) into the running base-2 softmax (m_i, l_i).
+        Returns the new maximum and sum, the tile's probabilities and the accumulator's rescale."""
+        m_new = gl.maximum(m_i, gl.max(s, 1) * qk_scale)
+        m_safe = gl.where(m_new == float("-inf"), 0.0, m_new)  # a row that has seen nothing stays empty
+        p = gl.exp2(s * qk_scale - gl.expand_dims(m_safe, 1))
+        alpha = gl.exp2(m_i - m_safe)
+        l_i = l_i * alpha + gl.sum(p, 1)
+        return m_new, l_i, p, alpha
+
+    @gluon.jit
+    def _issue_tile(k_smem, v_smem, k_rows, v_rows, lo, t, T, sks, svs,
+                    BLOCK_N: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+        """cp.async K/V tile t (slots lo + t * BLOCK_N onward) into stage t % STAGES, as one commit group;
+        the group is empty past the last tile, so that the wait_group counts stay the same every turn."""
+        if t < T:
+            st = t % STAGES
+            first = lo + t * BLOCK_N
+            _cp_async(k_smem.index(st), k_rows + first * sks)
+            _cp_async(v_smem.index(st), v_rows + first * svs)
+        async_copy.commit_group()
+
+    @gluon.jit
+    def _masked_tile(q_smem, k_smem, v_smem, k_rows, v_rows, first, valid_rows, visible, m_i, l_i, acc, qk_scale,
+                     sks, svs, s_layout: gl.constexpr, o_layout: gl.constexpr, p_layout: gl.constexpr,
+                     BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr):  # fmt: skip
+        """One tile of slots first.. with masked loads (zeros outside `valid_rows`) and scores masked by
+        `visible` [M, T], synchronously: the ragged end of the context and the tree's slots."""
+        k = gl.load(k_rows + first * sks, mask=gl.expand_dims(valid_rows, 1), other=0.0)
+        v = gl.load(v_rows + first * svs, mask=gl.expand_dims(valid_rows, 1), other=0.0)
+        _barrier()  # every warp is done with the previous tile in these buffers
+        k_smem.store(k)
+        v_smem.store(v)
+        fence_async_shared()  # generic-proxy stores, read by wgmma through the async proxy
+        _barrier()
+        s = warpgroup_mma(
+            q_smem, k_smem.permute((1, 0)), gl.zeros([BLOCK_M, BLOCK_N], gl.float32, s_layout), use_acc=False
+        )
+        s = gl.where(visible, s, float("-inf"))
+        m_i, l_i, p, alpha = _softmax_step(s, m_i, l_i, qk_scale)
+        acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, o_layout)), 1)
+        acc = warpgroup_mma(gl.convert_layout(p.to(k.dtype), p_layout), v_smem, acc)
+        return m_i, l_i, acc
+
+    @gluon.jit
+    def _wgmma_tree_attention_kernel(
+        Q, K, V, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, NSPLIT, SPLIT, OFFSET,
+        sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
+        G: gl.constexpr, BLOCK_M: gl.constexpr, D: gl.constexpr, BLOCK_N: gl.constexpr,
+        STAGES: gl.constexpr, DIRECT: gl.constexpr, num_warps: gl.constexpr,
+    ):  # fmt: skip
+        dtype: gl.constexpr = Q.dtype.element_ty
+        # Layouts: the two products' accumulators (one m64 slab of rows per warp group), P as the register
+        # operand of the second product, 16-byte vectors for the loads.
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, BLOCK_N, 16]
+        )
+        o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[num_warps, 1], instr_shape=[16, D, 16]
+        )
+        p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+        lanes_d: gl.constexpr = D // 8
+        ld_layout: gl.constexpr = gl.BlockedLayout([1, 8], [32 // lanes_d, lanes_d], [num_warps, 1], [1, 0])
+        q_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_M, D], dtype)
+        kv_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_N, D], dtype)
+        row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+        col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
+        row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+        col_o: gl.constexpr = gl.SliceLayout(0, o_layout)
+
+        bh = gl.program_id(0)
+        mb = gl.program_id(1)
+        sp = gl.program_id(2)
+        b = bh // HKV
+        kvh = bh % HKV
+        qk_scale = scale * 1.4426950408889634
+        committed = gl.load(COMMITTED + b).to(gl.int32) + OFFSET
+
+        # Q: row r is (node r // G, head kvh * G + r % G), staged once in shared memory
+        r_ld = mb * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, ld_layout))
+        d_ld = gl.arange(0, D, layout=gl.SliceLayout(0, ld_layout))
+        node_ld = r_ld // G
+        q_ptr = (
+            Q
+            + b * sqb
+            + gl.expand_dims(node_ld * sqn + (kvh * G + r_ld % G) * sqh, 1)
+            + gl.expand_dims(d_ld, 0)
+        )
+        q = gl.load(q_ptr, mask=gl.expand_dims(node_ld < N, 1), other=0.0)
+        q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, D], q_sl, q)
+        k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, D], kv_sl)
+        v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, D], kv_sl)
+        kr = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, ld_layout))
+        k_rows = K + b * skb + kvh * skh + gl.expand_dims(kr * sks, 1) + gl.expand_dims(d_ld, 0)
+        v_rows = V + b * svb + kvh * svh + gl.expand_dims(kr * svs, 1) + gl.expand_dims(d_ld, 0)
+
+        if DIRECT:
+            lo = 0
+            hi = committed
+        else:
+            lo = sp * SPLIT
+            hi = gl.minimum(lo + SPLIT, committed)
+            hi = gl.where(sp == NSPLIT, lo, hi)  # the last split takes the tree instead
+        hi = gl.maximum(hi, lo)
+        T = (hi - lo) // BLOCK_N  # whole tiles, unmasked
+        full = lo + T * BLOCK_N
+
+        m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, row_s)
+        l_i = gl.zeros([BLOCK_M], gl.float32, row_s)
+        acc = gl.zeros([BLOCK_M, D], gl.float32, o_layout)
+        s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, s_layout)
+        fence_async_shared()  # Q's generic stores before wgmma reads them
+        for first_tiles in gl.static_range(STAGES - 1):
+            _issue_tile(k_smem, v_smem, k_rows, v_rows, lo, first_tiles, T, sks, svs, BLOCK_N, STAGES)
+        if T > 0:
+            # tile 0: its scores alone (no P V in flight yet)
+            async_copy.wait_group(STAGES - 2)
+            fence_async_shared()
+            _barrier()
+            s = warpgroup_mma(q_smem, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            s = warpgroup_mma_wait(0, deps=[s])
+            m_i, l_i, p, alpha = _softmax_step(s, m_i, l_i, qk_scale)
+            p_op = gl.convert_layout(p.to(dtype), p_layout)
+            _barrier()
+            _issue_tile(k_smem, v_smem, k_rows, v_rows, lo, STAGES - 1, T, sks, svs, BLOCK_N, STAGES)
+            for t in range(1, T):
+                async_copy.wait_group(STAGES - 2)  # tile t has landed
+                fence_async_shared()
+                _barrier()
+                s_tok = warpgroup_mma(
+                    q_smem, k_smem.index(t % STAGES).permute((1, 0)), s_zero, use_acc=False, is_async=True
+                )
+                acc_tok = warpgroup_mma(p_op, v_smem.index((t - 1) % STAGES), acc, is_async=True)
+                s = warpgroup_mma_wait(1, deps=[s_tok])  # Q K^T t done; P V t-1 may still run
+                m_i, l_i, p, alpha = _softmax_step(s, m_i, l_i, qk_scale)
+                acc, p_op = warpgroup_mma_wait(0, deps=[acc_tok, p_op])
+                acc = acc * gl.expand_dims(gl.convert_layout(alpha, row_o), 1)
+                p_op = gl.convert_layout(p.to(dtype), p_layout)
+                _barrier()  # every warp is past tile t - 1's buffers
+                _issue_tile(k_smem, v_smem, k_rows, v_rows, lo, t + STAGES - 1, T, sks, svs, BLOCK_N, STAGES)
+            acc_tok = warpgroup_mma(p_op, v_smem.index((T - 1) % STAGES), acc, is_async=True)
+            acc, p_op = warpgroup_mma_wait(0, deps=[acc_tok, p_op])
+        async_copy.wait_group(0)  # only empty groups remain; the stage-0 buffers are reused below
+
+        r_s = mb * BLOCK_M + gl.arange(0, BLOCK_M, layout=row_s)
+        node_s = r_s // G
+        live_s = node_s < N
+        c_s = gl.arange(0, BLOCK_N, layout=col_s)
+        if full < hi:  # the ragged last tile of the context
+            vis = gl.expand_dims(full + c_s < hi, 0) & gl.expand_dims(live_s, 1)
+            m_i, l_i, acc = _masked_tile(q_smem, k_smem.index(0), v_smem.index(0), k_rows, v_rows, full,
+                                         full + kr < hi, vis, m_i, l_i, acc, qk_scale, sks, svs,
+                                         s_layout, o_layout, p_layout, BLOCK_M, BLOCK_N)  # fmt: skip
+        if (sp == NSPLIT) | DIRECT:  # the tree's own slots, masked by the ancestor bits
+            for t0 in range(0, NT, BLOCK_N):
+                j = t0 + c_s
+                exists = j < NT
+                word = gl.load(
+                    BITS + b * sbb + gl.expand_dims(node_s * sbn, 1) + gl.expand_dims(j // 32, 0),
+                    mask=gl.expand_dims(live_s, 1) & gl.expand_dims(exists, 0),
+                    other=0,
+                )
+                vis = ((word >> gl.expand_dims(j % 32, 0)) & 1) != 0
+                m_i, l_i, acc = _masked_tile(q_smem, k_smem.index(0), v_smem.index(0), k_rows, v_rows,
+                                             committed + t0, t0 + kr < NT, vis, m_i, l_i, acc, qk_scale, sks,
+                                             svs, s_layout, o_layout, p_layout, BLOCK_M, BLOCK_N)  # fmt: skip
+
+        l_o = gl.convert_layout(l_i, row_o)
+        out = acc / gl.expand_dims(gl.where(l_o == 0, 1.0, l_o), 1)  # l is 0 only where nothing was seen
+        r_o = mb * BLOCK_M + gl.arange(0, BLOCK_M, layout=row_o)
+        node_o = r_o // G
+        head_o = kvh * G + r_o % G
+        d_o = gl.arange(0, D, layout=col_o)
+        live_o = gl.expand_dims(node_o < N, 1)
+        if DIRECT:
+            dst = OUT + b * sob + gl.expand_dims(node_o * son + head_o * soh, 1) + gl.expand_dims(d_o, 0)
+            gl.store(dst, out.to(OUT.dtype.element_ty), mask=live_o)
+        else:
+            parts_o = ((b * N + node_o) * (HKV * G) + head_o) * (NSPLIT + 1) + sp
+            gl.store(
+                PART + gl.expand_dims(parts_o * D, 1) + gl.expand_dims(d_o, 0),
+                out.to(PART.dtype.element_ty),
+                mask=live_o,
+            )
+            parts_s = ((b * N + node_s) * (HKV * G) + kvh * G + r_s % G) * (NSPLIT + 1) + sp
+            lse = gl.where(l_i == 0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0, 1.0, l_i)))
+            gl.store(LSE + parts_s, lse, mask=live_s)
