@@ -103,7 +103,7 @@ ab)
   parts=,${PARTS:-tests,decode,sweep},
   if [[ $parts == *,tests,* ]]; then
     log kernel tests
-    timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py 2>&1 | tail -15 \
+    timeout ${TESTS_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py 2>&1 | tail -15 \
       | tee "$OUT/kernel_tests.log"
     log memcheck
     GORGON_CUDA_KERNEL=mma timeout 60 compute-sanitizer --tool memcheck --print-limit 20 \
