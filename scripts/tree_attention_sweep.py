@@ -45,7 +45,8 @@ def settings(quick: bool) -> list[Launch]:
         grid = itertools.product((None, 128), (None, 64, 128), (4, 8), (None, 3), (1, 2))
     else:
         grid = itertools.product((None, 128), (None, 64, 128), (4, 8), (None, 3, 4), (1, 2, 3))
-    found = [Launch(block_n=n, num_warps=w, num_stages=st, waves=wv, block_m=m) for m, n, w, st, wv in grid]
+    grid = [dict(block_m=m, block_n=n, num_warps=w, num_stages=st, waves=wv) for m, n, w, st, wv in grid]
+    found = [Launch(**setting, wgmma=False) for setting in grid]  # the Triton kernel's own settings
     return [*found, Launch(half_partials=False)]
 
 

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -115,6 +117,62 @@ def compile_all() -> None:
         print("compiled", kernel.fn.__name__, flush=True)
 
 
+def _descriptor_type(block: list[int]) -> str:
+    """The signature of a bf16 TMA descriptor argument, as the JIT spells it."""
+    from triton.experimental.gluon import language as gl
+    from triton.runtime.jit import mangle_type
+
+    class _Base:  # what TensorDescriptor reads of a tensor: no device memory needed
+        dtype = torch.bfloat16
+        shape = (4096, 1024)
+
+        def data_ptr(self):
+            return 0
+
+        def stride(self):
+            return (1024, 1)
+
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    layout = gl.NVMMASharedLayout.get_default_for(block, gl.bfloat16)
+    return mangle_type(TensorDescriptor.from_tensor(_Base(), block, layout))
+
+
+def compile_gluon() -> None:
+    """The Hopper wgmma kernels (Gluon) for sm_90: plain and warp-specialized, split and direct."""
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    from gorgon.kernels import tree_attention_wgmma as tw
+
+    cases = [
+        (tw._wgmma_tree_attention_kernel, {"G": 4, "BLOCK_M": 64, "D": 128, "BLOCK_N": 64, "STAGES": 3,
+                                            "DIRECT": False, "num_warps": 4}),
+        (tw._wgmma_tree_attention_kernel, {"G": 3, "BLOCK_M": 128, "D": 64, "BLOCK_N": 64, "STAGES": 2,
+                                            "DIRECT": True, "num_warps": 8}),
+        (tw._ws_tree_attention_kernel, {"G": 4, "D": 128, "BLOCK_N": 128, "STAGES": 2, "DIRECT": False,
+                                         "CONSUMER_REGS": 232}),
+        (tw._ws_tree_attention_kernel, {"G": 3, "D": 64, "BLOCK_N": 64, "STAGES": 3, "DIRECT": True,
+                                         "CONSUMER_REGS": 232}),
+    ]  # fmt: skip
+    for kernel, constants in cases:
+        sig = _signature(kernel, constants)
+        sig.update({k: t for k, t in {"PART": "*fp32", "SPLIT": "i32", "SLOTS": "i32"}.items() if k in sig})
+        for name in ("k_desc", "v_desc"):
+            if name in sig:  # the warp-specialized kernel's K/V
+                sig[name] = _descriptor_type([constants["BLOCK_N"], constants["D"]])
+        aligned = [
+            i for i, n in enumerate(kernel.arg_names) if sig[n].startswith("*") or n[0] == "s" != n[:5]
+        ]
+        source = GluonASTSource(
+            kernel, sig, constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()},
+            attrs={(i,): [["tt.divisibility", 16]] for i in aligned},  # as the JIT specializes 16-aligned args
+        )  # fmt: skip
+        warps = constants.get("num_warps", 4)
+        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+        assert "wgmma.mma_async" in compiled.asm["ptx"], kernel.fn.__name__
+        print("compiled", kernel.fn.__name__, flush=True)
+
+
 def test_every_kernel_compiles_for_sm90():
     # The test session runs kernels in Triton's interpreter (conftest), whose functions cannot be
     # compiled: compile in a fresh process without it.
@@ -123,6 +181,18 @@ def test_every_kernel_compiles_for_sm90():
                           cwd=os.path.dirname(__file__), env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("compiled") == len(CASES)
+
+
+def test_wgmma_kernels_compile_for_sm90():
+    from gorgon.kernels.tree_attention_wgmma import HAVE_GLUON
+
+    if not HAVE_GLUON:
+        pytest.skip("this Triton has no Gluon")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", "import test_kernel_compile as t; t.compile_gluon()"],
+                          cwd=os.path.dirname(__file__), env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("compiled") == 4
 
 
 def test_cuda_kernels_compile_for_sm90():

@@ -126,15 +126,20 @@ def test_triton_tree_attention_launch_settings(n, hq, hkv, d, dtype, launch):
     _check(attend, n, hq, hkv, d, dtype, "long")
 
 
-# the opt-in wgmma kernel: its default launch over the grid's tree sizes, then deeper pipelines, two warp
-# groups and more splits on the big trees
-WGMMA_CASES = [(c, dict(wgmma=True)) for c in GRID if c[0] in (1, 7, 64, 128)] + [
+# the opt-in wgmma kernels (plain and warp-specialized): their default launches over the grid's tree sizes,
+# then deeper pipelines, two warp groups and more splits on the big trees
+WGMMA_CASES = [
+    (c, dict(wgmma=True, warp_specialize=ws)) for c in GRID if c[0] in (1, 7, 64, 128) for ws in (0, 1)
+]
+WGMMA_CASES += [
     (c, launch)
     for c in [(64, 32, 8, 128), (128, 9, 3, 64)]
     for launch in (
         dict(wgmma=True, block_m=128, num_stages=3),
         dict(wgmma=True, min_split=64, waves=4),
         dict(wgmma=True, block_n=32, num_stages=4, maxnreg=168),
+        dict(wgmma=True, warp_specialize=True, num_stages=3),
+        dict(wgmma=True, warp_specialize=True, min_split=64, waves=4),
     )
 ]
 
@@ -148,10 +153,10 @@ def _hopper() -> bool:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("shape, launch", WGMMA_CASES)
 def test_wgmma_tree_attention(shape, launch, dtype, context):
-    from gorgon.kernels.tree_attention import Launch, _use_wgmma, tree_attention
+    from gorgon.kernels.tree_attention import Launch, _wgmma_capable, tree_attention
 
     n, hq, hkv, d = shape
-    assert _use_wgmma(torch.empty(1, 1, 1, d, device="cuda", dtype=dtype), Launch(**launch))
+    assert _wgmma_capable(torch.empty(1, 1, 1, d, device="cuda", dtype=dtype))
     attend = lambda *args, **kw: tree_attention(*args, **kw, launch=Launch(**launch))
     _check(attend, n, hq, hkv, d, dtype, context)
 
@@ -181,7 +186,9 @@ def test_keep_path_kernels_match_the_reference(backend, dtype):
 
 
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
-@pytest.mark.parametrize("n, context", [(1, "long"), (16, "long"), (64, "short")])
+@pytest.mark.parametrize(
+    "n, context", [(1, "long"), (16, "long"), (64, "short"), (64, "long"), (128, "long")]
+)
 def test_tree_attention_replays_in_a_cuda_graph(backend, n, context):
     """Captured once and replayed on new queries and keys: split, merged (the merge launched dependent on
     the attention grid where the GPU allows), and equal to float64 on the new inputs."""

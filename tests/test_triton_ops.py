@@ -337,3 +337,25 @@ def test_eagle_drafting_with_triton_ops_grows_the_reference_tree(tiny_llm, total
     assert len(set(got.tokens[0, 1:].tolist())) > 1  # a real tree, not one token repeated
     if got.bits is not None:
         assert torch.equal(got.bits, TreeMask(state.committed, got.ancestors).bits)
+
+
+def test_wgmma_kernel_selection(monkeypatch):
+    """Where Hopper's wgmma kernels run (decided from the H100 sweep): the warp-specialized one for
+    head_dim 128 with 128 rows or more a KV head over long contexts, never for a decode step or head_dim
+    64; forced or refused by Launch.wgmma; nowhere without a Hopper GPU."""
+    from gorgon.kernels import tree_attention as ta
+
+    q128 = torch.empty(1, 64, 32, 128, dtype=torch.bfloat16)
+    assert ta._wgmma_kind(q128, ta.Launch(), rows=256, heads=8, span=8192) is None  # no Hopper here
+    monkeypatch.setattr(ta, "_wgmma_capable", lambda q: True)
+    kind = lambda q, rows, heads, span, **kw: ta._wgmma_kind(q, ta.Launch(**kw), rows, heads, span)
+    assert kind(q128, rows=256, heads=8, span=8192) == "ws"  # batch 1, 64 tree tokens
+    assert kind(q128, rows=128, heads=64, span=8192) == "ws"  # batch 8, 32 tree tokens
+    assert kind(q128, rows=256, heads=64, span=2048) == "ws"  # a full grid of 128-row blocks
+    assert kind(q128, rows=256, heads=8, span=2048) is None  # batch 1: too little work a program
+    assert kind(q128, rows=64, heads=64, span=8192) is None  # 16 tree tokens: half a block
+    assert kind(q128, rows=4, heads=512, span=8192) is None  # a decode step
+    assert kind(torch.empty(1, 64, 9, 64, dtype=torch.bfloat16), rows=192, heads=24, span=8192) is None
+    assert kind(q128, rows=256, heads=8, span=8192, wgmma=False) is None
+    assert kind(q128, rows=4, heads=8, span=64, wgmma=True) == "plain"
+    assert kind(q128, rows=4, heads=8, span=64, wgmma=True, warp_specialize=True) == "ws"

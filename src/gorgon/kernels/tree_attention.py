@@ -24,7 +24,11 @@ from gorgon.kernels.attention import split_in_rounds
 from gorgon.kernels.tree_attention_wgmma import HAVE_GLUON
 
 if HAVE_GLUON:
-    from gorgon.kernels.tree_attention_wgmma import _wgmma_tree_attention_kernel
+    from gorgon.kernels.tree_attention_wgmma import (
+        _wgmma_tree_attention_kernel,
+        _ws_tree_attention_kernel,
+        kv_descriptors,
+    )
 
 TREE_TILE = 32  # tree slots per tile: one int32 word of ancestor bits per row
 
@@ -166,9 +170,13 @@ class Launch:
     1.3 s stall inside a timed request (likely a graph captured mid-run; the harness now warms up on
     every prompt first), so it stays opt-in until timed end to end. Triggered at the programs' start it cost
     39% at N=16 (merge programs took SM slots that attention programs still needed).
-    wgmma: run tree_attention_wgmma's kernel (Hopper, half precision): the committed slots' loop on
-    asynchronous wgmma, softmax overlapping the P V product; None: off (not yet timed on a GPU).
-    num_stages is then its K/V pipeline depth (default 2) and num_warps block_m / 16.
+    wgmma: run a kernel of tree_attention_wgmma (Hopper, half precision) on asynchronous wgmma, softmax
+    overlapping the P V product: True forces it, False never; None: the warp-specialized one where it
+    measured faster (_wgmma_kind), else the Triton kernel. num_stages is then its K/V pipeline depth
+    (default 2); the plain one takes num_warps = block_m / 16 (measured slower than the Triton kernel).
+    warp_specialize (with wgmma True): the warp-specialized form, 128 rows a program on two consumer warp
+    groups fed by a TMA producer warp (K/V contiguous [B, S, Hkv, D], else the plain form); block_n
+    defaults to 128 there and maxnreg is the consumers' register count (default 232).
     maxnreg: a cap on registers a thread (more programs an SM, at the risk of spills); None: the compiler's.
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
@@ -183,6 +191,7 @@ class Launch:
     pdl: bool | None = None
     wgmma: bool | None = None
     maxnreg: int | None = None
+    warp_specialize: bool = False
 
 
 DEFAULT_LAUNCH = Launch()
@@ -205,16 +214,30 @@ def _use_pdl(device: torch.device, launch: Launch) -> bool:
     return wanted and _pdl_capable(device)
 
 
-def _use_wgmma(q: torch.Tensor, launch: Launch) -> bool:
-    # wgmma is sm_90 only (Blackwell has tcgen05 instead); the kernel is written for 16-bit inputs
+def _wgmma_capable(q: torch.Tensor) -> bool:
+    # wgmma is sm_90 only (Blackwell has tcgen05 instead); the kernels are written for 16-bit inputs
     return (
-        bool(launch.wgmma)
-        and HAVE_GLUON
+        HAVE_GLUON
         and q.device.type == "cuda"
         and torch.cuda.get_device_capability(q.device)[0] == 9
         and q.dtype in (torch.bfloat16, torch.float16)
         and q.shape[-1] in (64, 128)
     )
+
+
+def _wgmma_kind(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: int) -> str | None:
+    """Which wgmma kernel runs: "ws" (warp-specialized), "plain", or None (the Triton kernel).
+    launch.wgmma None picks the warp-specialized one where it measured faster than the Triton kernel on
+    the H100 (head_dim 128, 128 rows or more a KV head: 1.07-1.20x at 8192 committed slots, batch 1 and 8;
+    at 2048 slots only with a full grid of 128-row blocks, 1.10-1.14x; slower with fewer rows or shorter
+    contexts, down to 0.65x, and at head_dim 64; reports/h100-2026-11-26d/sweeps/ws_grid.md). A decode
+    step (a few rows a KV head) never takes it."""
+    if launch.wgmma is False or not _wgmma_capable(q):
+        return None
+    if launch.wgmma:
+        return "ws" if launch.warp_specialize else "plain"
+    big = rows >= 128 and (span >= 4096 or (span >= 2048 and heads * triton.cdiv(rows, 128) >= 128))
+    return "ws" if q.shape[-1] == 128 and big else None
 
 
 def _regs(launch: Launch) -> dict:
@@ -287,14 +310,21 @@ def tree_attention(
     group = hq // hkv
     rows = n * group
     sms = _num_sms(q.device)
-    wgmma = _use_wgmma(q, launch)
-    if wgmma:  # one m64 slab of rows per warp group
+    span = max(kv_len - nt, 1)
+    kind = _wgmma_kind(q, launch, rows, b * hkv, split_span or span)  # split_span: graphs and eager agree
+    descs = kv_descriptors(cache_k, cache_v, launch.block_n or 128) if kind == "ws" else None
+    if kind == "ws" and descs is None and launch.wgmma is None:
+        kind = None  # caches not laid out for TMA: the Triton kernel
+    wgmma = kind is not None
+    if descs is not None:  # two consumer warp groups of 64 rows and a producer warp, one program an SM
+        block_m, block_n, warps = 128, launch.block_n or 128, 4
+        launch = replace(launch, num_stages=launch.num_stages or 2, per_sm=launch.per_sm or 1)
+    elif wgmma:  # one m64 slab of rows per warp group
         block_m, block_n = launch.block_m or 64, launch.block_n or 64
         warps = launch.num_warps or block_m // 16
         launch = replace(launch, num_stages=launch.num_stages or 2)
     else:
         block_m, block_n, warps = _tiles(rows, q.element_size(), b * hkv * triton.cdiv(rows, 64), sms, launch)
-    span = max(kv_len - nt, 1)
     per_sm = _per_sm(block_m, block_n, d, q.element_size(), warps, launch)
     programs = b * hkv * triton.cdiv(rows, block_m)
     split = _split_size(split_span or span, programs, sms, block_n, per_sm, launch)
@@ -311,7 +341,15 @@ def tree_attention(
     if bits is None and nt != 0:
         raise ValueError("tree_attention: bits may be None only with tree_len 0")
     bits = committed.view(-1, 1, 1) if bits is None else bits  # a valid pointer the kernel never reads
-    if wgmma:
+    if descs is not None:
+        pdl = False
+        _ws_tree_attention_kernel[grid](
+            q, *descs, committed, bits, lse, part, out, scale, n, nt, hkv, cache_k.shape[1], nsplit, split,
+            context_offset, q.stride(0), q.stride(1), q.stride(2), bits.stride(0), bits.stride(1), out.stride(0),
+            out.stride(1), out.stride(2), G=group, D=d, BLOCK_N=block_n, STAGES=launch.num_stages, DIRECT=direct,
+            CONSUMER_REGS=launch.maxnreg or 232, num_warps=4,
+        )  # fmt: skip
+    elif wgmma:
         pdl = False
         _wgmma_tree_attention_kernel[grid](
             q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split,

@@ -20,12 +20,17 @@ try:
     from triton.experimental.gluon.language.nvidia.hopper import (
         async_copy,
         fence_async_shared,
+        mbarrier,
+        tma,
         warpgroup_mma,
         warpgroup_mma_wait,
     )
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
     # cp.async into shared memory: async_load since Triton 3.7, async_copy_global_to_shared before
     _cp_async = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
+    # a TMA tile load: tma.async_load since Triton 3.7, tma.async_copy_global_to_shared before
+    _tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
     # a CTA-wide barrier: gl.barrier since Triton 3.7, gl.thread_barrier before
     _barrier = getattr(gl, "barrier", None) or gl.thread_barrier
     HAVE_GLUON = True
@@ -223,3 +228,209 @@ if HAVE_GLUON:
             parts_s = ((b * N + node_s) * (HKV * G) + kvh * G + r_s % G) * (NSPLIT + 1) + sp
             lse = gl.where(l_i == 0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0, 1.0, l_i)))
             gl.store(LSE + parts_s, lse, mask=live_s)
+
+    # ---- warp-specialized form: a producer warp streams K/V tiles by TMA into a ring of shared-memory
+    # stages; two consumer warp groups (64 rows each) take turns on the tensor cores, each with the
+    # intra-warpgroup overlap above. The context's ragged end and the tree's slots are whole TMA tiles too
+    # (rows past the tensor are zero-filled; slots past this row's keys are masked out of the scores, so
+    # the cache must hold finite values there, which kv_cache's zero-initialised buffer does).
+
+    @gluon.jit
+    def _ws_producer(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, row0, col, T,
+                     BLOCK_N: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+        for t in range(T):
+            st = t % STAGES
+            free = ((t // STAGES) & 1) ^ 1  # a fresh barrier's previous phase counts as complete
+            mbarrier.wait(k_empty.index(st), free)
+            mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)
+            _tma_load(k_desc, [row0 + t * BLOCK_N, col], k_ready.index(st), k_smem.index(st))
+            mbarrier.wait(v_empty.index(st), free)
+            mbarrier.expect(v_ready.index(st), v_desc.block_type.nbytes)
+            _tma_load(v_desc, [row0 + t * BLOCK_N, col], v_ready.index(st), v_smem.index(st))
+
+    @gluon.jit
+    def _ws_mask(s, lo, t, hi, committed, NT, BITS, b, sbb, sbn, node_s, live_s,
+                 s_layout: gl.constexpr, BLOCK_N: gl.constexpr):  # fmt: skip
+        """Scores of slots outside [0, hi) or, among the tree's slots, not ancestors, to -inf."""
+        slot = lo + t * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
+        rel = slot - committed
+        tree = (rel >= 0) & (rel < NT)
+        word = gl.load(
+            BITS + b * sbb + gl.expand_dims(node_s * sbn, 1) + gl.expand_dims(gl.maximum(rel, 0) // 32, 0),
+            mask=gl.expand_dims(live_s, 1) & gl.expand_dims(tree, 0),
+            other=0,
+        )
+        bit = ((word >> gl.expand_dims(gl.maximum(rel, 0) % 32, 0)) & 1) != 0
+        vis = gl.expand_dims((slot < hi) & (rel < 0), 0) | (bit & gl.expand_dims(slot < hi, 0))
+        return gl.where(vis, s, float("-inf"))
+
+    @gluon.jit
+    def _ws_consumer(Q, BITS, LSE, PART, OUT, q_smem, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
+                     scale, N, HKV, NSPLIT, NT, b, kvh, sp, lo, hi, committed, T, r0,
+                     sqb, sqn, sqh, sbb, sbn, sob, son, soh,
+                     G: gl.constexpr, D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+                     DIRECT: gl.constexpr):  # fmt: skip
+        """64 rows (r0 onward) over the split's tiles; writes their output or partials."""
+        dtype: gl.constexpr = Q.dtype.element_ty
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16]
+        )
+        o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, D, 16]
+        )
+        p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+        lanes_d: gl.constexpr = D // 8
+        ld_layout: gl.constexpr = gl.BlockedLayout([1, 8], [32 // lanes_d, lanes_d], [4, 1], [1, 0])
+        row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+        row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+        qk_scale = scale * 1.4426950408889634
+
+        r_ld = r0 + gl.arange(0, 64, layout=gl.SliceLayout(1, ld_layout))
+        d_ld = gl.arange(0, D, layout=gl.SliceLayout(0, ld_layout))
+        node_ld = r_ld // G
+        q_ptr = (
+            Q
+            + b * sqb
+            + gl.expand_dims(node_ld * sqn + (kvh * G + r_ld % G) * sqh, 1)
+            + gl.expand_dims(d_ld, 0)
+        )
+        q_smem.store(gl.load(q_ptr, mask=gl.expand_dims(node_ld < N, 1), other=0.0))
+        fence_async_shared()
+        _barrier()  # this warp group's four warps
+
+        r_s = r0 + gl.arange(0, 64, layout=row_s)
+        node_s = r_s // G
+        live_s = node_s < N
+        limit = gl.minimum(hi, committed)  # tiles ending past it are masked
+        m_i = gl.full([64], float("-inf"), gl.float32, row_s)
+        l_i = gl.zeros([64], gl.float32, row_s)
+        acc = gl.zeros([64, D], gl.float32, o_layout)
+        s_zero = gl.zeros([64, BLOCK_N], gl.float32, s_layout)
+        if T > 0:
+            mbarrier.wait(k_ready.index(0), 0)
+            s = warpgroup_mma(q_smem, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            s = warpgroup_mma_wait(0, deps=[s])
+            mbarrier.arrive(k_empty.index(0))
+            if lo + BLOCK_N > limit:
+                s = _ws_mask(
+                    s, lo, 0, hi, committed, NT, BITS, b, sbb, sbn, node_s, live_s, s_layout, BLOCK_N
+                )
+            m_i, l_i, p, alpha = _softmax_step(s, m_i, l_i, qk_scale)
+            p_op = gl.convert_layout(p.to(dtype), p_layout)
+            for t in range(1, T):
+                st = t % STAGES
+                mbarrier.wait(k_ready.index(st), (t // STAGES) & 1)
+                s_tok = warpgroup_mma(
+                    q_smem, k_smem.index(st).permute((1, 0)), s_zero, use_acc=False, is_async=True
+                )
+                pst = (t - 1) % STAGES
+                mbarrier.wait(v_ready.index(pst), ((t - 1) // STAGES) & 1)
+                acc_tok = warpgroup_mma(p_op, v_smem.index(pst), acc, is_async=True)
+                s = warpgroup_mma_wait(1, deps=[s_tok])
+                mbarrier.arrive(k_empty.index(st))
+                if lo + (t + 1) * BLOCK_N > limit:
+                    s = _ws_mask(
+                        s, lo, t, hi, committed, NT, BITS, b, sbb, sbn, node_s, live_s, s_layout, BLOCK_N
+                    )
+                m_i, l_i, p, alpha = _softmax_step(s, m_i, l_i, qk_scale)
+                acc, p_op = warpgroup_mma_wait(0, deps=[acc_tok, p_op])
+                mbarrier.arrive(v_empty.index(pst))
+                acc = acc * gl.expand_dims(gl.convert_layout(alpha, row_o), 1)
+                p_op = gl.convert_layout(p.to(dtype), p_layout)
+            pst = (T - 1) % STAGES
+            mbarrier.wait(v_ready.index(pst), ((T - 1) // STAGES) & 1)
+            acc_tok = warpgroup_mma(p_op, v_smem.index(pst), acc, is_async=True)
+            acc, p_op = warpgroup_mma_wait(0, deps=[acc_tok, p_op])
+            mbarrier.arrive(v_empty.index(pst))
+
+        l_o = gl.convert_layout(l_i, row_o)
+        out = acc / gl.expand_dims(gl.where(l_o == 0, 1.0, l_o), 1)
+        r_o = r0 + gl.arange(0, 64, layout=row_o)
+        node_o = r_o // G
+        head_o = kvh * G + r_o % G
+        d_o = gl.arange(0, D, layout=gl.SliceLayout(0, o_layout))
+        live_o = gl.expand_dims(node_o < N, 1)
+        if DIRECT:
+            dst = OUT + b * sob + gl.expand_dims(node_o * son + head_o * soh, 1) + gl.expand_dims(d_o, 0)
+            gl.store(dst, out.to(OUT.dtype.element_ty), mask=live_o)
+        else:
+            parts_o = ((b * N + node_o) * (HKV * G) + head_o) * (NSPLIT + 1) + sp
+            gl.store(PART + gl.expand_dims(parts_o * D, 1) + gl.expand_dims(d_o, 0), out.to(PART.dtype.element_ty),
+                     mask=live_o)  # fmt: skip
+            parts_s = ((b * N + node_s) * (HKV * G) + kvh * G + r_s % G) * (NSPLIT + 1) + sp
+            lse = gl.where(l_i == 0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0, 1.0, l_i)))
+            gl.store(LSE + parts_s, lse, mask=live_s)
+
+    @gluon.jit
+    def _ws_tree_attention_kernel(
+        Q, k_desc, v_desc, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, SLOTS, NSPLIT, SPLIT, OFFSET,
+        sqb, sqn, sqh, sbb, sbn, sob, son, soh,
+        G: gl.constexpr, D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr, DIRECT: gl.constexpr,
+        CONSUMER_REGS: gl.constexpr,
+    ):  # fmt: skip
+        """128 rows a program (two consumer warp groups); K/V through TMA descriptors over the cache
+        viewed as [batch * slots, kv_heads * head_dim]."""
+        dtype: gl.constexpr = Q.dtype.element_ty
+        bh = gl.program_id(0)
+        mb = gl.program_id(1)
+        sp = gl.program_id(2)
+        b = bh // HKV
+        kvh = bh % HKV
+        committed = gl.load(COMMITTED + b).to(gl.int32) + OFFSET
+        if DIRECT:
+            lo = 0
+            hi = committed + NT
+        else:
+            lo = sp * SPLIT
+            hi = gl.minimum(lo + SPLIT, committed)
+            lo = gl.where(sp == NSPLIT, committed, lo)  # the last split takes the tree
+            hi = gl.where(sp == NSPLIT, committed + NT, hi)
+        hi = gl.maximum(hi, lo)
+        T = gl.cdiv(hi - lo, BLOCK_N)
+
+        q_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, D], dtype)
+        q_smem = gl.allocate_shared_memory(dtype, [2, 64, D], q_sl)
+        k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, D], k_desc.layout)
+        v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, D], v_desc.layout)
+        k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        for i in gl.static_range(STAGES):
+            mbarrier.init(k_ready.index(i), count=1)
+            mbarrier.init(v_ready.index(i), count=1)
+            mbarrier.init(k_empty.index(i), count=2)  # one arrival from each consumer warp group
+            mbarrier.init(v_empty.index(i), count=2)
+        fence_async_shared()
+
+        # (no * unpacking in Gluon: every partition's arguments spelled out)
+        gl.warp_specialize(
+            [
+                (_ws_consumer, (Q, BITS, LSE, PART, OUT, q_smem.index(0), k_smem, v_smem, k_ready, v_ready, k_empty,
+                                v_empty, scale, N, HKV, NSPLIT, NT, b, kvh, sp, lo, hi, committed, T, mb * 128,
+                                sqb, sqn, sqh, sbb, sbn, sob, son, soh, G, D, BLOCK_N, STAGES, DIRECT)),
+                (_ws_consumer, (Q, BITS, LSE, PART, OUT, q_smem.index(1), k_smem, v_smem, k_ready, v_ready, k_empty,
+                                v_empty, scale, N, HKV, NSPLIT, NT, b, kvh, sp, lo, hi, committed, T, mb * 128 + 64,
+                                sqb, sqn, sqh, sbb, sbn, sob, son, soh, G, D, BLOCK_N, STAGES, DIRECT)),
+                (_ws_producer, (k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, b * SLOTS + lo,
+                                kvh * D, T, BLOCK_N, STAGES)),
+            ],
+            [4, 1],
+            [CONSUMER_REGS, 24],
+        )  # fmt: skip
+
+
+def kv_descriptors(cache_k, cache_v, block_n: int):
+    """TMA descriptors of K and V viewed as [batch * slots, kv_heads * head_dim] (tiles of block_n slots
+    of one head), or None where the caches are not laid out that way."""
+    import torch
+
+    b, s, hkv, d = cache_k.shape
+    dtype = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}[cache_k.dtype]
+    layout = gl.NVMMASharedLayout.get_default_for([block_n, d], dtype)
+    descs = []
+    for t in (cache_k, cache_v):
+        if t.stride() != (s * hkv * d, hkv * d, d, 1) or t.data_ptr() % 16:
+            return None
+        descs.append(TensorDescriptor.from_tensor(t.view(b * s, hkv * d), [block_n, d], layout))
+    return descs
