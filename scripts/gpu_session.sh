@@ -10,6 +10,8 @@
 #   STAGE=ab     kernel tests, memcheck, same-run A/Bs of tree attention and of plain decode attention
 #   STAGE=e2e_ab tokens/s with decode through the split-K or the tree kernel, PDL merges off or on
 #   STAGE=flex   the kernel table with FlexAttention in every case (SHAPES=one head shape per call)
+#   STAGE=ws     the warp-specialized wgmma kernel: tests, verify cost at 8192 tokens without and with it,
+#                the full kernel table
 #   STAGE=kbench tree-attention microbenchmarks (the full table), verify cost per backend (Llama-3-8B shape)
 #   STAGE=bench  the full harness: every method x every category against plain and transformers, plus
 #                the end-to-end change per kernel backend; heads from /tmp/heads when present
@@ -145,6 +147,21 @@ flex)
   # the log keeps every row's JSON line, so that a call cut off by its time limit still has what ran
   timeout ${FLEX_TIMEOUT:-560} python3 -m gorgon.bench.kernels --flex all ${SHAPES:+--shapes $SHAPES} \
     --out "$OUT" 2>&1 | tee "$OUT/kernels_flex.log" | grep -v '^{' | tail -5
+  log done
+  ;;
+ws)
+  # The warp-specialized wgmma kernel: kernel tests (all but the CUDA grid), the verify step of the
+  # Llama-3-8B shape at an 8192-token context with the automatic choice off then on, the full table
+  log tests
+  timeout ${TESTS_TIMEOUT:-260} python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py \
+    -k "not cuda_tree_attention" 2>&1 | tail -8 | tee "$OUT/kernel_tests.log"
+  for ws in 0 1; do
+    log cost GORGON_WGMMA=$ws
+    GORGON_WGMMA=$ws GORGON_ATTENTION=triton timeout 100 python3 -m gorgon bench cost --shape llama-3-8b \
+      --context 8192 --out "$OUT/cost_wgmma$ws" 2>&1 | tail -7
+  done
+  log kernels
+  timeout 200 python3 -m gorgon.bench.kernels --out "$OUT" 2>&1 | tee "$OUT/kernels.log" | grep -v '^{' | tail -3
   log done
   ;;
 kbench)

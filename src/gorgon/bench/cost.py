@@ -44,17 +44,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shape", default="llama-3-8b", choices=sorted(SHAPES))
     p.add_argument("--tau", type=float, default=None, help="accepted length measured on a real model")
     p.add_argument("--tree-tokens", type=int, default=32, help="tree size that tau was measured with")
+    p.add_argument("--context", type=int, default=512, help="committed tokens before the tree")
     p.add_argument("--out", default="reports")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         raise GorgonError("the cost model times kernels on a CUDA GPU; none is visible")
-    costs = verify_cost(args.shape, SIZES, torch.device("cuda"))
+    costs = verify_cost(args.shape, SIZES, torch.device("cuda"), args.context)
     plain = costs["plain_step_ms"]
     info = machine()
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"## Cost model: {args.shape} shape, random bf16 weights, {costs['backend']} kernels "
-        f"({now}, {info.get('gpu')})",
+        f"## Cost model: {args.shape} shape, random bf16 weights, {costs['backend']} kernels, "
+        f"{args.context}-token context ({now}, {info.get('gpu')})",
         "",
         "| tree tokens | " + " | ".join(map(str, SIZES)) + " |",
         "|---" * (len(SIZES) + 1) + "|",

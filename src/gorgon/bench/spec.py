@@ -112,9 +112,10 @@ def _row(
 
 
 @torch.inference_mode()
-def verify_cost(shape_name: str, sizes: list[int], device: torch.device) -> dict:
-    """Milliseconds of one graphed target forward over a tree of N tokens (random parents, after a 512-token
-    context), and of one graphed plain decode step, for a model of the named shape with random weights."""
+def verify_cost(shape_name: str, sizes: list[int], device: torch.device, context: int = 512) -> dict:
+    """Milliseconds of one graphed target forward over a tree of N tokens (random parents, after a
+    `context`-token context), and of one graphed plain decode step, for a model of the named shape with
+    random weights."""
     from gorgon.kernels import TreeMask
     from gorgon.kv_cache import KVCache
     from gorgon.model.shapes import random_model, shape
@@ -125,7 +126,6 @@ def verify_cost(shape_name: str, sizes: list[int], device: torch.device) -> dict
     model = random_model(shape(shape_name), device, torch.bfloat16)
     runner = ModelRunner(model)
     st = SamplingTensors.build([SamplingParams(temperature=0.0)], [0], device)
-    context = 512
     runner.reserve(1, context + 256)
     runner.start([list(range(100, 100 + context))], st)
     runner.decode(1, context)
@@ -147,9 +147,10 @@ def verify_cost(shape_name: str, sizes: list[int], device: torch.device) -> dict
             samples.append(start.elapsed_time(end) / 20)
         return median(samples)
 
-    plain = step_ms(runner._decode_fn(runner.buffers[1], 768))
+    plain = step_ms(runner._decode_fn(runner.buffers[1], context + 256))
     cache = KVCache(model.config, 1, context + 256, device, torch.bfloat16)
-    out = {"shape": shape_name, "plain_step_ms": plain, "tree_ms": {}, "backend": runner.kernels}
+    out = {"shape": shape_name, "context": context, "plain_step_ms": plain, "tree_ms": {}}
+    out["backend"] = runner.kernels
     for n in sizes:
         parents = torch.tensor([[0] + [int(torch.randint(0, i, ())) for i in range(1, n)]], device=device)
         anc = ancestor_matrix(parents)

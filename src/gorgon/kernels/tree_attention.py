@@ -231,8 +231,9 @@ def _wgmma_kind(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: in
     the H100 (head_dim 128, 128 rows or more a KV head: 1.07-1.20x at 8192 committed slots, batch 1 and 8;
     at 2048 slots only with a full grid of 128-row blocks, 1.10-1.14x; slower with fewer rows or shorter
     contexts, down to 0.65x, and at head_dim 64; reports/h100-2026-11-26d/sweeps/ws_grid.md). A decode
-    step (a few rows a KV head) never takes it."""
-    if launch.wgmma is False or not _wgmma_capable(q):
+    step (a few rows a KV head) never takes it. GORGON_WGMMA=0 turns the automatic choice off."""
+    off = launch.wgmma is None and os.environ.get("GORGON_WGMMA", "1") == "0"  # the A/B switch
+    if launch.wgmma is False or off or not _wgmma_capable(q):
         return None
     if launch.wgmma:
         return "ws" if launch.warp_specialize else "plain"
