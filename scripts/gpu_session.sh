@@ -153,8 +153,8 @@ ws)
   # The warp-specialized wgmma kernel: kernel tests (all but the CUDA grid), the verify step of the
   # Llama-3-8B shape at an 8192-token context with the automatic choice off then on, the full table
   log tests
-  timeout ${TESTS_TIMEOUT:-260} python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py \
-    -k "not cuda_tree_attention" 2>&1 | tail -8 | tee "$OUT/kernel_tests.log"
+  timeout ${TESTS_TIMEOUT:-300} python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py \
+    -k "wgmma or graph or triton_tree or keep_path" 2>&1 | tail -8 | tee "$OUT/kernel_tests.log"
   for ws in 0 1; do
     log cost GORGON_WGMMA=$ws
     GORGON_WGMMA=$ws GORGON_ATTENTION=triton timeout 100 python3 -m gorgon bench cost --shape llama-3-8b \

@@ -349,7 +349,8 @@ def test_wgmma_kernel_selection(monkeypatch):
     assert ta._wgmma_kind(q128, ta.Launch(), rows=256, heads=8, span=8192) is None  # no Hopper here
     monkeypatch.setattr(ta, "_wgmma_capable", lambda q: True)
     kind = lambda q, rows, heads, span, **kw: ta._wgmma_kind(q, ta.Launch(**kw), rows, heads, span)
-    assert kind(q128, rows=256, heads=8, span=8192) == "ws"  # batch 1, 64 tree tokens
+    assert kind(q128, rows=512, heads=8, span=8192) == "ws"  # batch 1, 128 tree tokens
+    assert kind(q128, rows=256, heads=8, span=8192) is None  # batch 1, 64: short splits, slower
     assert kind(q128, rows=128, heads=64, span=8192) == "ws"  # batch 8, 32 tree tokens
     assert kind(q128, rows=256, heads=64, span=2048) == "ws"  # a full grid of 128-row blocks
     assert kind(q128, rows=256, heads=8, span=2048) is None  # batch 1: too little work a program

@@ -228,16 +228,22 @@ def _wgmma_capable(q: torch.Tensor) -> bool:
 def _wgmma_kind(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: int) -> str | None:
     """Which wgmma kernel runs: "ws" (warp-specialized), "plain", or None (the Triton kernel).
     launch.wgmma None picks the warp-specialized one where it measured faster than the Triton kernel on
-    the H100 (head_dim 128, 128 rows or more a KV head: 1.07-1.20x at 8192 committed slots, batch 1 and 8;
-    at 2048 slots only with a full grid of 128-row blocks, 1.10-1.14x; slower with fewer rows or shorter
-    contexts, down to 0.65x, and at head_dim 64; reports/h100-2026-11-26d/sweeps/ws_grid.md). A decode
-    step (a few rows a KV head) never takes it. GORGON_WGMMA=0 turns the automatic choice off."""
+    the H100, at head_dim 128 with 128 rows or more a KV head (reports/h100-2026-11-26d):
+    - kernel sweep, batch 8 (K/V far beyond the 50 MB L2): 1.07-1.20x at 8192 committed slots from 32
+      tree tokens, 1.10-1.14x at 2048 slots with a full grid of 128-row blocks; slower with fewer rows or
+      shorter contexts (down to 0.65x), and at head_dim 64;
+    - the Llama-3-8B verify step, batch 1, 8192-token context (cold K/V, layer after layer): faster from
+      96 tree tokens (24 row blocks; the whole step 1-2% faster), slower up to 64 (16 row blocks, split
+      into short programs that one program an SM cannot keep fed: the step 2-5% slower), although the
+      kernel sweep, replaying one layer's 34 MB of K/V warm in L2, had it 7-13% faster there too.
+    A decode step (a few rows a KV head) never takes it. GORGON_WGMMA=0 turns the automatic choice off."""
     off = launch.wgmma is None and os.environ.get("GORGON_WGMMA", "1") == "0"  # the A/B switch
     if launch.wgmma is False or off or not _wgmma_capable(q):
         return None
     if launch.wgmma:
         return "ws" if launch.warp_specialize else "plain"
-    big = rows >= 128 and (span >= 4096 or (span >= 2048 and heads * triton.cdiv(rows, 128) >= 128))
+    blocks = heads * triton.cdiv(rows, 128)  # its programs before splitting
+    big = rows >= 128 and ((span >= 4096 and blocks >= 24) or (span >= 2048 and blocks >= 128))
     return "ws" if q.shape[-1] == 128 and big else None
 
 
