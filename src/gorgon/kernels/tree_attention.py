@@ -7,7 +7,9 @@ the tree's own slots in tiles of 32, masked from the packed ancestor bits (one i
 tile, not a dense [N, P + N] mask). A grid that does not fill the GPU splits the context over programs (the tree being one
 more split) in whole rounds of programs; each split writes its normalized output plus its log-sum-exp
 (Launch says in which precision), and a second kernel merges. A plain decode step is the same kernel
-with no tree slots (triton_ops.decode_attention).
+with no tree slots (triton_ops.decode_attention). On Hopper, in half precision, shapes with many rows a
+KV head over long contexts run a warp-specialized wgmma kernel instead (tree_attention_wgmma, chosen by
+_wgmma_kind; GORGON_WGMMA=0 keeps this one).
 """
 
 from __future__ import annotations

@@ -1,15 +1,21 @@
 """Tree attention on Hopper's asynchronous warp-group MMA (wgmma), written in Gluon (Triton's explicit
 layout language), for the shapes bound by their matrix products (many tree rows per KV head).
 
-Same operation, grid, splits and partials as tree_attention._tree_attention_kernel; what differs is the
-main loop over the committed slots. The Triton compiler waits for each Q K^T product before its softmax,
-so softmax and tensor cores take turns (read from the compiled kernel, Triton 3.6-3.9 on sm_90).
-Here the loop is FlashAttention-3's intra-warpgroup pipeline: tile t's Q K^T and tile t-1's P V are
-issued together, the softmax of tile t runs while P V t-1 is still on the tensor cores, and K/V tiles
-stream into shared memory with cp.async STAGES - 1 tiles ahead. The ragged last tile of the context and
-the tree's own slots (masked from the packed ancestor bits) take a plain synchronous path after it.
+Same operation, splits and partials as tree_attention._tree_attention_kernel; what differs is the loop
+over the committed slots. The Triton compiler waits for each Q K^T product before its softmax, so
+softmax and tensor cores take turns (read from the compiled kernel, Triton 3.6-3.9 on sm_90). Both
+kernels here run FlashAttention-3's intra-warpgroup pipeline instead: tile t's Q K^T and tile t-1's P V
+are issued together and the softmax of tile t runs while P V t-1 is still on the tensor cores.
 
-Only half precision (bf16/fp16) on sm_90+; tree_attention picks this kernel through Launch.wgmma.
+- _wgmma_tree_attention_kernel ("plain"): one warp group a program, K/V by cp.async STAGES - 1 tiles
+  ahead, the ragged end and the tree's slots on a synchronous masked path. Measured no faster than the
+  Triton kernel (5-20% slower but for one case, reports/h100-2026-11-26d): opt-in, Launch(wgmma=True).
+- _ws_tree_attention_kernel (warp-specialized): a producer warp streams K/V by TMA into a ring of
+  stages guarded by mbarriers, two consumer warp groups of 64 rows each take turns on the tensor cores.
+  Up to 1.27x faster than the Triton kernel with many rows over long contexts; tree_attention picks it
+  there by default (tree_attention._wgmma_kind).
+
+Only half precision (bf16/fp16) on sm_90.
 """
 
 from __future__ import annotations
