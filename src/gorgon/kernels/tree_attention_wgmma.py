@@ -40,7 +40,7 @@ try:
     # a CTA-wide barrier: gl.barrier since Triton 3.7, gl.thread_barrier before
     _barrier = getattr(gl, "barrier", None) or gl.thread_barrier
     HAVE_GLUON = True
-except ImportError:  # a Triton without Gluon: tree_attention keeps its own kernel
+except (ImportError, AttributeError):  # a Triton without (this) Gluon: tree_attention keeps its own kernel
     HAVE_GLUON = False
 
 
