@@ -92,6 +92,32 @@ if HAVE_GLUON:
         return m_i, l_i, acc
 
     @gluon.jit
+    def _write_rows(acc, m_i, l_i, r0, b, kvh, sp, N, HKV, NSPLIT, LSE, PART, OUT, sob, son, soh,
+                    G: gl.constexpr, D: gl.constexpr, ROWS: gl.constexpr, DIRECT: gl.constexpr,
+                    s_layout: gl.constexpr, o_layout: gl.constexpr):  # fmt: skip
+        """Rows r0 .. r0 + ROWS of a program, (node r // G, head kvh * G + r % G): their normalized output
+        (a direct launch), or this split's partial output and log2-sum-exp for the merge."""
+        row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
+        l_o = gl.convert_layout(l_i, row_o)
+        out = acc / gl.expand_dims(gl.where(l_o == 0, 1.0, l_o), 1)  # l is 0 only where nothing was seen
+        r_o = r0 + gl.arange(0, ROWS, layout=row_o)
+        node_o = r_o // G
+        head_o = kvh * G + r_o % G
+        d_o = gl.arange(0, D, layout=gl.SliceLayout(0, o_layout))
+        live_o = gl.expand_dims(node_o < N, 1)
+        if DIRECT:
+            dst = OUT + b * sob + gl.expand_dims(node_o * son + head_o * soh, 1) + gl.expand_dims(d_o, 0)
+            gl.store(dst, out.to(OUT.dtype.element_ty), mask=live_o)
+        else:
+            parts_o = ((b * N + node_o) * (HKV * G) + head_o) * (NSPLIT + 1) + sp
+            gl.store(PART + gl.expand_dims(parts_o * D, 1) + gl.expand_dims(d_o, 0), out.to(PART.dtype.element_ty),
+                     mask=live_o)  # fmt: skip
+            r_s = r0 + gl.arange(0, ROWS, layout=gl.SliceLayout(1, s_layout))
+            parts_s = ((b * N + r_s // G) * (HKV * G) + kvh * G + r_s % G) * (NSPLIT + 1) + sp
+            lse = gl.where(l_i == 0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0, 1.0, l_i)))
+            gl.store(LSE + parts_s, lse, mask=r_s // G < N)
+
+    @gluon.jit
     def _wgmma_tree_attention_kernel(
         Q, K, V, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, NSPLIT, SPLIT, OFFSET,
         sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
@@ -115,7 +141,6 @@ if HAVE_GLUON:
         row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
         col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
         row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
-        col_o: gl.constexpr = gl.SliceLayout(0, o_layout)
 
         bh = gl.program_id(0)
         mb = gl.program_id(1)
@@ -214,26 +239,8 @@ if HAVE_GLUON:
                                              committed + t0, t0 + kr < NT, vis, m_i, l_i, acc, qk_scale, sks,
                                              svs, s_layout, o_layout, p_layout, BLOCK_M, BLOCK_N)  # fmt: skip
 
-        l_o = gl.convert_layout(l_i, row_o)
-        out = acc / gl.expand_dims(gl.where(l_o == 0, 1.0, l_o), 1)  # l is 0 only where nothing was seen
-        r_o = mb * BLOCK_M + gl.arange(0, BLOCK_M, layout=row_o)
-        node_o = r_o // G
-        head_o = kvh * G + r_o % G
-        d_o = gl.arange(0, D, layout=col_o)
-        live_o = gl.expand_dims(node_o < N, 1)
-        if DIRECT:
-            dst = OUT + b * sob + gl.expand_dims(node_o * son + head_o * soh, 1) + gl.expand_dims(d_o, 0)
-            gl.store(dst, out.to(OUT.dtype.element_ty), mask=live_o)
-        else:
-            parts_o = ((b * N + node_o) * (HKV * G) + head_o) * (NSPLIT + 1) + sp
-            gl.store(
-                PART + gl.expand_dims(parts_o * D, 1) + gl.expand_dims(d_o, 0),
-                out.to(PART.dtype.element_ty),
-                mask=live_o,
-            )
-            parts_s = ((b * N + node_s) * (HKV * G) + kvh * G + r_s % G) * (NSPLIT + 1) + sp
-            lse = gl.where(l_i == 0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0, 1.0, l_i)))
-            gl.store(LSE + parts_s, lse, mask=live_s)
+        _write_rows(acc, m_i, l_i, mb * BLOCK_M, b, kvh, sp, N, HKV, NSPLIT, LSE, PART, OUT, sob, son, soh,
+                    G, D, BLOCK_M, DIRECT, s_layout, o_layout)  # fmt: skip
 
     # ---- warp-specialized form: a producer warp streams K/V tiles by TMA into a ring of shared-memory
     # stages; two consumer warp groups (64 rows each) take turns on the tensor cores, each with the
@@ -349,23 +356,8 @@ if HAVE_GLUON:
             acc, p_op = warpgroup_mma_wait(0, deps=[acc_tok, p_op])
             mbarrier.arrive(v_empty.index(pst))
 
-        l_o = gl.convert_layout(l_i, row_o)
-        out = acc / gl.expand_dims(gl.where(l_o == 0, 1.0, l_o), 1)
-        r_o = r0 + gl.arange(0, 64, layout=row_o)
-        node_o = r_o // G
-        head_o = kvh * G + r_o % G
-        d_o = gl.arange(0, D, layout=gl.SliceLayout(0, o_layout))
-        live_o = gl.expand_dims(node_o < N, 1)
-        if DIRECT:
-            dst = OUT + b * sob + gl.expand_dims(node_o * son + head_o * soh, 1) + gl.expand_dims(d_o, 0)
-            gl.store(dst, out.to(OUT.dtype.element_ty), mask=live_o)
-        else:
-            parts_o = ((b * N + node_o) * (HKV * G) + head_o) * (NSPLIT + 1) + sp
-            gl.store(PART + gl.expand_dims(parts_o * D, 1) + gl.expand_dims(d_o, 0), out.to(PART.dtype.element_ty),
-                     mask=live_o)  # fmt: skip
-            parts_s = ((b * N + node_s) * (HKV * G) + kvh * G + r_s % G) * (NSPLIT + 1) + sp
-            lse = gl.where(l_i == 0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0, 1.0, l_i)))
-            gl.store(LSE + parts_s, lse, mask=live_s)
+        _write_rows(acc, m_i, l_i, r0, b, kvh, sp, N, HKV, NSPLIT, LSE, PART, OUT, sob, son, soh,
+                    G, D, 64, DIRECT, s_layout, o_layout)  # fmt: skip
 
     @gluon.jit
     def _ws_tree_attention_kernel(
