@@ -216,15 +216,15 @@ def _use_pdl(device: torch.device, launch: Launch) -> bool:
     return wanted and _pdl_capable(device)
 
 
+@cache
+def _hopper(device: torch.device) -> bool:
+    # wgmma is sm_90 only (Blackwell has tcgen05 instead); asked once a device, not every call
+    return HAVE_GLUON and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] == 9
+
+
 def _wgmma_capable(q: torch.Tensor) -> bool:
-    # wgmma is sm_90 only (Blackwell has tcgen05 instead); the kernels are written for 16-bit inputs
-    return (
-        HAVE_GLUON
-        and q.device.type == "cuda"
-        and torch.cuda.get_device_capability(q.device)[0] == 9
-        and q.dtype in (torch.bfloat16, torch.float16)
-        and q.shape[-1] in (64, 128)
-    )
+    # the kernels are written for 16-bit inputs and head sizes 64 and 128
+    return _hopper(q.device) and q.dtype in (torch.bfloat16, torch.float16) and q.shape[-1] in (64, 128)
 
 
 def _wgmma_kind(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: int) -> str | None:
