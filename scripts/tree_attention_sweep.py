@@ -1,7 +1,7 @@
 """Sweep the tree-attention kernels' launch settings on a GPU (bf16, full top-4 trees).
 
     python scripts/tree_attention_sweep.py [--out DIR] [--quick] [--baseline FILE]
-        [--case SHAPE,B,N,P ...] [--launch JSON ...] [--repeats R] [--cuda [--cuda-baseline DIR]]
+        [--case SHAPE,B,N,P ...] [--launch JSON ...] [--repeats R] [--cuda [--cuda-baseline DIR]] [--cold]
 
 For each case: the default Launch's time, the best setting found, and both against the memory floor
 (K/V bytes over the measured copy bandwidth), so that the defaults can be chosen from measurements.
@@ -10,7 +10,9 @@ with the settings given (keyword arguments of Launch, as JSON); --repeats times 
 interleaved (setting after setting, then again), and keeps the median, so that drift over a case does
 not favour one setting. --baseline times another version of gorgon/kernels/tree_attention.py (its
 defaults) in the same run, as "before". --cuda adds the CUDA kernel; --cuda-baseline DIR also an
-earlier version of it, built from the sources in DIR.
+earlier version of it, built from the sources in DIR. --cold times each call after overwriting the L2
+(bench.kernels._time_cold), as a model step reads a layer's K/V; written after this session's last GPU
+call, so not yet run.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from gorgon.bench.kernels import HEADS, _case, _time, kv_bytes
+from gorgon.bench.kernels import HEADS, _case, _time, _time_cold, kv_bytes
 from gorgon.bench.timing import copy_bandwidth, machine
 from gorgon.kernels.tree_attention import DEFAULT_LAUNCH, Launch, tree_attention
 
@@ -145,7 +147,7 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
     times = {key: [] for key in runners}
     for _ in range(args.repeats):  # interleaved: each round times every setting once
         for key, fn in runners.items():
-            times[key].append(_time(fn) * 1e3)
+            times[key].append((_time_cold if args.cold else _time)(fn) * 1e3)
     us = {key: statistics.median(t) for key, t in times.items()}
     timed = {key: t for key, t in us.items() if isinstance(key, Launch)}
     best = min(timed, key=timed.get)
@@ -197,6 +199,7 @@ def main() -> None:
     ap.add_argument("--cuda", action="store_true")
     ap.add_argument("--cuda-baseline", help="a folder with an earlier tree_attention.cu and binding.cpp")
     ap.add_argument("--name", default="tree_attention_sweep")
+    ap.add_argument("--cold", action="store_true", help="flush the L2 before each replay (untimed so far)")
     args = ap.parse_args()
     cases = [(c.split(",")[0], *map(int, c.split(",")[1:])) for c in args.case] if args.case else CASES
     candidates = [Launch(**json.loads(s)) for s in args.launch] if args.launch else settings(args.quick)
@@ -215,7 +218,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     gpu = machine().get("gpu")
     title = f"Tree attention launch sweep, {gpu}, bf16, {len(candidates)} settings per case, "
-    title += f"median of {args.repeats} interleaved"
+    title += f"median of {args.repeats} interleaved" + (", cold L2" if args.cold else "")
     lines = table(rows, title)
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
