@@ -322,13 +322,12 @@ def tree_attention(
     span = max(kv_len - nt, 1)
     kind = _wgmma_kind(q, launch, rows, b * hkv, split_span or span)  # split_span: graphs and eager agree
     descs = kv_descriptors(cache_k, cache_v, launch.block_n or 128) if kind == "ws" else None
-    if kind == "ws" and descs is None and launch.wgmma is None:
-        kind = None  # caches not laid out for TMA: the Triton kernel
-    wgmma = kind is not None
-    if descs is not None:  # two consumer warp groups of 64 rows and a producer warp, one program an SM
+    if kind == "ws" and descs is None:  # caches not laid out for TMA
+        kind = "plain" if launch.wgmma else None
+    if kind == "ws":  # two consumer warp groups of 64 rows and a producer warp, one program an SM
         block_m, block_n, warps = 128, launch.block_n or 128, 4
         launch = replace(launch, num_stages=launch.num_stages or 2, per_sm=launch.per_sm or 1)
-    elif wgmma:  # one m64 slab of rows per warp group
+    elif kind == "plain":  # one m64 slab of rows per warp group
         block_m, block_n = launch.block_m or 64, launch.block_n or 64
         warps = launch.num_warps or block_m // 16
         launch = replace(launch, num_stages=launch.num_stages or 2)
@@ -346,34 +345,32 @@ def tree_attention(
     part = torch.empty(parts, d, device=q.device, dtype=part_dtype)
     out = torch.empty_like(q) if out is None else out
     grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nsplit + 1)
-    pdl = _use_pdl(q.device, launch) and not direct  # a direct launch has no merge to overlap
+    # a direct launch has no merge to overlap; only the Triton kernel triggers the merge early
+    pdl = kind is None and _use_pdl(q.device, launch) and not direct
     if bits is None and nt != 0:
         raise ValueError("tree_attention: bits may be None only with tree_len 0")
     bits = committed.view(-1, 1, 1) if bits is None else bits  # a valid pointer the kernel never reads
-    if descs is not None:
-        pdl = False
+    # the pointer-based kernels' common arguments (the warp-specialized one reads K/V through descriptors)
+    strides = (q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
+               cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
+               out.stride(0), out.stride(1), out.stride(2))  # fmt: skip
+    args = (q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split, context_offset)  # fmt: skip
+    if kind == "ws":
         _ws_tree_attention_kernel[grid](
             q, *descs, committed, bits, lse, part, out, scale, n, nt, hkv, cache_k.shape[1], nsplit, split,
             context_offset, q.stride(0), q.stride(1), q.stride(2), bits.stride(0), bits.stride(1), out.stride(0),
             out.stride(1), out.stride(2), G=group, D=d, BLOCK_N=block_n, STAGES=launch.num_stages, DIRECT=direct,
             CONSUMER_REGS=launch.maxnreg or 232, num_warps=4,
         )  # fmt: skip
-    elif wgmma:
-        pdl = False
+    elif kind == "plain":
         _wgmma_tree_attention_kernel[grid](
-            q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split,
-            context_offset, q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1),
-            cache_k.stride(2), cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0),
-            bits.stride(1), out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d,
-            BLOCK_N=block_n, STAGES=launch.num_stages, DIRECT=direct, num_warps=warps, **_regs(launch),
+            *args, *strides, G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n, STAGES=launch.num_stages,
+            DIRECT=direct, num_warps=warps, **_regs(launch),
         )  # fmt: skip
     else:
         _tree_attention_kernel[grid](
-            q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split, context_offset,
-            q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
-            cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
-            out.stride(0), out.stride(1), out.stride(2), G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n,
-            DIRECT=direct, PRECISION="ieee" if q.dtype == torch.float32 else "tf32", PDL=pdl, num_warps=warps,
+            *args, *strides, G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n, DIRECT=direct,
+            PRECISION="ieee" if q.dtype == torch.float32 else "tf32", PDL=pdl, num_warps=warps,
             **({} if launch.num_stages is None else {"num_stages": launch.num_stages}), **_regs(launch),
         )  # fmt: skip
     if not direct:
