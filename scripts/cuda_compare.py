@@ -1,11 +1,12 @@
-"""The CUDA tree-attention kernels side by side on the GPU: the mma.sync kernel (default) and the WMMA one.
+"""The CUDA tree-attention kernels side by side on the GPU: the mma.sync kernel in blocks of 4 and of 8
+warps, and the WMMA one.
 
     python scripts/cuda_compare.py [--no-check] [--no-timing]
 
 1. Accuracy: both kernels against the float64 reference (random trees, two rows of different committed
    lengths) over N in {1, 7, 64, 128}, P in {0, 5, 300, 2048, 4100}, GQA 1/3/4, head_dim 64/128, bf16 and
    fp16; the worst error per (dtype, head_dim, N), and every case past the GPU tests' tolerance.
-2. Speed at Llama-3-8B heads (32 q, 8 KV, dim 128), bf16, full top-4 trees: mma, wmma and SDPA with a
+2. Speed at Llama-3-8B heads (32 q, 8 KV, dim 128), bf16, full top-4 trees: each kernel and SDPA with a
    dense boolean mask, N in {1, 16, 64, 128}, P in {512, 2048, 8192}, batch 1 and 8. Each is captured
    10 calls to a CUDA graph (no Python or launch overhead), warmed up, then timed by CUDA events over
    replays; the median per call in microseconds, as a markdown table.
@@ -25,7 +26,7 @@ from gorgon.kernels import AttentionMeta, TreeMask, cuda_ops, reference
 from gorgon.spec.tree import ancestor_matrix
 
 TOL = {torch.float16: (5e-3, 5e-3), torch.bfloat16: (3e-2, 3e-2)}  # (rtol, atol) as tests/test_kernels_gpu.py
-VARIANTS = ("mma", "wmma")
+VARIANTS = ("mma4", "mma8", "wmma")
 
 
 def _tree(batch: int, n: int, committed: list[int], g: torch.Generator, kind: str = "random") -> TreeMask:
@@ -139,21 +140,23 @@ def _time_case(batch: int, n: int, p: int, g: torch.Generator) -> dict[str, floa
         )
 
     us = {"sdpa": _time_us(sdpa), **{x: _time_us(tree_kernel(x)) for x in VARIANTS}}
-    us["diff"] = (outs["mma"].float() - sdpa().transpose(1, 2).float()).abs().max().item()
-    blocks = batch * hkv * -(-n * (hq // hkv) // cuda_ops.BLOCK_ROWS)
-    us["splits"] = cuda_ops._splits(blocks, max(p, 1), cuda_ops._target_blocks(q.get_device()))[0]
+    us["diff"] = max((outs[x].float() - sdpa().transpose(1, 2).float()).abs().max().item() for x in VARIANTS)
+    for x in ("mma4", "mma8"):
+        us[f"splits {x}"] = cuda_ops.split_plan(q, k, kv_len, cuda_ops.KERNELS[x])[0]
     return us
 
 
 def timing() -> None:
     g = torch.Generator().manual_seed(1)
     print("\n## Speed: Llama-3-8B heads (32 q, 8 KV, D 128), bf16, microseconds per call (median)\n")
-    print("| B | N | P | splits | SDPA dense mask | wmma | mma | mma vs SDPA | mma vs wmma | max diff |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    head = "B | N | P | programs a row block (mma4, mma8) | SDPA dense mask | wmma | mma4 | mma8"
+    print(f"| {head} | mma8 vs SDPA | mma8 vs mma4 | max diff vs SDPA |")
+    print("|---" * 11 + "|")
     for batch, n, p in [(b, n, p) for b in (1, 8) for n in (1, 16, 64, 128) for p in (512, 2048, 8192)]:
         us = _time_case(batch, n, p, g)
-        cells = [batch, n, p, us["splits"], f"{us['sdpa']:.1f}", f"{us['wmma']:.1f}", f"{us['mma']:.1f}"]
-        cells += [f"{us['sdpa'] / us['mma']:.2f}x", f"{us['wmma'] / us['mma']:.2f}x", f"{us['diff']:.1e}"]
+        cells = [batch, n, p, f"{us['splits mma4']}, {us['splits mma8']}"]
+        cells += [f"{us[x]:.1f}" for x in ("sdpa", *VARIANTS)]
+        cells += [f"{us['sdpa'] / us['mma8']:.2f}x", f"{us['mma4'] / us['mma8']:.2f}x", f"{us['diff']:.1e}"]
         print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 

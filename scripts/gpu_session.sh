@@ -12,6 +12,8 @@
 #   STAGE=flex   the kernel table with FlexAttention in every case (SHAPES=one head shape per call)
 #   STAGE=ws     the warp-specialized wgmma kernel: tests, verify cost at 8192 tokens without and with it,
 #                the full kernel table
+#   STAGE=cuda8  the CUDA mma kernel in 8-warp blocks: tests, accuracy of every CUDA kernel, memcheck, then
+#                the Triton and CUDA kernels (automatic, 4 and 8 warps) over the sweep's cases, warm and cold L2
 #   STAGE=kbench tree-attention microbenchmarks (the full table), verify cost per backend (Llama-3-8B shape)
 #   STAGE=bench  the full harness: every method x every category against plain and transformers, plus
 #                the end-to-end change per kernel backend; heads from /tmp/heads when present
@@ -162,6 +164,25 @@ ws)
   done
   log kernels
   timeout 200 python3 -m gorgon.bench.kernels --out "$OUT" 2>&1 | tee "$OUT/kernels.log" | grep -v '^{' | tail -3
+  log done
+  ;;
+cuda8)
+  log tests
+  timeout ${TESTS_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py \
+    -k "${TESTS_K:-cuda and (mma8 or split_counts or exact)}" 2>&1 | tail -8 | tee "$OUT/kernel_tests.log"
+  log accuracy
+  timeout 150 python3 scripts/cuda_compare.py --no-timing 2>&1 | tail -24 | tee "$OUT/cuda_accuracy.md"
+  log memcheck
+  for kernel in mma4 mma8; do
+    GORGON_CUDA_KERNEL=$kernel timeout 60 compute-sanitizer --tool memcheck --print-limit 20 \
+      python3 scripts/cuda_smoke.py 2>&1 | tail -4 | tee -a "$OUT/sanitizer.log"
+  done
+  for l2 in warm cold; do
+    log sweep $l2
+    timeout ${SWEEP_TIMEOUT:-150} python3 scripts/tree_attention_sweep.py --out "$OUT" --repeats 3 --cuda \
+      --launch '{}' --name "cuda8_$l2" $([ $l2 = cold ] && echo --cold) ${SWEEP_ARGS:-} 2>&1 \
+      | tee "$OUT/sweep_$l2.log" | grep -v "^{" | tail -16
+  done
   log done
   ;;
 kbench)

@@ -9,10 +9,12 @@ Every setting's output is checked against the default's before it is timed. --la
 with the settings given (keyword arguments of Launch, as JSON); --repeats times every setting R times,
 interleaved (setting after setting, then again), and keeps the median, so that drift over a case does
 not favour one setting. --baseline times another version of gorgon/kernels/tree_attention.py (its
-defaults) in the same run, as "before". --cuda adds the CUDA kernel; --cuda-baseline DIR also an
-earlier version of it, built from the sources in DIR. --cold times each call after overwriting the L2
-(bench.kernels._time_cold), as a model step reads a layer's K/V; written after this session's last GPU
-call, so not yet run.
+defaults) in the same run, as "before". --cuda adds the CUDA kernel (its automatic choice, without PDL,
+and each of its mma kernels); --cuda-baseline DIR also an earlier version of it, built from the sources
+in DIR. --cold gives every call its own inputs, rotating over as many sets as make 160 MB of K/V (three
+times the H100's L2), so that each call reads K/V that the previous ones evicted, as a model step reads
+a layer's K/V; without it, batch-1 K/V (34 MB at Llama-3-8B heads and P=8192) stays in L2 between
+back-to-back replays.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from gorgon.bench.kernels import HEADS, _case, _time, _time_cold, kv_bytes
+from gorgon.bench.kernels import HEADS, _case, _time, kv_bytes
 from gorgon.bench.timing import copy_bandwidth, machine
 from gorgon.kernels.tree_attention import DEFAULT_LAUNCH, Launch, tree_attention
 
@@ -61,33 +63,37 @@ def load_baseline(path: str):
     return module.tree_attention
 
 
-def cuda_runners(q, k, v, tree, kv_len: int, scale: float, baseline: str | None) -> dict:
-    """The CUDA kernel as shipped, without programmatic dependent launch of its merge, and, with
-    --cuda-baseline DIR, as built from an earlier version's sources in DIR (tree_attention.cu and
+def cuda_runners(kv_len: int, scale: float, baseline: str | None) -> dict:
+    """Functions of one input set (q, k, v, tree): the CUDA kernel as shipped (its automatic choice),
+    without programmatic dependent launch of its merge, each mma kernel (4 and 8 warps a block), and,
+    with --cuda-baseline DIR, as built from an earlier version's sources in DIR (tree_attention.cu and
     binding.cpp: commit 8122c96, float32 m/l/acc partials and a split-by-split merge; or commit 6011496,
-    half-precision partials, two K/V stages, no PDL), called with that version's scratch tensors."""
+    half-precision partials, two K/V stages, no PDL), called with that version's scratch tensors and
+    4-warp split plan."""
     from gorgon.kernels import cuda_ops
 
     if not cuda_ops.buildable():
         return {}
 
-    def shipped(pdl: str):
+    def shipped(case, pdl: str, kernel: str | None = None):
+        q, k, v, tree = case
         os.environ["GORGON_PDL"] = pdl
         try:
-            return cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale)
+            return cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale, kernel=kernel)
         finally:
             os.environ.pop("GORGON_PDL")
 
-    runners = {"cuda": lambda: shipped("1"), "cuda, no PDL": lambda: shipped("0")}
+    runners = {"cuda": lambda c: shipped(c, "1"), "cuda, no PDL": lambda c: shipped(c, "0")}
+    runners.update({f"cuda {name}": lambda c, name=name: shipped(c, "1", name) for name in ("mma4", "mma8")})
     if baseline:
         old = _old_cuda(baseline)
-        b, n, hq, d = q.shape
-        nsplit, split = cuda_ops.split_plan(q, k, kv_len)
-        parts = b * n * hq * nsplit if nsplit > 1 else 1
-
         half = "torch::Tensor lse" in (Path(baseline) / "binding.cpp").read_text()
 
-        def before():
+        def before(case):
+            q, k, v, tree = case
+            b, n, hq, d = q.shape
+            nsplit, split = cuda_ops.split_plan(q, k, kv_len)
+            parts = b * n * hq * nsplit if nsplit > 1 else 1
             out = torch.empty_like(q)
             m = torch.empty(parts, device=q.device, dtype=torch.float32)
             if half:  # lse [parts], partials [parts, d] in q's dtype
@@ -116,11 +122,21 @@ def _old_cuda(folder: str):
     )  # fmt: skip
 
 
+COLD_BYTES = 160 * 2**20  # K/V rotated over per --cold call: three times the H100's 50 MB L2
+
+
 def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args, bandwidth: float) -> dict:
     hq, hkv, d = HEADS[shape]
-    q, k, v, tree = _case(batch, n, p, hq, hkv, d, torch.bfloat16)
+    sets = -(-COLD_BYTES // kv_bytes(batch, p + n, hkv, d)) if args.cold else 1
+    cases = [_case(batch, n, p, hq, hkv, d, torch.bfloat16) for _ in range(sets)]
     scale, kv_len = d**-0.5, p + n
-    run = lambda launch: tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale, launch=launch)
+
+    def call(launch: Launch, case):
+        q, k, v, tree = case
+        return tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale, launch=launch)
+
+    run = lambda launch: call(launch, cases[0])
+    rotate = lambda fn: lambda: [fn(case) for case in cases]  # one call per input set
     want = run(DEFAULT_LAUNCH).float()
     runners = {}
     for launch in candidates:
@@ -133,33 +149,34 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
             err = (got - want).abs().max().item()
             print(f"  WRONG {launch}: not the default's output on {shape} b{batch} N{n} P{p} (max {err:.3g})")
             continue
-        runners[launch] = lambda launch=launch: run(launch)
+        runners[launch] = rotate(lambda case, launch=launch: call(launch, case))
     others = {}
     if args.baseline:
         old = load_baseline(args.baseline)
-        others["before"] = lambda: old(q, k, v, tree.committed, tree.bits, kv_len, scale)
+        others["before"] = lambda c: old(c[0], c[1], c[2], c[3].committed, c[3].bits, kv_len, scale)
     if args.cuda:
-        others.update(cuda_runners(q, k, v, tree, kv_len, scale, args.cuda_baseline))
+        others.update(cuda_runners(kv_len, scale, args.cuda_baseline))
     for name, fn in others.items():
-        if not torch.allclose(fn().float(), want, atol=2e-2, rtol=2e-2):
+        if not torch.allclose(fn(cases[0]).float(), want, atol=2e-2, rtol=2e-2):
             raise AssertionError(f"{name} disagrees with the default on {shape} b{batch} N{n} P{p}")
-    runners.update(others)
+        runners[name] = rotate(fn)
     times = {key: [] for key in runners}
     for _ in range(args.repeats):  # interleaved: each round times every setting once
         for key, fn in runners.items():
-            times[key].append((_time_cold if args.cold else _time)(fn) * 1e3)
+            times[key].append(_time(fn) * 1e3 / sets)
     us = {key: statistics.median(t) for key, t in times.items()}
     timed = {key: t for key, t in us.items() if isinstance(key, Launch)}
     best = min(timed, key=timed.get)
     top = sorted(timed.items(), key=lambda kv: kv[1])[:5]
     return {
-        "shape": shape, "batch": batch, "n": n, "p": p, "repeats": args.repeats,
+        "shape": shape, "batch": batch, "n": n, "p": p, "repeats": args.repeats, "input_sets": sets,
         "floor_us": kv_bytes(batch, p + n, hkv, d) / bandwidth * 1e6,
         "before_us": us.get("before"), "default_us": us.get(DEFAULT_LAUNCH), "best_us": timed[best],
         "best": best.__dict__, "top5": [(launch.__dict__, t) for launch, t in top],
         "float32_partials_us": us.get(Launch(half_partials=False)),
         "cuda_us": us.get("cuda"), "cuda_before_us": us.get("cuda before"),
-        "cuda_no_pdl_us": us.get("cuda, no PDL"),
+        "cuda_no_pdl_us": us.get("cuda, no PDL"), "cuda_mma4_us": us.get("cuda mma4"),
+        "cuda_mma8_us": us.get("cuda mma8"),
         "all": [(key.__dict__ if isinstance(key, Launch) else key, t) for key, t in us.items()],
     }  # fmt: skip
 
@@ -173,8 +190,9 @@ def _cell(us: float | None, floor: float | None = None) -> str:
 def table(rows: list[dict], title: str) -> list[str]:
     head = "shape | B | N | P | floor us | before us | default us | x floor | fp32 partials us | best us"
     head += " | x floor | best setting | CUDA us | CUDA x floor | CUDA no PDL us | CUDA before us"
+    head += " | CUDA mma4 us | CUDA mma8 us"
     lines = [title, "", f"| {head} |"]
-    lines += ["|---" * 16 + "|"]
+    lines += ["|---" * 18 + "|"]
     for r in rows:
         fields = Launch.__dataclass_fields__
         setting = ", ".join(f"{k} {v}" for k, v in r["best"].items() if v != fields[k].default)
@@ -183,7 +201,7 @@ def table(rows: list[dict], title: str) -> list[str]:
         cells += [_cell(r["default_us"]), _cell(r["default_us"], floor), _cell(r["float32_partials_us"])]
         cells += [_cell(best), _cell(best, floor), setting or "the default"]
         cells += [_cell(r["cuda_us"]), _cell(r["cuda_us"], floor), _cell(r["cuda_no_pdl_us"])]
-        cells += [_cell(r["cuda_before_us"])]
+        cells += [_cell(r["cuda_before_us"]), _cell(r.get("cuda_mma4_us")), _cell(r.get("cuda_mma8_us"))]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return lines
 
@@ -199,7 +217,7 @@ def main() -> None:
     ap.add_argument("--cuda", action="store_true")
     ap.add_argument("--cuda-baseline", help="a folder with an earlier tree_attention.cu and binding.cpp")
     ap.add_argument("--name", default="tree_attention_sweep")
-    ap.add_argument("--cold", action="store_true", help="flush the L2 before each replay (untimed so far)")
+    ap.add_argument("--cold", action="store_true", help="rotate over input sets larger than the L2")
     args = ap.parse_args()
     cases = [(c.split(",")[0], *map(int, c.split(",")[1:])) for c in args.case] if args.case else CASES
     candidates = [Launch(**json.loads(s)) for s in args.launch] if args.launch else settings(args.quick)

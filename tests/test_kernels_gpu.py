@@ -64,20 +64,20 @@ GRID = [
 ]
 
 
-@pytest.mark.parametrize("kernel", ["mma", "wmma"])  # float32 runs the exact kernel under either
+@pytest.mark.parametrize("kernel", ["mma4", "mma8", "wmma"])  # float32: the exact kernel under each
 @pytest.mark.parametrize("context", list(CONTEXTS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("n, hq, hkv, d", GRID)
 def test_cuda_tree_attention(n, hq, hkv, d, dtype, context, kernel):
     from gorgon.kernels import cuda_ops
 
-    if dtype == torch.float32 and kernel != "mma":
+    if dtype == torch.float32 and kernel != "mma4":
         pytest.skip("float32 runs the exact kernel, tested once")
     attend = lambda *args, **kw: cuda_ops.tree_attention(*args, **kw, kernel=kernel)
     _check(attend, n, hq, hkv, d, dtype, context)
 
 
-@pytest.mark.parametrize("kernel", ["mma", "wmma"])
+@pytest.mark.parametrize("kernel", ["mma4", "mma8", "wmma"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("target", [1, 10**6])  # one block per row block does all; the most splits
 @pytest.mark.parametrize("n, hq, hkv, d", [(64, 32, 8, 128), (128, 4, 1, 64), (5, 8, 8, 128)])

@@ -51,20 +51,6 @@ def _time(fn) -> float:
     return do_bench_cudagraph(fn, rep=25, return_mode="median")
 
 
-def _time_cold(fn) -> float:
-    """Milliseconds of fn with a cold L2: each replay first overwrites a buffer five times the H100's 50 MB
-    L2, and that overwrite's own time is subtracted. Replayed back to back, a kernel whose data fits in L2
-    (Llama-3-8B heads at batch 1 over 8192 slots: 34 MB) reads it from there, as a model, reading each
-    layer's K/V once a step, does not."""
-    flush = torch.empty(256 * 2**20, dtype=torch.int8, device="cuda")
-
-    def both():
-        flush.zero_()
-        return fn()
-
-    return max(_time(both) - _time(flush.zero_), 0.0)
-
-
 def flex_tree_attention(q, k, v, tree: TreeMask, scale: float, compiled: bool = True):
     """Tree attention as FlexAttention computes it (q [B, N, Hq, D], cache rows [B, P + N, Hkv, D]): a
     mask_mod that lets row b's tree node q_idx see every committed slot and, among the tree's slots, its

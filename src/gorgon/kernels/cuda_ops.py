@@ -3,8 +3,8 @@
 Built at first use with `torch.utils.cpp_extension` (nvcc and ninja needed; about a minute, cached under
 ~/.cache/gorgon/cuda-<hash> afterwards), for the architecture of the GPU at hand (sm_90 on H100/H200).
 Tree attention in bfloat16/float16 with head_dim 64 or 128 runs a tensor-core kernel: by default the
-mma.sync one (FlashAttention-2 on raw PTX), or the older WMMA one with GORGON_CUDA_KERNEL=wmma (for
-comparison); float32 and other head sizes run the exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact
+mma.sync one (FlashAttention-2 on raw PTX) in blocks of 4 or 8 warps (`_auto_kernel`; GORGON_CUDA_KERNEL=
+mma4 or mma8 forces one), or the older WMMA one with GORGON_CUDA_KERNEL=wmma (for comparison); float32 and other head sizes run the exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact
 forces it everywhere). The decode-step operations this backend has no CUDA kernel
 for (RMSNorm, RoPE + KV write, SiLU, decode attention, argmax) come from the Triton backend when Triton is
 installed, else from the reference.
@@ -28,8 +28,9 @@ from gorgon.kernels.attention import AttentionMeta, split_in_rounds
 
 SOURCES = [Path(__file__).parent / "cuda" / name for name in ("tree_attention.cu", "binding.cpp")]
 MAX_TREE = 128
-KERNELS = {"exact": 0, "mma": 1, "wmma": 2}  # the binding's kernel codes
-BLOCK_ROWS = 64  # (node, head) rows per block of the tensor-core kernels
+KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3}  # the binding's kernel codes
+NAMES = (*KERNELS, "mma")  # "mma": mma4 or mma8, whichever _auto_kernel picks
+BLOCK_ROWS = {1: 64, 2: 64, 3: 128}  # (node, head) rows per block of each tensor-core kernel
 MIN_SPLIT = 128  # committed slots per split, at least
 
 
@@ -98,8 +99,9 @@ def _aligned(*tensors: torch.Tensor) -> bool:
 
 @cache
 def _target_blocks(device: int) -> int:
-    # One round of blocks at head_dim 128: two blocks fit an SM (registers and shared memory of the mma
-    # kernel). The launcher doubles it at head_dim 64, whose blocks need half of both.
+    # One round of 4-warp blocks at head_dim 128: two fit an SM (registers and shared memory of the mma
+    # kernel). split_plan doubles it at head_dim 64, whose blocks need half of both, and halves it for
+    # 8-warp blocks.
     return 2 * torch.cuda.get_device_properties(device).multi_processor_count
 
 
@@ -111,13 +113,14 @@ def _splits(blocks: int, span: int, target: int) -> tuple[int, int]:
     return -(-span // split), split
 
 
-def split_plan(q: torch.Tensor, cache_k: torch.Tensor, kv_len: int) -> tuple[int, int]:
-    """(programs per row block, committed slots per split) of the tensor-core kernels: nsplit 1 is one
+def split_plan(q: torch.Tensor, cache_k: torch.Tensor, kv_len: int, code: int = 1) -> tuple[int, int]:
+    """(programs per row block, committed slots per split) of tensor-core kernel `code`: nsplit 1 is one
     block for everything; otherwise nsplit - 1 splits of the context and a last one for the tree."""
     b, n, hq, d = q.shape
     hkv = cache_k.shape[2]
-    blocks = b * hkv * -(-n * (hq // hkv) // BLOCK_ROWS)
-    target = _target_blocks(q.get_device()) * max(128 // d, 1)
+    rows = BLOCK_ROWS[code]
+    blocks = b * hkv * -(-n * (hq // hkv) // rows)
+    target = _target_blocks(q.get_device()) * max(128 // d, 1) * 64 // rows
     splits, split = _splits(blocks, max(kv_len - n, 1), target)
     return (1 if splits == 1 else splits + 1), split
 
@@ -126,14 +129,23 @@ def _kernel_code(
     q: torch.Tensor, tensors: tuple[torch.Tensor, ...], fast: bool | None, kernel: str | None
 ) -> int:
     name = kernel or os.environ.get("GORGON_CUDA_KERNEL") or "mma"
-    if name not in KERNELS:
-        raise GorgonError(f"GORGON_CUDA_KERNEL / kernel: {name!r} is not one of {sorted(KERNELS)}")
+    if name not in NAMES:
+        raise GorgonError(f"GORGON_CUDA_KERNEL / kernel: {name!r} is not one of {sorted(NAMES)}")
+    if name == "mma" or (fast is True and name == "exact"):
+        name = _auto_kernel(q, tensors[1].shape[2])
     if fast is True:  # a tensor-core kernel, whatever the environment says
-        return KERNELS["wmma" if name == "wmma" else "mma"]
+        return KERNELS[name]
     if fast is False or name == "exact":
         return KERNELS["exact"]
     applies = q.dtype in (torch.float16, torch.bfloat16) and q.shape[-1] in (64, 128) and _aligned(*tensors)
     return KERNELS[name] if applies else KERNELS["exact"]
+
+
+def _auto_kernel(q: torch.Tensor, kv_heads: int) -> str:
+    """mma8 (128-row blocks) where a KV head has more than 64 rows, so that its K/V tiles enter the SMs
+    half as often; mma4 where 64-row blocks hold them all."""
+    rows = q.shape[1] * (q.shape[2] // kv_heads)
+    return "mma8" if rows > 64 else "mma4"
 
 
 def tree_attention(
@@ -150,11 +162,13 @@ def tree_attention(
 ) -> torch.Tensor:
     """Same contract as gorgon.kernels.tree_attention.tree_attention (q [B, N, Hq, D], N <= 128).
     `fast`: force a tensor-core (True) or the exact (False) kernel; default: tensor cores where they
-    apply. `kernel`: "mma" (default), "wmma" or "exact"; default: $GORGON_CUDA_KERNEL, else "mma"."""
+    apply. `kernel`: "mma" (default: mma4 or mma8 by _auto_kernel), "mma4", "mma8", "wmma" or "exact";
+    default: $GORGON_CUDA_KERNEL, else "mma"."""
     b, n, hq, d = q.shape
     out = torch.empty_like(q) if out is None else out
     code = _kernel_code(q, (q, cache_k, cache_v, out), fast, kernel)
-    nsplit, split = (1, max(kv_len - n, 1)) if code == KERNELS["exact"] else split_plan(q, cache_k, kv_len)
+    exact = code == KERNELS["exact"]
+    nsplit, split = (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code)
     parts = b * n * hq * nsplit if nsplit > 1 else 1
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
     part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)

@@ -76,7 +76,7 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   a.sob = out.stride(0), a.son = out.stride(1), a.soh = out.stride(2);
   const int batch = (int)q.size(0), d = (int)q.size(3);
   auto stream = at::cuda::getCurrentCUDAStream().stream();
-  TORCH_CHECK(kernel >= 0 && kernel <= 2, "tree attention: unknown kernel ", kernel);
+  TORCH_CHECK(kernel >= 0 && kernel <= 3, "tree attention: unknown kernel ", kernel);
   cudaError_t err = kernel == 0 ? gorgon::tree_attention_exact(a, batch, d, dtype_code(q), stream)
                                 : gorgon::tree_attention_fast(a, batch, d, dtype_code(q), (int)kernel - 1, stream);
   TORCH_CHECK(err == cudaSuccess, "tree attention launch: ", cudaGetErrorString(err));

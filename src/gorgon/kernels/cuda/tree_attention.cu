@@ -260,8 +260,8 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_wmma(TreeAttention
 // ---------------------------------------------------------------------------------------------------
 // mma.sync kernel (the default for bf16/fp16): FlashAttention-2 on raw m16n8k16 PTX.
 //
-// A block of 4 warps owns kBM = 64 rows (row r: node r / group, head kvh * group + r % group), each warp
-// 16 of them. Q fragments are loaded once (ldmatrix) and stay in registers. K/V tiles of kBN slots are
+// A block of W warps owns kBM = 16 W rows (row r: node r / group, head kvh * group + r % group), each
+// warp 16 of them. Q fragments are loaded once (ldmatrix) and stay in registers. K/V tiles of kBN slots are
 // multi-buffered in shared memory with cp.async (Layout::kStages - 1 tiles in flight while one is computed).
 // S = Q K^T accumulates in f32 mma fragments; the online softmax (log2 domain) runs on those fragments in
 // registers: a thread owns rows g = lane / 4 and g + 8 of its warp's 16, columns 2 (lane % 4) + {0, 1} of
@@ -279,21 +279,26 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_wmma(TreeAttention
 
 namespace fa2 {
 
-constexpr int kWarps = 4;
-constexpr int kBM = 16 * kWarps;  // rows per block
-constexpr int kBN = 64;           // KV slots per tile (two words of ancestor bits on tree tiles)
+constexpr int kBN = 64;  // KV slots per tile (two words of ancestor bits on tree tiles)
 
-// Shared memory: kStages K buffers, then kStages V buffers (K/V tiles in flight while one is computed).
-// Q passes through the last K buffer on its way to registers, before any tile is loaded there. Stages, as
-// measured on the H100 (same run, P=8192): at head_dim 64 three (four blocks an SM; SmolLM2 heads batch 8,
-// N=64: 79 -> 66 us); at head_dim 128 two (three were 1-3% slower in every case: the registers hold the
-// blocks to two an SM either way, and the extra tile in flight bought nothing).
-template <int D> struct Layout {
-  static constexpr int kStages = D <= 64 ? 3 : 2;
+// A block is W warps of 16 rows each: W = 4 (64 rows) or 8 (128 rows). Every row block of a KV head
+// streams all of its K/V from L2, so with the 256 rows of a 64-token tree under Llama-3-8B's 4:1 grouping
+// 64-row blocks pull each tile into the SMs four times and 128-row blocks twice.
+//
+// Shared memory: kStages K buffers, then kStages V buffers in reverse order, so that the last K buffer
+// and the last V buffer are adjacent: Q (up to 128 rows) passes through those two on its way to
+// registers, before any tile is loaded there. Stages, as measured on the H100 (same run, P=8192), for
+// 4 warps: at head_dim 64 three (four blocks an SM; SmolLM2 heads batch 8, N=64: 79 -> 66 us); at
+// head_dim 128 two (three were 1-3% slower in every case: the registers hold the blocks to two an SM
+// either way, and the extra tile in flight bought nothing). 8 warps at head_dim 128 are one block an SM
+// (231 registers a thread), which then needs more tiles in flight of its own: three.
+template <int D, int W> struct Layout {
+  static constexpr int kBM = 16 * W;  // rows per block
+  static constexpr int kStages = D <= 64 || W == 8 ? 3 : 2;
   static constexpr int LD = D + 8;  // halves per smem row: 16 bytes of pad, ldmatrix rows hit distinct banks
   static constexpr int KV = kBN * LD;
   static constexpr size_t bytes = sizeof(uint16_t) * (size_t)(2 * kStages * KV);
-  static_assert(kBM <= kBN, "the Q tile must fit a K buffer");
+  static_assert(kBM <= 2 * kBN, "the Q tile must fit the last K and V buffers");
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
@@ -361,21 +366,23 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-template <typename T, int D>
-__global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionArgs a) {
-  using L = Layout<D>;
+template <typename T, int D, int W>
+__global__ void __launch_bounds__(W * 32) tree_attention_mma(TreeAttentionArgs a) {
+  using L = Layout<D, W>;
   constexpr int kStages = L::kStages;
+  constexpr int kBM = L::kBM;
   constexpr int KD = D / 16;    // k steps of QK^T (over head_dim)
   constexpr int NB = kBN / 8;   // 8-slot score blocks per tile
   constexpr int DB = D / 8;     // 8-wide output blocks
   constexpr int V8 = D / 8;     // 16-byte vectors per K/V/Q row
-  constexpr int kLoads = kBN * V8 / (kWarps * 32);  // cp.async per thread per tile, for K and for V
-  static_assert(kBN * V8 % (kWarps * 32) == 0, "tile loads must divide evenly");
+  constexpr int kLoads = kBN * V8 / (W * 32);  // cp.async per thread per tile, for K and for V
+  static_assert(kBN * V8 % (W * 32) == 0, "tile loads must divide evenly");
 
   extern __shared__ __align__(128) unsigned char smem[];
-  T* sk = reinterpret_cast<T*>(smem);  // kStages buffers of kBN x LD
-  T* sv = sk + kStages * L::KV;         // kStages buffers of kBN x LD
-  T* sq = sk + (kStages - 1) * L::KV;   // Q's way to registers: the last K buffer, free until tile kStages - 1
+  T* const sk = reinterpret_cast<T*>(smem);  // K buffer i at i KV, V buffer i at (2 kStages - 1 - i) KV
+  auto kbuf = [&](int i) { return sk + i * L::KV; };
+  auto vbuf = [&](int i) { return sk + (2 * kStages - 1 - i) * L::KV; };
+  T* sq = kbuf(kStages - 1);  // Q's way to registers: the last K and V buffers, free until tile kStages - 1
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, tq = lane & 3;
@@ -413,10 +420,10 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionA
   auto load_tile = [&](int t, int buf) {
     int64_t slot0, limit;
     tile_range(t, slot0, limit);
-    const uint32_t dk = smem_u32(sk + buf * L::KV), dv = smem_u32(sv + buf * L::KV);
+    const uint32_t dk = smem_u32(kbuf(buf)), dv = smem_u32(vbuf(buf));
 #pragma unroll
     for (int it = 0; it < kLoads; ++it) {
-      const int i = tid + it * kWarps * 32, r = i / V8, c = (i % V8) * 8;
+      const int i = tid + it * W * 32, r = i / V8, c = (i % V8) * 8;
       const bool ok = slot0 + r < limit;
       const int64_t slot = ok ? slot0 + r : slot0;  // a valid address even when nothing is read
       const uint32_t off = (uint32_t)(r * L::LD + c) * sizeof(T);
@@ -434,7 +441,7 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionA
   }
 
   // Q tile, rows past the tree zero; then each warp takes its 16 rows into A fragments.
-  for (int i = tid; i < kBM * V8; i += kWarps * 32) {
+  for (int i = tid; i < kBM * V8; i += W * 32) {
     const int r = i / V8, c = (i % V8) * 8, row = row0 + r, node = row / a.group;
     uint4 val = make_uint4(0, 0, 0, 0);
     if (row < rows) {
@@ -481,7 +488,7 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionA
       float s[NB][4];
 #pragma unroll
       for (int j = 0; j < NB; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-      const T* kt = sk + buf * L::KV + ((lane & 7) + (lane >> 4) * 8) * L::LD + ((lane >> 3) & 1) * 8;
+      const T* kt = kbuf(buf) + ((lane & 7) + (lane >> 4) * 8) * L::LD + ((lane >> 3) & 1) * 8;
 #pragma unroll
       for (int kd = 0; kd < KD; ++kd) {
 #pragma unroll
@@ -569,7 +576,7 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_mma(TreeAttentionA
       // (a[0], a[1]) and 2 kk + 1 (a[2], a[3]). V rows are slots (k) and B[k][n] = V[k][n] is column n
       // of the smem tile: ldmatrix.trans. Matrices 0..3 = (slots 0-7, d 0-7), (slots 8-15, d 0-7),
       // (slots 0-7, d 8-15), (slots 8-15, d 8-15): b0, b1 of output block 2 dp, then of 2 dp + 1.
-      const T* vt = sv + buf * L::KV + ((lane & 7) + ((lane >> 3) & 1) * 8) * L::LD + (lane >> 4) * 8;
+      const T* vt = vbuf(buf) + ((lane & 7) + ((lane >> 3) & 1) * 8) * L::LD + (lane >> 4) * 8;
 #pragma unroll
       for (int kk = 0; kk < kBN / 16; ++kk) {
         uint32_t pa[4];
@@ -798,27 +805,30 @@ static cudaError_t launch_wmma(const TreeAttentionArgs& a, int batch, cudaStream
   return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
-template <typename T, int D>
+template <typename T, int D, int W>
 static cudaError_t launch_mma(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
-  const size_t bytes = fa2::Layout<D>::bytes;
-  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_mma<T, D>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+  using L = fa2::Layout<D, W>;
+  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_mma<T, D, W>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes);
   if (err != cudaSuccess) return err;
-  dim3 grid(batch * a.hkv, (a.n * a.group + fa2::kBM - 1) / fa2::kBM, a.nsplit);
-  fa2::tree_attention_mma<T, D><<<grid, fa2::kWarps * 32, bytes, stream>>>(a);
+  dim3 grid(batch * a.hkv, (a.n * a.group + L::kBM - 1) / L::kBM, a.nsplit);
+  fa2::tree_attention_mma<T, D, W><<<grid, W * 32, L::bytes, stream>>>(a);
   return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
 template <typename T>
 static cudaError_t launch_tc(const TreeAttentionArgs& a, int batch, int d, int variant, cudaStream_t stream) {
-  if (variant == 0 && d == 64) return launch_mma<T, 64>(a, batch, stream);
-  if (variant == 0 && d == 128) return launch_mma<T, 128>(a, batch, stream);
+  if (variant == 0 && d == 64) return launch_mma<T, 64, 4>(a, batch, stream);
+  if (variant == 0 && d == 128) return launch_mma<T, 128, 4>(a, batch, stream);
+  if (variant == 2 && d == 64) return launch_mma<T, 64, 8>(a, batch, stream);
+  if (variant == 2 && d == 128) return launch_mma<T, 128, 8>(a, batch, stream);
   if (variant == 1 && d == 64) return launch_wmma<T, 64>(a, batch, stream);
   if (variant == 1 && d == 128) return launch_wmma<T, 128>(a, batch, stream);
   return cudaErrorInvalidValue;
 }
 
-// variant 0: the mma.sync kernel (tree_attention_mma); 1: the WMMA kernel (tree_attention_wmma).
+// variant 0: the mma.sync kernel (tree_attention_mma) with 4 warps; 1: the WMMA kernel
+// (tree_attention_wmma); 2: the mma.sync kernel with 8 warps.
 cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
                                 cudaStream_t stream) {
   if (dtype == 1) return launch_tc<__half>(a, batch, d, variant, stream);

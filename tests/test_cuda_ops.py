@@ -1,0 +1,58 @@
+"""The CUDA backend's host-side choices (no GPU needed): which tensor-core kernel runs, and its splits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gorgon.errors import GorgonError
+from gorgon.kernels import cuda_ops
+
+
+def _inputs(n: int, hq: int, hkv: int, d: int, dtype=torch.bfloat16, batch: int = 1):
+    q = torch.zeros(batch, n, hq, d, dtype=dtype)
+    k = torch.zeros(batch, 256, hkv, d, dtype=dtype)
+    return q, k, k, torch.empty_like(q)
+
+
+@pytest.mark.parametrize(
+    "n, hq, hkv, d, want",
+    [
+        (64, 32, 8, 128, "mma8"),  # Llama-3-8B heads: 256 rows a KV head
+        (16, 32, 8, 128, "mma4"),  # 64 rows: one 4-warp block holds them
+        (1, 32, 8, 128, "mma4"),
+        (64, 9, 3, 64, "mma8"),  # SmolLM2 heads: 192 rows
+        (7, 9, 3, 64, "mma4"),
+    ],
+)
+def test_auto_kernel_by_rows(n, hq, hkv, d, want, monkeypatch):
+    monkeypatch.delenv("GORGON_CUDA_KERNEL", raising=False)
+    tensors = _inputs(n, hq, hkv, d)
+    assert cuda_ops._kernel_code(tensors[0], tensors, None, None) == cuda_ops.KERNELS[want]
+
+
+def test_kernel_names_force_and_fall_back(monkeypatch):
+    tensors = _inputs(64, 32, 8, 128)
+    q = tensors[0]
+    monkeypatch.setenv("GORGON_CUDA_KERNEL", "mma4")
+    assert cuda_ops._kernel_code(q, tensors, None, None) == cuda_ops.KERNELS["mma4"]
+    assert cuda_ops._kernel_code(q, tensors, None, "mma8") == cuda_ops.KERNELS["mma8"]
+    assert cuda_ops._kernel_code(q, tensors, False, None) == cuda_ops.KERNELS["exact"]
+    monkeypatch.setenv("GORGON_CUDA_KERNEL", "exact")
+    assert cuda_ops._kernel_code(q, tensors, True, None) == cuda_ops.KERNELS["mma8"]  # fast: tensor cores
+    f32 = _inputs(64, 32, 8, 128, torch.float32)
+    monkeypatch.delenv("GORGON_CUDA_KERNEL")
+    assert cuda_ops._kernel_code(f32[0], f32, None, None) == cuda_ops.KERNELS["exact"]
+    with pytest.raises(GorgonError, match="mma4"):  # the error lists the names that exist
+        cuda_ops._kernel_code(q, tensors, None, "fa3")
+
+
+def test_split_plan_counts_blocks_of_each_kernel(monkeypatch):
+    # 132 SMs: two 4-warp blocks an SM at head_dim 128, one 8-warp block.
+    monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: 264)
+    q, k, _, _ = _inputs(64, 32, 8, 128)
+    span = 8192 + 64
+    for code, blocks in ((cuda_ops.KERNELS["mma4"], 32), (cuda_ops.KERNELS["mma8"], 16)):
+        nsplit, split = cuda_ops.split_plan(q, k, span, code)
+        assert split % 64 == 0 and (nsplit - 1) * split >= span - 64 > (nsplit - 2) * split
+        assert blocks * (nsplit - 1) <= (264 if code == 1 else 132) * 2  # about one round an SM
