@@ -2,9 +2,10 @@
 Nsight Compute to profile, e.g.
 
     ncu -k regex:tree_attention --section SpeedOfLight python3 scripts/profile_tree_attention.py \
-        --case llama-3-8b,1,64,8192 --launch '{}' --launch '{"wgmma": true}'
+        --case llama-3-8b,1,64,8192 --launch '{}' --launch '{"wgmma": true}' --cuda mma4
 
-Each setting prints its name before its launches, so the report's kernels can be matched to settings.
+--cuda KERNEL adds the CUDA backend's kernel of that name (mma4, mma8, wmma). Each setting prints its
+name before its launches, so the report's kernels can be matched to settings.
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ from gorgon.kernels.tree_attention import Launch, tree_attention
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--case", action="append", required=True, help="SHAPE,B,N,P")
-    ap.add_argument("--launch", action="append", required=True, help="Launch keywords as JSON")
+    ap.add_argument("--launch", action="append", default=[], help="Launch keywords as JSON")
+    ap.add_argument("--cuda", action="append", default=[], help="a CUDA kernel: mma4, mma8 or wmma")
     args = ap.parse_args()
+    if args.cuda:
+        from gorgon.kernels import cuda_ops
+
+        cuda_ops.extension()
     for case in args.case:
         shape, batch, n, p = case.split(",")[0], *map(int, case.split(",")[1:])
         hq, hkv, d = HEADS[shape]
@@ -32,6 +38,11 @@ def main() -> None:
             print(f"== {case} {text}", flush=True)
             for _ in range(2):
                 tree_attention(q, k, v, tree.committed, tree.bits, p + n, d**-0.5, launch=launch)
+                torch.cuda.synchronize()
+        for kernel in args.cuda:
+            print(f"== {case} cuda {kernel}", flush=True)
+            for _ in range(2):
+                cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, p + n, d**-0.5, kernel=kernel)
                 torch.cuda.synchronize()
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from gorgon.bench.kernels import HEADS, _case, _time, kv_bytes
+from gorgon.bench.kernels import HEADS, _case, input_sets, kv_bytes, time_rotating
 from gorgon.bench.timing import copy_bandwidth, machine
 from gorgon.kernels.tree_attention import DEFAULT_LAUNCH, Launch, tree_attention
 
@@ -122,12 +122,9 @@ def _old_cuda(folder: str):
     )  # fmt: skip
 
 
-COLD_BYTES = 160 * 2**20  # K/V rotated over per --cold call: three times the H100's 50 MB L2
-
-
 def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args, bandwidth: float) -> dict:
     hq, hkv, d = HEADS[shape]
-    sets = -(-COLD_BYTES // kv_bytes(batch, p + n, hkv, d)) if args.cold else 1
+    sets = input_sets(batch, p + n, hkv, d, args.cold)
     cases = [_case(batch, n, p, hq, hkv, d, torch.bfloat16) for _ in range(sets)]
     scale, kv_len = d**-0.5, p + n
 
@@ -136,7 +133,7 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
         return tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale, launch=launch)
 
     run = lambda launch: call(launch, cases[0])
-    rotate = lambda fn: lambda: [fn(case) for case in cases]  # one call per input set
+    rotate = lambda fn: [lambda case=case: fn(case) for case in cases]  # one call per input set
     want = run(DEFAULT_LAUNCH).float()
     runners = {}
     for launch in candidates:
@@ -163,7 +160,7 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
     times = {key: [] for key in runners}
     for _ in range(args.repeats):  # interleaved: each round times every setting once
         for key, fn in runners.items():
-            times[key].append(_time(fn) * 1e3 / sets)
+            times[key].append(time_rotating(fn) * 1e3)
     us = {key: statistics.median(t) for key, t in times.items()}
     timed = {key: t for key, t in us.items() if isinstance(key, Launch)}
     best = min(timed, key=timed.get)

@@ -16,23 +16,26 @@ def _inputs(n: int, hq: int, hkv: int, d: int, dtype=torch.bfloat16, batch: int 
 
 
 @pytest.mark.parametrize(
-    "n, hq, hkv, d, want",
+    "batch, n, hq, hkv, d, want",
     [
-        (64, 32, 8, 128, "mma8"),  # Llama-3-8B heads: 256 rows a KV head
-        (16, 32, 8, 128, "mma4"),  # 64 rows: one 4-warp block holds them
-        (1, 32, 8, 128, "mma4"),
-        (64, 9, 3, 64, "mma8"),  # SmolLM2 heads: 192 rows
-        (7, 9, 3, 64, "mma4"),
+        (8, 64, 32, 8, 128, "mma8"),  # Llama-3-8B heads: 256 rows a KV head, 256 4-warp blocks
+        (8, 128, 32, 8, 128, "mma8"),
+        (1, 64, 32, 8, 128, "mma4"),  # 32 4-warp blocks: the context is split either way
+        (8, 16, 32, 8, 128, "mma4"),  # 64 rows: one 4-warp block holds them
+        (8, 1, 32, 8, 128, "mma4"),
+        (8, 64, 9, 3, 64, "mma4"),  # SmolLM2 heads: head_dim 64
     ],
 )
-def test_auto_kernel_by_rows(n, hq, hkv, d, want, monkeypatch):
+def test_auto_kernel(batch, n, hq, hkv, d, want, monkeypatch):
     monkeypatch.delenv("GORGON_CUDA_KERNEL", raising=False)
-    tensors = _inputs(n, hq, hkv, d)
+    monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: 264)  # an H100: 132 SMs
+    tensors = _inputs(n, hq, hkv, d, batch=batch)
     assert cuda_ops._kernel_code(tensors[0], tensors, None, None) == cuda_ops.KERNELS[want]
 
 
 def test_kernel_names_force_and_fall_back(monkeypatch):
-    tensors = _inputs(64, 32, 8, 128)
+    monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: 264)
+    tensors = _inputs(64, 32, 8, 128, batch=8)
     q = tensors[0]
     monkeypatch.setenv("GORGON_CUDA_KERNEL", "mma4")
     assert cuda_ops._kernel_code(q, tensors, None, None) == cuda_ops.KERNELS["mma4"]
@@ -40,7 +43,7 @@ def test_kernel_names_force_and_fall_back(monkeypatch):
     assert cuda_ops._kernel_code(q, tensors, False, None) == cuda_ops.KERNELS["exact"]
     monkeypatch.setenv("GORGON_CUDA_KERNEL", "exact")
     assert cuda_ops._kernel_code(q, tensors, True, None) == cuda_ops.KERNELS["mma8"]  # fast: tensor cores
-    f32 = _inputs(64, 32, 8, 128, torch.float32)
+    f32 = _inputs(64, 32, 8, 128, torch.float32, batch=8)
     monkeypatch.delenv("GORGON_CUDA_KERNEL")
     assert cuda_ops._kernel_code(f32[0], f32, None, None) == cuda_ops.KERNELS["exact"]
     with pytest.raises(GorgonError, match="mma4"):  # the error lists the names that exist

@@ -3,8 +3,8 @@
 Built at first use with `torch.utils.cpp_extension` (nvcc and ninja needed; about a minute, cached under
 ~/.cache/gorgon/cuda-<hash> afterwards), for the architecture of the GPU at hand (sm_90 on H100/H200).
 Tree attention in bfloat16/float16 with head_dim 64 or 128 runs a tensor-core kernel: by default the
-mma.sync one (FlashAttention-2 on raw PTX) in blocks of 4 or 8 warps (`_auto_kernel`; GORGON_CUDA_KERNEL=
-mma4 or mma8 forces one), or the older WMMA one with GORGON_CUDA_KERNEL=wmma (for comparison); float32 and other head sizes run the exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact
+mma.sync one (FlashAttention-2 on raw PTX) in blocks of 4 or 8 warps (`_auto_kernel`;
+GORGON_CUDA_KERNEL=mma4 or mma8 forces one), or the older WMMA one with GORGON_CUDA_KERNEL=wmma (for comparison); float32 and other head sizes run the exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact
 forces it everywhere). The decode-step operations this backend has no CUDA kernel
 for (RMSNorm, RoPE + KV write, SiLU, decode attention, argmax) come from the Triton backend when Triton is
 installed, else from the reference.
@@ -142,10 +142,15 @@ def _kernel_code(
 
 
 def _auto_kernel(q: torch.Tensor, kv_heads: int) -> str:
-    """mma8 (128-row blocks) where a KV head has more than 64 rows, so that its K/V tiles enter the SMs
-    half as often; mma4 where 64-row blocks hold them all."""
-    rows = q.shape[1] * (q.shape[2] // kv_heads)
-    return "mma8" if rows > 64 else "mma4"
+    """mma8 (128-row blocks, one an SM) at head_dim 128 where a KV head has more than 64 rows and the 4-warp
+    blocks fill every SM without splitting the context; else mma4. On the H100 (cuda8_*.md, same run):
+    batch 8, N=64 and 128, Llama-3-8B heads, 8-10% faster; batch 1 the same within 2% at N=64 and 128;
+    slower at head_dim 64 (SmolLM2 heads, batch 8, N=64: 65 -> 84 us) and where rows would idle (N=1)."""
+    b, n, hq, d = q.shape
+    rows = n * (hq // kv_heads)
+    blocks = b * kv_heads * -(-rows // BLOCK_ROWS[KERNELS["mma4"]])
+    wide = d == 128 and rows > 64 and blocks >= _target_blocks(q.get_device()) // 2
+    return "mma8" if wide else "mma4"
 
 
 def tree_attention(
