@@ -87,25 +87,29 @@ def cuda_runners(kv_len: int, scale: float, baseline: str | None) -> dict:
     runners.update({f"cuda {name}": lambda c, name=name: shipped(c, "1", name) for name in ("mma4", "mma8")})
     if baseline:
         old = _old_cuda(baseline)
-        half = "torch::Tensor lse" in (Path(baseline) / "binding.cpp").read_text()
+        binding = (Path(baseline) / "binding.cpp").read_text()
+        half = "torch::Tensor lse" in binding
+        has_pdl = "bool pdl" in binding  # the merge's PDL flag (passed off)
 
-        def before(case):
+        def before(case, code: int = 1):
             q, k, v, tree = case
             b, n, hq, d = q.shape
-            nsplit, split = cuda_ops.split_plan(q, k, kv_len)
+            nsplit, split = cuda_ops.split_plan(q, k, kv_len, code)
             parts = b * n * hq * nsplit if nsplit > 1 else 1
             out = torch.empty_like(q)
             m = torch.empty(parts, device=q.device, dtype=torch.float32)
+            head = (q, k, v, tree.committed, tree.bits, out, m)
+            tail = (scale, nsplit, split, code, False) if has_pdl else (scale, nsplit, split, code)
             if half:  # lse [parts], partials [parts, d] in q's dtype
                 part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)
-                old.tree_attention(q, k, v, tree.committed, tree.bits, out, m, part, scale, nsplit, split, 1)
+                old.tree_attention(*head, part, *tail)
                 return out
             acc = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=torch.float32)
-            old.tree_attention(
-                q, k, v, tree.committed, tree.bits, out, m, torch.empty_like(m), acc, scale, nsplit, split, 1
-            )
+            old.tree_attention(*head, torch.empty_like(m), acc, *tail)
             return out
 
+        if "kernel <= 3" in binding:  # it has the 8-warp kernel too
+            runners["cuda before mma8"] = lambda c: before(c, cuda_ops.KERNELS["mma8"])
         runners["cuda before"] = before
     return runners
 

@@ -295,6 +295,9 @@ constexpr int kBN = 64;  // KV slots per tile (two words of ancestor bits on tre
 template <int D, int W> struct Layout {
   static constexpr int kBM = 16 * W;  // rows per block
   static constexpr int kStages = D <= 64 || W == 8 ? 3 : 2;
+  // Blocks an SM that the registers must allow (the split plan in cuda_ops.py counts on it): 64 K
+  // registers over W * 32 threads, 128 a thread at head_dim 64, all that one block may use at 128.
+  static constexpr int kMinBlocks = (D <= 64 ? 4 : 2) * 4 / W;
   static constexpr int LD = D + 8;  // halves per smem row: 16 bytes of pad, ldmatrix rows hit distinct banks
   static constexpr int KV = kBN * LD;
   static constexpr size_t bytes = sizeof(uint16_t) * (size_t)(2 * kStages * KV);
@@ -367,7 +370,7 @@ __device__ __forceinline__ float quad_sum(float x) {
 }
 
 template <typename T, int D, int W>
-__global__ void __launch_bounds__(W * 32) tree_attention_mma(TreeAttentionArgs a) {
+__global__ void __launch_bounds__(W * 32, Layout<D, W>::kMinBlocks) tree_attention_mma(TreeAttentionArgs a) {
   using L = Layout<D, W>;
   constexpr int kStages = L::kStages;
   constexpr int kBM = L::kBM;
@@ -417,18 +420,32 @@ __global__ void __launch_bounds__(W * 32) tree_attention_mma(TreeAttentionArgs a
     }
   };
   // Slots past the limit are zero-filled (never read): masked scores then multiply zeros, not garbage.
+  // A thread copies the same 16-byte column c0 of rows r0, r0 + kRowStep, ... of every tile, so its
+  // addresses are a tile base plus steps fixed for the whole loop (the first version recomputed a 64-bit
+  // slot times stride product per copy: a quarter of the loop's instructions at head_dim 128).
+  constexpr int kRowStep = W * 32 / V8;
+  const int r0 = tid / V8, c0 = (tid % V8) * 8;
+  // 32-bit: a slot stride times 64 fits (the binding checks), and 64-bit ones spilled at head_dim 64
+  const int k_r0 = r0 * (int)a.sks, v_r0 = r0 * (int)a.svs;
+  const int k_step = kRowStep * (int)a.sks, v_step = kRowStep * (int)a.svs;
+  const uint32_t s_r0 = (uint32_t)(r0 * L::LD + c0) * sizeof(T);
   auto load_tile = [&](int t, int buf) {
     int64_t slot0, limit;
     tile_range(t, slot0, limit);
-    const uint32_t dk = smem_u32(kbuf(buf)), dv = smem_u32(vbuf(buf));
+    const int64_t left = limit - slot0 - r0;  // this thread's rows it * kRowStep < left exist
+    const T* k0 = kbase + slot0 * a.sks + c0;  // the tile's first slot: a valid address when nothing is read
+    const T* v0 = vbase + slot0 * a.svs + c0;
+    const T* kp = k0 + k_r0;
+    const T* vp = v0 + v_r0;
+    const uint32_t dk = smem_u32(kbuf(buf)) + s_r0, dv = smem_u32(vbuf(buf)) + s_r0;
 #pragma unroll
     for (int it = 0; it < kLoads; ++it) {
-      const int i = tid + it * W * 32, r = i / V8, c = (i % V8) * 8;
-      const bool ok = slot0 + r < limit;
-      const int64_t slot = ok ? slot0 + r : slot0;  // a valid address even when nothing is read
-      const uint32_t off = (uint32_t)(r * L::LD + c) * sizeof(T);
-      cp_async16(dk + off, kbase + slot * a.sks + c, ok);
-      cp_async16(dv + off, vbase + slot * a.svs + c, ok);
+      const bool ok = it * kRowStep < left;
+      const uint32_t off = (uint32_t)(it * kRowStep * L::LD) * sizeof(T);
+      cp_async16(dk + off, ok ? kp : k0, ok);
+      cp_async16(dv + off, ok ? vp : v0, ok);
+      kp += k_step;
+      vp += v_step;
     }
   };
 
