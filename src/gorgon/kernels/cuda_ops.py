@@ -4,10 +4,11 @@ Built at first use with `torch.utils.cpp_extension` (nvcc and ninja needed; abou
 ~/.cache/gorgon/cuda-<hash> afterwards), for the architecture of the GPU at hand (sm_90 on H100/H200).
 Tree attention in bfloat16/float16 with head_dim 64 or 128 runs a tensor-core kernel: by default the
 mma.sync one (FlashAttention-2 on raw PTX) in blocks of 4 or 8 warps (`_auto_kernel`;
-GORGON_CUDA_KERNEL=mma4 or mma8 forces one), or the older WMMA one with GORGON_CUDA_KERNEL=wmma (for comparison); float32 and other head sizes run the exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact
-forces it everywhere). The decode-step operations this backend has no CUDA kernel
-for (RMSNorm, RoPE + KV write, SiLU, decode attention, argmax) come from the Triton backend when Triton is
-installed, else from the reference.
+GORGON_CUDA_KERNEL=mma4 or mma8 forces one), or the older WMMA one with GORGON_CUDA_KERNEL=wmma (for
+comparison); float32 and other head sizes run the exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact
+forces it everywhere). The decode-step operations this backend has no CUDA kernel for (RMSNorm, RoPE +
+KV write, SiLU, decode attention, argmax) come from the Triton backend when Triton is installed, else
+from the reference.
 """
 
 from __future__ import annotations
@@ -143,9 +144,10 @@ def _kernel_code(
 
 def _auto_kernel(q: torch.Tensor, kv_heads: int) -> str:
     """mma8 (128-row blocks, one an SM) at head_dim 128 where a KV head has more than 64 rows and the 4-warp
-    blocks fill every SM without splitting the context; else mma4. On the H100 (cuda8_*.md, same run):
-    batch 8, N=64 and 128, Llama-3-8B heads, 8-10% faster; batch 1 the same within 2% at N=64 and 128;
-    slower at head_dim 64 (SmolLM2 heads, batch 8, N=64: 65 -> 84 us) and where rows would idle (N=1)."""
+    blocks fill every SM without splitting the context; else mma4. On the H100
+    (reports/h100-2026-11-26e/cuda8_*.md, same run): batch 8, N=64 and 128, Llama-3-8B heads, 8-10%
+    faster; batch 1 the same within 2% at N=64 and 128; slower at head_dim 64 (SmolLM2 heads, batch 8,
+    N=64: 65 -> 84 us) and where rows would idle (N=1)."""
     b, n, hq, d = q.shape
     rows = n * (hq // kv_heads)
     blocks = b * kv_heads * -(-rows // BLOCK_ROWS[KERNELS["mma4"]])

@@ -284,9 +284,9 @@ def _tiles(rows: int, esize: int, blocks: int, sms: int, launch: Launch) -> tupl
     if launch.block_m is None and rows > 64 and blocks >= sms and esize <= 2:
         block_m = 128
     # 128-slot tiles for 16 rows or fewer, and where 33-64 rows fill one 64-row block (cold-L2 A/B on the
-    # H100, wide_ab.md: Llama-3-8B heads, N=16, batch 8: P=512 23.1 -> 12.6 us, 2048 42.6 -> 29.5, 8192
-    # 110.2 -> 93.1; batch 1 within 4%; 17-32 rows gained nothing). float32 tiles of 128 slots overflow
-    # shared memory at D=128, and so would 128-row blocks.
+    # H100, reports/h100-2026-11-26e/wide_ab.md: Llama-3-8B heads, N=16, batch 8: P=512 23.1 -> 12.6 us,
+    # 2048 42.6 -> 29.5, 8192 110.2 -> 93.1; batch 1 within 4%; 17-32 rows gained nothing). float32 tiles
+    # of 128 slots overflow shared memory at D=128, and so would 128-row blocks.
     wide = esize <= 2 and (block_m <= 16 or (block_m == 64 and 32 < rows <= 64))
     warps = launch.num_warps or (8 if block_m >= 128 else 4)
     return block_m, launch.block_n or (128 if wide else 64), warps

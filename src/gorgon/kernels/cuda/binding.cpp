@@ -47,7 +47,8 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && out.stride(3) == 1,
               "tree attention: head_dim must be contiguous");
   // the tensor-core kernels step through a tile's 64 slots with 32-bit offsets
-  TORCH_CHECK(k.stride(1) < (1LL << 25) && v.stride(1) < (1LL << 25), "tree attention: slot stride too large");
+  TORCH_CHECK(k.stride(1) < (1LL << 25) && v.stride(1) < (1LL << 25),
+              "tree attention: slot stride too large");
   TORCH_CHECK(committed.scalar_type() == torch::kInt64 && bits.scalar_type() == torch::kInt32,
               "tree attention: committed int64, bits int32");
   gorgon::TreeAttentionArgs a;

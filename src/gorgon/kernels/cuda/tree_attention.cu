@@ -370,7 +370,8 @@ __device__ __forceinline__ float quad_sum(float x) {
 }
 
 template <typename T, int D, int W>
-__global__ void __launch_bounds__(W * 32, Layout<D, W>::kMinBlocks) tree_attention_mma(TreeAttentionArgs a) {
+__global__ void __launch_bounds__(W * 32, Layout<D, W>::kMinBlocks)
+    tree_attention_mma(TreeAttentionArgs a) {
   using L = Layout<D, W>;
   constexpr int kStages = L::kStages;
   constexpr int kBM = L::kBM;
