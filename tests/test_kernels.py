@@ -95,17 +95,19 @@ def test_backend_in_stats(tiny_llm):
     assert out.stats["backend"] == "reference"
 
 
+@pytest.mark.parametrize("tree_split", [True, False])
 @pytest.mark.parametrize("programs", [1, 8, 32, 64, 131])
 @pytest.mark.parametrize("span", [1, 200, 2048, 8192])
-def test_splits_run_in_one_round(programs, span):
+def test_splits_run_in_one_round(programs, span, tree_split):
     """The split rule both tree-attention kernels use: the splits cover the context in tiles, and with the
-    tree's split they fit one round of programs wherever more than one split is allowed."""
+    tree's split where the kernel has one they fit one round of programs wherever more than one split is
+    allowed."""
     from gorgon.kernels.attention import split_in_rounds
 
     slots, min_split, tile = 264, 256, 64
-    split = split_in_rounds(span, programs, slots, min_split, tile)
+    split = split_in_rounds(span, programs, slots, min_split, tile, tree_split)
     nsplit = -(-span // split)
     assert split % tile == 0 and split * nsplit >= span
     if nsplit > 1:
-        assert (nsplit + 1) * programs <= slots
+        assert (nsplit + tree_split) * programs <= slots
         assert nsplit <= -(-span // min_split)  # no more splits than min_split-slot pieces

@@ -50,13 +50,15 @@ class TreeMask:
         return self._bits
 
 
-def split_in_rounds(span: int, programs: int, slots: int, min_split: int, tile: int) -> int:
+def split_in_rounds(
+    span: int, programs: int, slots: int, min_split: int, tile: int, tree_split: bool = True
+) -> int:
     """Committed slots per split for the tree-attention kernels (Triton and CUDA): a grid of `programs`
-    row blocks per split is split so that all splits plus the tree's own split fit `slots` programs, one
-    round (a program too many would start a second round that runs nearly alone: 16-20% slower at batch
-    1 with N=64 and 128 on the H100), into no more splits than the context has `min_split`-slot pieces,
-    each a multiple of `tile`."""
-    nsplit = max(min(slots // programs - 1, _cdiv(span, min_split)), 1)
+    row blocks per split is split so that all splits (plus the tree's own split, where the kernel gives
+    the tree one: `tree_split`) fit `slots` programs, one round (a program too many would start a second
+    round that runs nearly alone: 16-20% slower at batch 1 with N=64 and 128 on the H100), into no more
+    splits than the context has `min_split`-slot pieces, each a multiple of `tile`."""
+    nsplit = max(min(slots // programs - tree_split, _cdiv(span, min_split)), 1)
     return _cdiv(_cdiv(span, nsplit), tile) * tile
 
 

@@ -56,7 +56,7 @@ def _tree_attention_kernel(
     Q, K, V, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, NSPLIT, SPLIT, OFFSET,
     sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
     G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
-    DIRECT: tl.constexpr, PRECISION: tl.constexpr, PDL: tl.constexpr,
+    DIRECT: tl.constexpr, PRECISION: tl.constexpr, PDL: tl.constexpr, TREE_SPLIT: tl.constexpr,
 ):  # fmt: skip
     bh = tl.program_id(0)
     mb = tl.program_id(1)
@@ -76,13 +76,16 @@ def _tree_attention_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, D], tl.float32)
+    # The tree's slots: a split of their own (TREE_SPLIT: program NSPLIT) or the last context split's
+    tree_sp = NSPLIT if TREE_SPLIT else NSPLIT - 1
     if DIRECT:
         lo = 0
         hi = committed
     else:
         lo = sp * SPLIT
         hi = tl.minimum(lo + SPLIT, committed)
-        hi = tl.where(sp == NSPLIT, lo, hi)  # the last split takes the tree instead
+        if TREE_SPLIT:
+            hi = tl.where(sp == NSPLIT, lo, hi)  # the tree's split reads no context
     hi = tl.maximum(hi, lo)  # a split past this row's context is empty
     full = lo + (hi - lo) // BLOCK_N * BLOCK_N
     k_ptr = K + b * skb + kvh * skh + d[None, :]
@@ -101,7 +104,7 @@ def _tree_attention_kernel(
         s = tl.where(inside[None, :], s, float("-inf"))
         v = tl.load(v_ptr + cols[:, None] * svs, mask=inside[:, None], other=0.0)
         m_i, l_i, acc = _online(s, m_i, l_i, acc, v, qk_scale, PRECISION)
-    if (sp == NSPLIT) | DIRECT:
+    if (sp == tree_sp) | DIRECT:
         jj = tl.arange(0, 32)
         for t0 in range(0, NT, 32):
             j = t0 + jj
@@ -121,7 +124,7 @@ def _tree_attention_kernel(
         dst = OUT + b * sob + node[:, None] * son + head[:, None] * soh + d[None, :]
         tl.store(dst, out.to(OUT.dtype.element_ty), mask=live[:, None])
     else:
-        parts = ((b * N + node) * (HKV * G) + head) * (NSPLIT + 1) + sp
+        parts = ((b * N + node) * (HKV * G) + head) * (NSPLIT + TREE_SPLIT) + sp
         lse = tl.where(l_i == 0, float("-inf"), m_i + tl.math.log2(tl.where(l_i == 0, 1.0, l_i)))
         tl.store(LSE + parts, lse, mask=live)
         tl.store(PART + parts[:, None] * D + d[None, :], out.to(PART.dtype.element_ty), mask=live[:, None])
@@ -180,6 +183,9 @@ class Launch:
     groups fed by a TMA producer warp (K/V contiguous [B, S, Hkv, D], else the plain form); block_n
     defaults to 128 there and maxnreg is the consumers' register count (default 232).
     maxnreg: a cap on registers a thread (more programs an SM, at the risk of spills); None: the compiler's.
+    tree_split: give the tree's slots a split (a program a row block) of their own, as the wgmma kernels
+    do; None: the Triton kernel's last context split takes them instead, so that every program of the one
+    round reads context (the tree's programs read a tile or two, then left their SM slots idle).
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
@@ -194,6 +200,7 @@ class Launch:
     wgmma: bool | None = None
     maxnreg: int | None = None
     warp_specialize: bool = False
+    tree_split: bool | None = None
 
 
 DEFAULT_LAUNCH = Launch()
@@ -265,14 +272,22 @@ def _per_sm(block_m: int, block_n: int, d: int, esize: int, warps: int, launch: 
 
 
 def _split_size(
-    span: int, programs: int, sms: int, tile: int, per_sm: int, launch: Launch = DEFAULT_LAUNCH
+    span: int,
+    programs: int,
+    sms: int,
+    tile: int,
+    per_sm: int,
+    launch: Launch = DEFAULT_LAUNCH,
+    tree_split: bool = True,
 ) -> int:
     """Committed slots per program. A grid of `programs` row blocks that already fills the SMs covers the
     whole context in one program per block (partials would only add traffic and a merge); otherwise the
-    context is split into whole rounds of `launch.waves * per_sm` programs an SM."""
+    context is split into whole rounds of `launch.waves * per_sm` programs an SM (the tree's own split
+    among them where `tree_split`)."""
     if programs >= sms:
         return max(span, 1)
-    return split_in_rounds(span, programs, launch.waves * per_sm * sms, launch.min_split, tile)
+    slots = launch.waves * per_sm * sms
+    return split_in_rounds(span, programs, slots, launch.min_split, tile, tree_split)
 
 
 def _tiles(rows: int, esize: int, blocks: int, sms: int, launch: Launch) -> tuple[int, int, int]:
@@ -339,16 +354,19 @@ def tree_attention(
         block_m, block_n, warps = _tiles(rows, q.element_size(), b * hkv * triton.cdiv(rows, 64), sms, launch)
     per_sm = _per_sm(block_m, block_n, d, q.element_size(), warps, launch)
     programs = b * hkv * triton.cdiv(rows, block_m)
-    split = _split_size(split_span or span, programs, sms, block_n, per_sm, launch)
+    # the wgmma kernels give the tree a split of its own; the Triton kernel by default does not
+    tree_split = kind is not None or bool(launch.tree_split)
+    split = _split_size(split_span or span, programs, sms, block_n, per_sm, launch, tree_split)
     nsplit = triton.cdiv(span, split)
     direct = nsplit == 1
-    parts = 1 if direct else b * n * hq * (nsplit + 1)
+    nparts = nsplit + tree_split  # partials a row: one a split
+    parts = 1 if direct else b * n * hq * nparts
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
     half = launch.half_partials if launch.half_partials is not None else 16 < rows <= block_m
     part_dtype = q.dtype if half else torch.float32
     part = torch.empty(parts, d, device=q.device, dtype=part_dtype)
     out = torch.empty_like(q) if out is None else out
-    grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nsplit + 1)
+    grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nparts)
     # a direct launch has no merge to overlap; only the Triton kernel triggers the merge early
     pdl = kind is None and _use_pdl(q.device, launch) and not direct
     if bits is None and nt != 0:
@@ -374,12 +392,13 @@ def tree_attention(
     else:
         _tree_attention_kernel[grid](
             *args, *strides, G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n, DIRECT=direct,
-            PRECISION="ieee" if q.dtype == torch.float32 else "tf32", PDL=pdl, num_warps=warps,
+            PRECISION="ieee" if q.dtype == torch.float32 else "tf32", PDL=pdl, TREE_SPLIT=tree_split,
+            num_warps=warps,
             **({} if launch.num_stages is None else {"num_stages": launch.num_stages}), **_regs(launch),
         )  # fmt: skip
     if not direct:
         _merge_kernel[(b * n * hq,)](
-            lse, part, out, nsplit + 1, n, hq, out.stride(0), out.stride(1), out.stride(2),
-            BLOCK_S=triton.next_power_of_2(nsplit + 1), D=d, PDL=pdl, launch_pdl=pdl,
+            lse, part, out, nparts, n, hq, out.stride(0), out.stride(1), out.stride(2),
+            BLOCK_S=triton.next_power_of_2(nparts), D=d, PDL=pdl, launch_pdl=pdl,
         )  # fmt: skip
     return out
