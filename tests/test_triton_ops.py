@@ -192,7 +192,7 @@ LAUNCHES = [
     dict(min_split=32, waves=8),  # many splits, each with a ragged last tile
     dict(block_m=32, block_n=32, min_split=32),  # a row block smaller than a KV head's rows
     dict(min_split=32, half_partials=False),
-    dict(min_split=32, waves=8, tree_split=True),  # the tree in a split of its own, as the wgmma kernels
+    dict(min_split=32, waves=8, tree_split=False),  # the last context split takes the tree
 ]
 
 

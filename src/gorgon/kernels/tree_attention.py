@@ -183,9 +183,13 @@ class Launch:
     groups fed by a TMA producer warp (K/V contiguous [B, S, Hkv, D], else the plain form); block_n
     defaults to 128 there and maxnreg is the consumers' register count (default 232).
     maxnreg: a cap on registers a thread (more programs an SM, at the risk of spills); None: the compiler's.
-    tree_split: give the tree's slots a split (a program a row block) of their own, as the wgmma kernels
-    do; None: the Triton kernel's last context split takes them instead, so that every program of the one
-    round reads context (the tree's programs read a tile or two, then left their SM slots idle).
+    tree_split: give the tree's slots a split (a program a row block) of their own (None, True; the wgmma
+    kernels always do), or (False, the Triton kernel only) let the last context split take them, so that
+    every program of the round reads context. Measured with a cold L2 on the H100
+    (reports/h100-2026-11-26e/tree_split_ab.md), False was 2-9% slower in 7 of 10 cases where the Triton
+    kernel runs (splits rounded up to whole tiles stay as long, and the last one grows by the tree) and
+    faster only where the tree is long against a split (Llama-3-8B heads, batch 1, N=64: 32.7 -> 31.9 us;
+    N=128: 60.7 -> 54.0, where the warp-specialized kernel runs instead).
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
@@ -354,8 +358,8 @@ def tree_attention(
         block_m, block_n, warps = _tiles(rows, q.element_size(), b * hkv * triton.cdiv(rows, 64), sms, launch)
     per_sm = _per_sm(block_m, block_n, d, q.element_size(), warps, launch)
     programs = b * hkv * triton.cdiv(rows, block_m)
-    # the wgmma kernels give the tree a split of its own; the Triton kernel by default does not
-    tree_split = kind is not None or bool(launch.tree_split)
+    # the tree's own split (the wgmma kernels always; the Triton kernel unless launch.tree_split is False)
+    tree_split = kind is not None or launch.tree_split is not False
     split = _split_size(split_span or span, programs, sms, block_n, per_sm, launch, tree_split)
     nsplit = triton.cdiv(span, split)
     direct = nsplit == 1
