@@ -114,7 +114,9 @@ def _splits(blocks: int, span: int, target: int) -> tuple[int, int]:
     return -(-span // split), split
 
 
-def split_plan(q: torch.Tensor, cache_k: torch.Tensor, kv_len: int, code: int = 1) -> tuple[int, int]:
+def split_plan(
+    q: torch.Tensor, cache_k: torch.Tensor, kv_len: int, code: int = KERNELS["mma4"]
+) -> tuple[int, int]:
     """(programs per row block, committed slots per split) of tensor-core kernel `code`: nsplit 1 is one
     block for everything; otherwise nsplit - 1 splits of the context and a last one for the tree."""
     b, n, hq, d = q.shape
