@@ -35,11 +35,16 @@ CASES = [
     (to._argmax_partial_kernel, {"BLOCK": 4096}),
     (to._argmax_final_kernel, {"BLOCK_B": 16}),
     (ta._tree_attention_kernel, {"G": 3, "BLOCK_M": 64, "D": 64, "SPLIT": 256, "BLOCK_N": 64, "DIRECT": True,
-                                 "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True}),
+                                 "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True, "FUSE": False, "BLOCK_S": 1}),
     (ta._tree_attention_kernel, {"G": 4, "BLOCK_M": 64, "D": 128, "SPLIT": 512, "BLOCK_N": 64, "DIRECT": False,
-                                 "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True}),
+                                 "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True, "FUSE": True,
+                                 "BLOCK_S": 16}),
     (ta._tree_attention_kernel, {"G": 4, "BLOCK_M": 16, "D": 128, "SPLIT": 512, "BLOCK_N": 128, "DIRECT": False,
-                                 "PRECISION": "tf32", "PDL": True, "TREE_SPLIT": False}),
+                                 "PRECISION": "tf32", "PDL": True, "TREE_SPLIT": False, "FUSE": False,
+                                 "BLOCK_S": 32}),
+    (ta._tree_attention_kernel, {"G": 4, "BLOCK_M": 16, "D": 128, "SPLIT": 512, "BLOCK_N": 128, "DIRECT": False,
+                                 "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True, "FUSE": True,
+                                 "BLOCK_S": 64}),
     (ta._merge_kernel, {"BLOCK_S": 16, "D": 128, "PDL": False}),
     (ta._merge_kernel, {"BLOCK_S": 16, "D": 128, "PDL": True}),
     (to._keep_path_kernel, {"BLOCK": 1024}),
@@ -81,7 +86,7 @@ def _signature(kernel, constants: dict) -> dict:
             sig[name] = "*i64"
         elif name in BOOL_POINTERS:
             sig[name] = "*i1"
-        elif name == "BITS":
+        elif name in ("BITS", "COUNT"):
             sig[name] = "*i32"
         elif name in FLOAT32_POINTERS:
             sig[name] = "*fp32"
