@@ -35,16 +35,11 @@ CASES = [
     (to._argmax_partial_kernel, {"BLOCK": 4096}),
     (to._argmax_final_kernel, {"BLOCK_B": 16}),
     (ta._tree_attention_kernel, {"G": 3, "BLOCK_M": 64, "D": 64, "SPLIT": 256, "BLOCK_N": 64, "DIRECT": True,
-                                 "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True, "FUSE": False, "BLOCK_S": 1}),
+                                 "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True}),
     (ta._tree_attention_kernel, {"G": 4, "BLOCK_M": 64, "D": 128, "SPLIT": 512, "BLOCK_N": 64, "DIRECT": False,
-                                 "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True, "FUSE": True,
-                                 "BLOCK_S": 16}),
+                                 "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True}),
     (ta._tree_attention_kernel, {"G": 4, "BLOCK_M": 16, "D": 128, "SPLIT": 512, "BLOCK_N": 128, "DIRECT": False,
-                                 "PRECISION": "tf32", "PDL": True, "TREE_SPLIT": False, "FUSE": False,
-                                 "BLOCK_S": 32}),
-    (ta._tree_attention_kernel, {"G": 4, "BLOCK_M": 16, "D": 128, "SPLIT": 512, "BLOCK_N": 128, "DIRECT": False,
-                                 "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True, "FUSE": True,
-                                 "BLOCK_S": 64}),
+                                 "PRECISION": "tf32", "PDL": True, "TREE_SPLIT": False}),
     (ta._merge_kernel, {"BLOCK_S": 16, "D": 128, "PDL": False}),
     (ta._merge_kernel, {"BLOCK_S": 16, "D": 128, "PDL": True}),
     (to._keep_path_kernel, {"BLOCK": 1024}),
@@ -86,7 +81,7 @@ def _signature(kernel, constants: dict) -> dict:
             sig[name] = "*i64"
         elif name in BOOL_POINTERS:
             sig[name] = "*i1"
-        elif name in ("BITS", "COUNT"):
+        elif name == "BITS":
             sig[name] = "*i32"
         elif name in FLOAT32_POINTERS:
             sig[name] = "*fp32"

@@ -54,10 +54,9 @@ def _online(x, m_i, l_i, acc, v, qk_scale, PRECISION: tl.constexpr):
 @triton.jit
 def _tree_attention_kernel(
     Q, K, V, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, NSPLIT, SPLIT, OFFSET,
-    sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh, COUNT,
+    sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
     G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr, PRECISION: tl.constexpr, PDL: tl.constexpr, TREE_SPLIT: tl.constexpr,
-    FUSE: tl.constexpr, BLOCK_S: tl.constexpr,
 ):  # fmt: skip
     bh = tl.program_id(0)
     mb = tl.program_id(1)
@@ -129,44 +128,6 @@ def _tree_attention_kernel(
         lse = tl.where(l_i == 0, float("-inf"), m_i + tl.math.log2(tl.where(l_i == 0, 1.0, l_i)))
         tl.store(LSE + parts, lse, mask=live)
         tl.store(PART + parts[:, None] * D + d[None, :], out.to(PART.dtype.element_ty), mask=live[:, None])
-        if FUSE:  # the row block's last split to finish merges it: no second kernel
-            nparts = NSPLIT + TREE_SPLIT
-            # Every thread's partials are written before one thread counts them (CUTLASS's semaphore:
-            # a CTA barrier, then a release by one thread); the count is acquire-release, so the last
-            # program sees every split's partials.
-            tl.debug_barrier()
-            counter = COUNT + bh * tl.num_programs(1) + mb
-            ticket = tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu")
-            if ticket == nparts - 1:
-                tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")  # zero for the next launch or replay
-                first = parts - sp
-                _merge_rows(LSE, PART, OUT, first, b, node, head, live, nparts, sob, son, soh, BLOCK_S, D)
-
-
-@triton.jit
-def _merge_rows(
-    LSE, PART, OUT, first, b, node, head, live, nparts, sob, son, soh, BLOCK_S: tl.constexpr, D: tl.constexpr
-):
-    """The fused merge of a row block's partials (first: each row's split 0), as _merge_kernel merges a
-    row: weights exp2(lse - max) over the splits (empty splits weigh nothing), summed in split order.
-    The loads skip L1 (.cg): other SMs wrote these lines during this launch."""
-    s = tl.arange(0, BLOCK_S)
-    d = tl.arange(0, D)
-    cell = live[:, None] & (s < nparts)[None, :]
-    lse = tl.load(LSE + first[:, None] + s[None, :], mask=cell, other=float("-inf"), cache_modifier=".cg")
-    top = tl.max(lse, 1)
-    top = tl.where(top == float("-inf"), 0.0, top)  # dead rows: nothing to weigh
-    total = tl.sum(tl.where(lse == float("-inf"), 0.0, tl.math.exp2(lse - top[:, None])), 1)
-    acc = tl.zeros([first.shape[0], D], tl.float32)
-    for j in tl.range(0, nparts, num_stages=3):  # independent loads: pipelined
-        lse_j = tl.load(LSE + first + j, mask=live, other=float("-inf"), cache_modifier=".cg")
-        w = tl.where(lse_j == float("-inf"), 0.0, tl.math.exp2(lse_j - top))
-        part = tl.load(PART + (first + j)[:, None] * D + d[None, :], mask=live[:, None], other=0.0,
-                       cache_modifier=".cg")  # fmt: skip
-        acc += part.to(tl.float32) * w[:, None]
-    out = acc / tl.where(total == 0, 1.0, total)[:, None]
-    dst = OUT + b * sob + node[:, None] * son + head[:, None] * soh + d[None, :]
-    tl.store(dst, out.to(OUT.dtype.element_ty), mask=live[:, None])
 
 
 @triton.jit
@@ -229,9 +190,6 @@ class Launch:
     kernel runs (splits rounded up to whole tiles stay as long, and the last one grows by the tree) and
     faster only where the tree is long against a split (Llama-3-8B heads, batch 1, N=64: 32.7 -> 31.9 us;
     N=128: 60.7 -> 54.0, where the warp-specialized kernel runs instead).
-    fuse_merge: merge the splits inside the attention kernel (the last split of a row block to finish,
-    counted on a per-device counter that it zeroes again, merges the block) instead of a second kernel;
-    None: off (to be measured). Only the Triton kernel; not with pdl.
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
@@ -247,27 +205,9 @@ class Launch:
     maxnreg: int | None = None
     warp_specialize: bool = False
     tree_split: bool | None = None
-    fuse_merge: bool | None = None
 
 
 DEFAULT_LAUNCH = Launch()
-MAX_COUNTERS = 1 << 16  # row blocks a fused launch may count: 256 KiB a device
-_counters: dict[torch.device, torch.Tensor] = {}
-
-
-def merge_counters(device: torch.device) -> torch.Tensor:
-    """The fused merge's arrival counters, one a row block, zero between launches (the last program of
-    a row block zeroes its own). One buffer a device, allocated once and never freed, so CUDA graphs
-    may capture its address; launches on concurrent streams would share it, and Gorgon's steps run on
-    one stream."""
-    if device not in _counters:
-        _counters[device] = torch.zeros(MAX_COUNTERS, dtype=torch.int32, device=device)
-    return _counters[device]
-
-
-def _fuse_merge(launch: Launch, kind: str | None, programs: int) -> bool:
-    """Whether the Triton kernel merges its own splits (launch.fuse_merge; counters for every row block)."""
-    return bool(launch.fuse_merge) and kind is None and programs <= MAX_COUNTERS
 
 
 def _num_sms(device: torch.device) -> int:
@@ -431,10 +371,8 @@ def tree_attention(
     part = torch.empty(parts, d, device=q.device, dtype=part_dtype)
     out = torch.empty_like(q) if out is None else out
     grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nparts)
-    fuse = not direct and _fuse_merge(launch, kind, programs)
     # a direct launch has no merge to overlap; only the Triton kernel triggers the merge early
-    pdl = kind is None and _use_pdl(q.device, launch) and not direct and not fuse
-    counters = merge_counters(q.device) if fuse else lse  # a valid pointer the kernel never reads otherwise
+    pdl = kind is None and _use_pdl(q.device, launch) and not direct
     if bits is None and nt != 0:
         raise ValueError("tree_attention: bits may be None only with tree_len 0")
     bits = committed.view(-1, 1, 1) if bits is None else bits  # a valid pointer the kernel never reads
@@ -457,12 +395,12 @@ def tree_attention(
         )  # fmt: skip
     else:
         _tree_attention_kernel[grid](
-            *args, *strides, counters, G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n, DIRECT=direct,
+            *args, *strides, G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n, DIRECT=direct,
             PRECISION="ieee" if q.dtype == torch.float32 else "tf32", PDL=pdl, TREE_SPLIT=tree_split,
-            FUSE=fuse, BLOCK_S=triton.next_power_of_2(nparts), num_warps=warps,
+            num_warps=warps,
             **({} if launch.num_stages is None else {"num_stages": launch.num_stages}), **_regs(launch),
         )  # fmt: skip
-    if not direct and not fuse:
+    if not direct:
         _merge_kernel[(b * n * hq,)](
             lse, part, out, nparts, n, hq, out.stride(0), out.stride(1), out.stride(2),
             BLOCK_S=triton.next_power_of_2(nparts), D=d, PDL=pdl, launch_pdl=pdl,
