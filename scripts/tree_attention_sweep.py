@@ -84,7 +84,8 @@ def cuda_runners(kv_len: int, scale: float, baseline: str | None) -> dict:
             os.environ.pop("GORGON_PDL")
 
     runners = {"cuda": lambda c: shipped(c, "1"), "cuda, no PDL": lambda c: shipped(c, "0")}
-    runners.update({f"cuda {name}": lambda c, name=name: shipped(c, "1", name) for name in ("mma4", "mma8")})
+    names = ("mma4", "mma8") + (("wgmma4", "wgmma8") if torch.cuda.get_device_capability() == (9, 0) else ())
+    runners.update({f"cuda {name}": lambda c, name=name: shipped(c, "1", name) for name in names})
     if baseline:
         old = _old_cuda(baseline)
         binding = (Path(baseline) / "binding.cpp").read_text()
@@ -177,7 +178,8 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
         "float32_partials_us": us.get(Launch(half_partials=False)),
         "cuda_us": us.get("cuda"), "cuda_before_us": us.get("cuda before"),
         "cuda_no_pdl_us": us.get("cuda, no PDL"), "cuda_mma4_us": us.get("cuda mma4"),
-        "cuda_mma8_us": us.get("cuda mma8"),
+        "cuda_mma8_us": us.get("cuda mma8"), "cuda_wgmma4_us": us.get("cuda wgmma4"),
+        "cuda_wgmma8_us": us.get("cuda wgmma8"),
         "all": [(key.__dict__ if isinstance(key, Launch) else key, t) for key, t in us.items()],
     }  # fmt: skip
 
@@ -191,9 +193,9 @@ def _cell(us: float | None, floor: float | None = None) -> str:
 def table(rows: list[dict], title: str) -> list[str]:
     head = "shape | B | N | P | floor us | before us | default us | x floor | fp32 partials us | best us"
     head += " | x floor | best setting | CUDA us | CUDA x floor | CUDA no PDL us | CUDA before us"
-    head += " | CUDA mma4 us | CUDA mma8 us"
+    head += " | CUDA mma4 us | CUDA mma8 us | CUDA wgmma4 us | CUDA wgmma8 us"
     lines = [title, "", f"| {head} |"]
-    lines += ["|---" * 18 + "|"]
+    lines += ["|---" * 20 + "|"]
     for r in rows:
         fields = Launch.__dataclass_fields__
         setting = ", ".join(f"{k} {v}" for k, v in r["best"].items() if v != fields[k].default)
@@ -203,6 +205,7 @@ def table(rows: list[dict], title: str) -> list[str]:
         cells += [_cell(best), _cell(best, floor), setting or "the default"]
         cells += [_cell(r["cuda_us"]), _cell(r["cuda_us"], floor), _cell(r["cuda_no_pdl_us"])]
         cells += [_cell(r["cuda_before_us"]), _cell(r.get("cuda_mma4_us")), _cell(r.get("cuda_mma8_us"))]
+        cells += [_cell(r.get("cuda_wgmma4_us")), _cell(r.get("cuda_wgmma8_us"))]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return lines
 

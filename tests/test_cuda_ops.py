@@ -29,6 +29,27 @@ def _inputs(n: int, hq: int, hkv: int, d: int, dtype=torch.bfloat16, batch: int 
 def test_auto_kernel(batch, n, hq, hkv, d, want, monkeypatch):
     monkeypatch.delenv("GORGON_CUDA_KERNEL", raising=False)
     monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: 264)  # an H100: 132 SMs
+    monkeypatch.setattr(cuda_ops, "_hopper", lambda q: False)  # a GPU without wgmma
+    tensors = _inputs(n, hq, hkv, d, batch=batch)
+    assert cuda_ops._kernel_code(tensors[0], tensors, None, None) == cuda_ops.KERNELS[want]
+
+
+@pytest.mark.parametrize(
+    "batch, n, hq, hkv, d, want",
+    [
+        (8, 64, 32, 8, 128, "wgmma8"),  # as mma8: 256 rows a KV head, the 4-warp blocks fill the SMs
+        (8, 128, 32, 8, 128, "wgmma8"),
+        (1, 64, 32, 8, 128, "wgmma4"),
+        (1, 16, 32, 8, 128, "wgmma8"),  # 8 blocks of 64 rows: a second warp group to load tiles
+        (1, 1, 32, 8, 128, "wgmma4"),  # 4 rows
+        (8, 16, 32, 8, 128, "wgmma4"),  # 64 blocks
+        (8, 64, 9, 3, 64, "wgmma4"),  # head_dim 64
+    ],
+)
+def test_auto_kernel_on_hopper(batch, n, hq, hkv, d, want, monkeypatch):
+    monkeypatch.delenv("GORGON_CUDA_KERNEL", raising=False)
+    monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: 264)
+    monkeypatch.setattr(cuda_ops, "_hopper", lambda q: True)
     tensors = _inputs(n, hq, hkv, d, batch=batch)
     assert cuda_ops._kernel_code(tensors[0], tensors, None, None) == cuda_ops.KERNELS[want]
 
@@ -48,6 +69,9 @@ def test_kernel_names_force_and_fall_back(monkeypatch):
     assert cuda_ops._kernel_code(f32[0], f32, None, None) == cuda_ops.KERNELS["exact"]
     with pytest.raises(GorgonError, match="mma4"):  # the error lists the names that exist
         cuda_ops._kernel_code(q, tensors, None, "fa3")
+    for name in ("wgmma4", "wgmma8"):  # Hopper's forms: named, and forced like the others
+        assert cuda_ops._kernel_code(q, tensors, None, name) == cuda_ops.KERNELS[name]
+        assert cuda_ops.BLOCK_ROWS[cuda_ops.KERNELS[name]] == cuda_ops.BLOCK_ROWS[cuda_ops.KERNELS[name.replace("wg", "")]]
 
 
 def test_split_plan_counts_blocks_of_each_kernel(monkeypatch):

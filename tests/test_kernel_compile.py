@@ -196,7 +196,8 @@ def test_wgmma_kernels_compile_for_sm90():
 
 
 def test_cuda_kernels_compile_for_sm90():
-    """The CUDA C++ kernels (no torch headers in the .cu file) compile with nvcc for sm_90."""
+    """The CUDA C++ kernels (no torch headers in the .cu file) compile with nvcc for sm_90, and for sm_90a
+    with the wgmma kernels' warp-group instructions."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -213,6 +214,7 @@ def test_cuda_kernels_compile_for_sm90():
             "-std=c++17",
             "-O1",
             "-gencode=arch=compute_90,code=sm_90",
+            "-gencode=arch=compute_90a,code=sm_90a",
             "-c",
             str(source),
             "-o",

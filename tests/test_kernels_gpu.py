@@ -64,7 +64,15 @@ GRID = [
 ]
 
 
-@pytest.mark.parametrize("kernel", ["mma4", "mma8", "wmma"])  # float32: the exact kernel under each
+CUDA_KERNELS = ["mma4", "mma8", "wmma", "wgmma4", "wgmma8"]
+
+
+def _skip_unless_runs(kernel: str) -> None:
+    if kernel.startswith("wgmma") and torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("the wgmma kernels need an sm_90 GPU")
+
+
+@pytest.mark.parametrize("kernel", CUDA_KERNELS)  # float32: the exact kernel under each
 @pytest.mark.parametrize("context", list(CONTEXTS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("n, hq, hkv, d", GRID)
@@ -73,16 +81,19 @@ def test_cuda_tree_attention(n, hq, hkv, d, dtype, context, kernel):
 
     if dtype == torch.float32 and kernel != "mma4":
         pytest.skip("float32 runs the exact kernel, tested once")
+    _skip_unless_runs(kernel)
     attend = lambda *args, **kw: cuda_ops.tree_attention(*args, **kw, kernel=kernel)
     _check(attend, n, hq, hkv, d, dtype, context)
 
 
-@pytest.mark.parametrize("kernel", ["mma4", "mma8", "wmma"])
+@pytest.mark.parametrize("kernel", CUDA_KERNELS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("target", [1, 10**6])  # one block per row block does all; the most splits
 @pytest.mark.parametrize("n, hq, hkv, d", [(64, 32, 8, 128), (128, 4, 1, 64), (5, 8, 8, 128)])
 def test_cuda_tree_attention_split_counts(n, hq, hkv, d, target, dtype, kernel, monkeypatch):
     from gorgon.kernels import cuda_ops
+
+    _skip_unless_runs(kernel)
 
     monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: target)
     attend = lambda *args, **kw: cuda_ops.tree_attention(*args, **kw, kernel=kernel)

@@ -29,9 +29,10 @@ from gorgon.kernels.attention import AttentionMeta, split_in_rounds
 
 SOURCES = [Path(__file__).parent / "cuda" / name for name in ("tree_attention.cu", "binding.cpp")]
 MAX_TREE = 128
-KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3}  # the binding's kernel codes
-NAMES = (*KERNELS, "mma")  # "mma": mma4 or mma8, whichever _auto_kernel picks
-BLOCK_ROWS = {1: 64, 2: 64, 3: 128}  # (node, head) rows per block of each tensor-core kernel
+KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3, "wgmma4": 4, "wgmma8": 5}  # the binding's codes
+NAMES = (*KERNELS, "mma")  # "mma": whichever of mma4, mma8, wgmma4, wgmma8 _auto_kernel picks
+BLOCK_ROWS = {1: 64, 2: 64, 3: 128, 4: 64, 5: 128}  # (node, head) rows per block of each tensor-core kernel
+WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"]}  # Hopper's warp-group MMA: sm_90 only
 MIN_SPLIT = 128  # committed slots per split, at least
 
 
@@ -54,7 +55,8 @@ def extension() -> ModuleType:
     if not buildable():
         raise GorgonError("the cuda backend needs a CUDA build of torch, nvcc (CUDA_HOME) and ninja")
     major, minor = torch.cuda.get_device_capability()
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", f"{major}.{minor}")
+    # the GPU at hand only; sm_90a on Hopper, whose architecture-specific wgmma the wgmma kernels use
+    os.environ["TORCH_CUDA_ARCH_LIST"] = f"{major}.{minor}" + ("a" if (major, minor) == (9, 0) else "")
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES)).hexdigest()[:12]
     build = (
         Path(os.environ.get("GORGON_CACHE", Path.home() / ".cache" / "gorgon"))
@@ -136,6 +138,8 @@ def _kernel_code(
         raise GorgonError(f"GORGON_CUDA_KERNEL / kernel: {name!r} is not one of {sorted(NAMES)}")
     if name == "mma" or (fast is True and name == "exact"):
         name = _auto_kernel(q, tensors[1].shape[2])
+    if KERNELS[name] in WGMMA and q.is_cuda and not _hopper(q):
+        raise GorgonError(f"the CUDA kernel {name!r} runs on sm_90 GPUs (H100, H200) only; use mma4 or mma8")
     if fast is True:  # a tensor-core kernel, whatever the environment says
         return KERNELS[name]
     if fast is False or name == "exact":
@@ -144,17 +148,35 @@ def _kernel_code(
     return KERNELS[name] if applies else KERNELS["exact"]
 
 
+@cache
+def _capability(device: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(device)
+
+
+def _hopper(q: torch.Tensor) -> bool:
+    """Whether q lives on an sm_90 GPU (H100, H200), where the wgmma kernels run."""
+    return q.is_cuda and _capability(q.get_device()) == (9, 0)
+
+
 def _auto_kernel(q: torch.Tensor, kv_heads: int) -> str:
-    """mma8 (128-row blocks, one an SM) at head_dim 128 where a KV head has more than 64 rows and the 4-warp
-    blocks fill every SM without splitting the context; else mma4. On the H100
+    """8 warps (128-row blocks, one an SM) at head_dim 128 where a KV head has more than 64 rows and the
+    4-warp blocks fill every SM without splitting the context; else 4. On the H100
     (reports/h100-2026-11-26e/cuda8_*.md, same run): batch 8, N=64 and 128, Llama-3-8B heads, 8-10%
     faster; batch 1 the same within 2% at N=64 and 128; slower at head_dim 64 (SmolLM2 heads, batch 8,
-    N=64: 65 -> 84 us) and where rows would idle (N=1)."""
+    N=64: 65 -> 84 us) and where rows would idle (N=1).
+    On sm_90 the wgmma forms, faster than the mma.sync ones in 11 of the 12 cases of the cold sweep
+    (reports/h100-2026-11-26f/wg_cold.md; batch 1, P=8192, N=64: 51.9 -> 39.3 us, N=128 103.4 -> 74.9;
+    batch 8 N=64 279.2 -> 207.2), and there also 8 warps for a few blocks of 17-64 rows: the second warp
+    group, all padding, only loads tiles (batch 1, N=16: 25.5 -> 21.6 us; at batch 8 it was slower)."""
     b, n, hq, d = q.shape
     rows = n * (hq // kv_heads)
     blocks = b * kv_heads * -(-rows // BLOCK_ROWS[KERNELS["mma4"]])
-    wide = d == 128 and rows > 64 and blocks >= _target_blocks(q.get_device()) // 2
-    return "mma8" if wide else "mma4"
+    target = _target_blocks(q.get_device())
+    wide = d == 128 and rows > 64 and blocks >= target // 2
+    if not _hopper(q):
+        return "mma8" if wide else "mma4"
+    few = d == 128 and 16 < rows <= 64 and blocks * 16 <= target
+    return "wgmma8" if wide or few else "wgmma4"
 
 
 def tree_attention(
@@ -171,8 +193,8 @@ def tree_attention(
 ) -> torch.Tensor:
     """Same contract as gorgon.kernels.tree_attention.tree_attention (q [B, N, Hq, D], N <= 128).
     `fast`: force a tensor-core (True) or the exact (False) kernel; default: tensor cores where they
-    apply. `kernel`: "mma" (default: mma4 or mma8 by _auto_kernel), "mma4", "mma8", "wmma" or "exact";
-    default: $GORGON_CUDA_KERNEL, else "mma"."""
+    apply. `kernel`: "mma" (default: _auto_kernel's choice), "mma4", "mma8", "wgmma4", "wgmma8" (their forms
+    on Hopper's warp-group MMA, sm_90 only), "wmma" or "exact"; default: $GORGON_CUDA_KERNEL, else "mma"."""
     b, n, hq, d = q.shape
     out = torch.empty_like(q) if out is None else out
     code = _kernel_code(q, (q, cache_k, cache_v, out), fast, kernel)

@@ -8,7 +8,10 @@
 // FlashAttention-2 on raw mma.sync.m16n8k16 PTX: a block owns 64 (node, head) rows that share one KV head,
 // so grouped heads read each K/V tile once; K/V tiles of 64 slots are double- or triple-buffered through
 // shared memory with cp.async, Q stays in registers and the online softmax (log2 domain) runs on the
-// accumulator fragments in registers. `tree_attention_wmma` is the earlier WMMA kernel with the same
+// accumulator fragments in registers. On sm_90 its wgmma form (template flag G) runs both products on
+// Hopper's asynchronous warp-group MMA instead, K/V tiles stored in the 128-byte-swizzled layout that wgmma
+// reads from shared memory, Q and P fed from registers (see "wgmma" below); cuda_ops picks it there.
+// `tree_attention_wmma` is the earlier WMMA kernel with the same
 // contract (scores round-trip through shared memory, per-row softmax in a warp), kept for comparison.
 // Long contexts are split over blocks (the tree being one more split) and merged by `merge_splits`.
 // `tree_attention_simple` (any dtype incl. float32, any head_dim <= 256) is a warp per row and exists for
@@ -292,16 +295,19 @@ constexpr int kBN = 64;  // KV slots per tile (two words of ancestor bits on tre
 // head_dim 128 two (three were 1-3% slower in every case: the registers hold the blocks to two an SM
 // either way, and the extra tile in flight bought nothing). 8 warps at head_dim 128 are one block an SM
 // (231 registers a thread), which then needs more tiles in flight of its own: three.
-template <int D, int W> struct Layout {
+template <int D, int W, bool G = false> struct Layout {
   static constexpr int kBM = 16 * W;  // rows per block
   static constexpr int kStages = D <= 64 || W == 8 ? 3 : 2;
   // Blocks an SM that the registers must allow (the split plan in cuda_ops.py counts on it): 64 K
   // registers over W * 32 threads, 128 a thread at head_dim 64, all that one block may use at 128.
   static constexpr int kMinBlocks = (D <= 64 ? 4 : 2) * 4 / W;
-  static constexpr int LD = D + 8;  // halves per smem row: 16 bytes of pad, ldmatrix rows hit distinct banks
+  // halves per smem row: 16 bytes of pad so that ldmatrix rows hit distinct banks; the wgmma form's
+  // swizzled tiles need none (its Q staging, read once, takes the bank conflicts)
+  static constexpr int LD = G ? D : D + 8;
   static constexpr int KV = kBN * LD;
-  static constexpr size_t bytes = sizeof(uint16_t) * (size_t)(2 * kStages * KV);
+  static constexpr size_t bytes = sizeof(uint16_t) * (size_t)(2 * kStages * KV) + (G ? 1024 : 0);  // + align
   static_assert(kBM <= 2 * kBN, "the Q tile must fit the last K and V buffers");
+  static_assert(!G || (W * 32 / (D / 8)) % 8 == 0, "a thread's tile rows must keep one swizzle phase");
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
@@ -369,10 +375,165 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
-template <typename T, int D, int W>
-__global__ void __launch_bounds__(W * 32, Layout<D, W>::kMinBlocks)
+// ---------------------------------------------------------------------------------------------------
+// wgmma (sm_90a only): Hopper's asynchronous warp-group MMA, for the kernel's wgmma form (G). A warp
+// group (4 warps) multiplies a 64-row A from registers, in the same per-warp fragments as mma.m16n8k16's
+// A (so Q and P feed it unchanged), by a B tile in shared memory that a 64-bit descriptor describes; the
+// f32 accumulator of m64nN is, per warp, m16n8's C fragment repeated over the N / 8 column blocks (d[4j + e]
+// = s[j][e]), so the softmax code runs on it unchanged.
+//
+// K and V tiles are stored in the canonical 128-byte-swizzle layout (PTX ISA, "Shared Memory Matrix
+// Layout"): a tile of kBN slots is D / 64 regions of kBN rows x 128 bytes (64 head dims), 1024-byte
+// aligned, and the 16-byte chunk c of row r lies at chunk c ^ (r % 8). K is then B of S = Q K^T in
+// K-major form (head dims contiguous): a k16 step starts 32 bytes further in the row, and rows go in
+// groups of 8 at 1024 bytes (SBO). V is B of O = P V in N-major form (transposed, head dims contiguous):
+// a k16 step is 16 rows (2048 bytes) further, 8-row groups at 1024 bytes (SBO), and the second 64-dim
+// region at kBN x 128 bytes (LBO).
+template <typename T, int N> struct Tag {};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+template <int TNSP>
+__device__ __forceinline__ void wgmma_rs(Tag<__nv_bfloat16, 32>, float (&d)[16], const uint32_t (&a)[4],
+                                         uint64_t desc, int accumulate = 1) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+      "}, {%16, %17, %18, %19}, %20, p, 1, 1, %22;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TNSP));
+}
+
+template <int TNSP>
+__device__ __forceinline__ void wgmma_rs(Tag<__half, 32>, float (&d)[16], const uint32_t (&a)[4],
+                                         uint64_t desc, int accumulate = 1) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+      "}, {%16, %17, %18, %19}, %20, p, 1, 1, %22;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TNSP));
+}
+
+template <int TNSP>
+__device__ __forceinline__ void wgmma_rs(Tag<__nv_bfloat16, 64>, float (&d)[32], const uint32_t (&a)[4],
+                                         uint64_t desc, int accumulate = 1) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+      "}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TNSP));
+}
+
+template <int TNSP>
+__device__ __forceinline__ void wgmma_rs(Tag<__half, 64>, float (&d)[32], const uint32_t (&a)[4],
+                                         uint64_t desc, int accumulate = 1) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+      "}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TNSP));
+}
+
+template <int TNSP>
+__device__ __forceinline__ void wgmma_rs(Tag<__nv_bfloat16, 128>, float (&d)[64], const uint32_t (&a)[4],
+                                         uint64_t desc, int accumulate = 1) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TNSP));
+}
+
+template <int TNSP>
+__device__ __forceinline__ void wgmma_rs(Tag<__half, 128>, float (&d)[64], const uint32_t (&a)[4],
+                                         uint64_t desc, int accumulate = 1) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate), "n"(TNSP));
+}
+
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+// cp.async wrote the tiles through the generic proxy; wgmma reads them through the async proxy
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#else
+// no sm_90a code in this build: the binding launches the wgmma form only on sm_90 builds of sm_90a
+template <int TNSP, typename T, int N, int R>
+__device__ __forceinline__ void wgmma_rs(Tag<T, N>, float (&)[R], const uint32_t (&)[4], uint64_t, int = 1) {
+  __trap();
+}
+__device__ __forceinline__ void wgmma_fence() {}
+__device__ __forceinline__ void wgmma_commit() {}
+__device__ __forceinline__ void wgmma_wait() {}
+__device__ __forceinline__ void fence_proxy_async() {}
+#endif
+
+// Keeps the compiler from moving accumulator reads or writes across the asynchronous MMA, and from
+// reusing an A operand's registers before the MMA that reads them has completed (CUTLASS's
+// warpgroup_fence_operand): the asm's inputs are read at issue as far as the compiler knows.
+template <int R> __device__ __forceinline__ void fence_regs(float (&r)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int R> __device__ __forceinline__ void fence_regs(uint32_t (&r)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(r[i])::"memory");
+}
+
+// A shared-memory matrix descriptor: start address, leading and stride byte offsets, 128-byte swizzle.
+__device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)(lbo >> 4) << 16) | ((uint64_t)(sbo >> 4) << 32) |
+         (1ull << 62);
+}
+
+template <typename T, int D, int W, bool G>
+__global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
     tree_attention_mma(TreeAttentionArgs a) {
-  using L = Layout<D, W>;
+  using L = Layout<D, W, G>;
   constexpr int kStages = L::kStages;
   constexpr int kBM = L::kBM;
   constexpr int KD = D / 16;    // k steps of QK^T (over head_dim)
@@ -383,7 +544,9 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W>::kMinBlocks)
   static_assert(kBN * V8 % (W * 32) == 0, "tile loads must divide evenly");
 
   extern __shared__ __align__(128) unsigned char smem[];
-  T* const sk = reinterpret_cast<T*>(smem);  // K buffer i at i KV, V buffer i at (2 kStages - 1 - i) KV
+  // the wgmma form's swizzle is a function of the address: its tiles start on 1024-byte boundaries
+  const uint32_t pad = G ? (1024u - (smem_u32(smem) & 1023u)) & 1023u : 0u;
+  T* const sk = reinterpret_cast<T*>(smem + pad);  // K buffer i at i KV, V buffer i at (2 kStages - 1 - i) KV
   auto kbuf = [&](int i) { return sk + i * L::KV; };
   auto vbuf = [&](int i) { return sk + (2 * kStages - 1 - i) * L::KV; };
   T* sq = kbuf(kStages - 1);  // Q's way to registers: the last K and V buffers, free until tile kStages - 1
@@ -393,7 +556,8 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W>::kMinBlocks)
   const int b = blockIdx.x / a.hkv, kvh = blockIdx.x % a.hkv, split = blockIdx.z;
   const int row0 = blockIdx.y * kBM;
   const int rows = a.n * a.group;
-  const bool live = row0 + warp * 16 < rows;  // warp-uniform: a warp of padding rows only loads tiles
+  // warp-uniform (warp-group-uniform in the wgmma form): a warp of padding rows only loads tiles
+  const bool live = row0 + (G ? warp & ~3 : warp) * 16 < rows;
   const int64_t committed = a.committed[b];
   const bool direct = a.nsplit == 1;
 
@@ -429,7 +593,10 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W>::kMinBlocks)
   // 32-bit: a slot stride times 64 fits (the binding checks), and 64-bit ones spilled at head_dim 64
   const int k_r0 = r0 * (int)a.sks, v_r0 = r0 * (int)a.svs;
   const int k_step = kRowStep * (int)a.sks, v_step = kRowStep * (int)a.svs;
-  const uint32_t s_r0 = (uint32_t)(r0 * L::LD + c0) * sizeof(T);
+  // the wgmma form: 64-dim region, 128-byte row, swizzled chunk (rows step by multiples of 8: one phase)
+  const uint32_t s_r0 = G ? (uint32_t)((c0 / 64) * kBN * 128 + r0 * 128 + ((((c0 % 64) / 8) ^ (r0 & 7)) << 4))
+                          : (uint32_t)(r0 * L::LD + c0) * sizeof(T);
+  constexpr uint32_t kRowBytes = G ? 128 : L::LD * sizeof(T);
   auto load_tile = [&](int t, int buf) {
     int64_t slot0, limit;
     tile_range(t, slot0, limit);
@@ -442,7 +609,7 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W>::kMinBlocks)
 #pragma unroll
     for (int it = 0; it < kLoads; ++it) {
       const bool ok = it * kRowStep < left;
-      const uint32_t off = (uint32_t)(it * kRowStep * L::LD) * sizeof(T);
+      const uint32_t off = (uint32_t)(it * kRowStep) * kRowBytes;
       cp_async16(dk + off, ok ? kp : k0, ok);
       cp_async16(dv + off, ok ? vp : v0, ok);
       kp += k_step;
@@ -498,6 +665,7 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W>::kMinBlocks)
     if (t + kStages - 1 < n_tiles) load_tile(t + kStages - 1, next);
     cp_async_commit();
     cp_async_wait<kStages - 1>();  // all but the newest kStages - 1 groups: tile t has landed (this thread's)
+    if (G) fence_proxy_async();    // visible to wgmma's reads
     __syncthreads();               // ... and every thread's
 
     if (live) {
@@ -506,15 +674,32 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W>::kMinBlocks)
       float s[NB][4];
 #pragma unroll
       for (int j = 0; j < NB; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-      const T* kt = kbuf(buf) + ((lane & 7) + (lane >> 4) * 8) * L::LD + ((lane >> 3) & 1) * 8;
+      if constexpr (G) {
+        float(&acc)[NB * 4] = reinterpret_cast<float(&)[NB * 4]>(s);
+        const uint32_t kaddr = smem_u32(kbuf(buf));
+        fence_regs(acc);
 #pragma unroll
-      for (int kd = 0; kd < KD; ++kd) {
+        for (int kd = 0; kd < KD; ++kd) fence_regs(qf[kd]);
+        wgmma_fence();
 #pragma unroll
-        for (int np = 0; np < NB / 2; ++np) {
-          uint32_t kb[4];
-          ldsm_x4(kb, smem_u32(kt + np * 16 * L::LD + kd * 16));
-          mma16816<T>(s[2 * np], qf[kd], kb[0], kb[1]);
-          mma16816<T>(s[2 * np + 1], qf[kd], kb[2], kb[3]);
+        for (int kd = 0; kd < KD; ++kd)
+          wgmma_rs<0>(Tag<T, kBN>{}, acc, qf[kd], smem_desc(kaddr + (kd / 4) * kBN * 128 + (kd % 4) * 32, 16, 1024));
+        wgmma_commit();
+        wgmma_wait();
+        fence_regs(acc);
+#pragma unroll
+        for (int kd = 0; kd < KD; ++kd) fence_regs(qf[kd]);
+      } else {
+        const T* kt = kbuf(buf) + ((lane & 7) + (lane >> 4) * 8) * L::LD + ((lane >> 3) & 1) * 8;
+#pragma unroll
+        for (int kd = 0; kd < KD; ++kd) {
+#pragma unroll
+          for (int np = 0; np < NB / 2; ++np) {
+            uint32_t kb[4];
+            ldsm_x4(kb, smem_u32(kt + np * 16 * L::LD + kd * 16));
+            mma16816<T>(s[2 * np], qf[kd], kb[0], kb[1]);
+            mma16816<T>(s[2 * np + 1], qf[kd], kb[2], kb[3]);
+          }
         }
       }
 
@@ -594,20 +779,55 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W>::kMinBlocks)
       // (a[0], a[1]) and 2 kk + 1 (a[2], a[3]). V rows are slots (k) and B[k][n] = V[k][n] is column n
       // of the smem tile: ldmatrix.trans. Matrices 0..3 = (slots 0-7, d 0-7), (slots 8-15, d 0-7),
       // (slots 0-7, d 8-15), (slots 8-15, d 8-15): b0, b1 of output block 2 dp, then of 2 dp + 1.
-      const T* vt = vbuf(buf) + ((lane & 7) + ((lane >> 3) & 1) * 8) * L::LD + (lane >> 4) * 8;
-#pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) {
-        uint32_t pa[4];
+      auto p_frag = [&](int kk, uint32_t(&pa)[4]) {
         pa[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
         pa[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
         pa[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
         pa[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      };
+      if constexpr (G) {
+        uint32_t pa[kBN / 16][4];  // all of P before the MMAs: they read their registers asynchronously
 #pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
-          uint32_t vb[4];
-          ldsm_x4_trans(vb, smem_u32(vt + kk * 16 * L::LD + dp * 16));
-          mma16816<T>(o[2 * dp], pa, vb[0], vb[1]);
-          mma16816<T>(o[2 * dp + 1], pa, vb[2], vb[3]);
+        for (int kk = 0; kk < kBN / 16; ++kk) p_frag(kk, pa[kk]);
+        float(&acc)[DB * 4] = reinterpret_cast<float(&)[DB * 4]>(o);
+        const uint32_t vaddr = smem_u32(vbuf(buf));
+        fence_regs(acc);
+#pragma unroll
+        for (int kk = 0; kk < kBN / 16; ++kk) fence_regs(pa[kk]);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < kBN / 16; ++kk) {
+          const uint64_t desc = smem_desc(vaddr + kk * 16 * 128, kBN * 128, 1024);
+          if constexpr (D == kBN) {
+            // Two m64n32 halves (head dims 0-31, then 32-63: 64 bytes on in the swizzled row): with
+            // m64n64 for O as for S, the two products' accumulators went wrong from the second tile on
+            // (H100, every case with more than one tile), while either product alone on wgmma was exact.
+            float(&lo)[D / 4] = reinterpret_cast<float(&)[D / 4]>(o[0]);
+            float(&hi)[D / 4] = reinterpret_cast<float(&)[D / 4]>(o[D / 16]);
+            wgmma_rs<1>(Tag<T, D / 2>{}, lo, pa[kk], desc);
+            wgmma_rs<1>(Tag<T, D / 2>{}, hi, pa[kk], desc + (64 >> 4));
+          } else {
+            wgmma_rs<1>(Tag<T, D>{}, acc, pa[kk], desc);
+          }
+        }
+        wgmma_commit();
+        wgmma_wait();
+        fence_regs(acc);
+#pragma unroll
+        for (int kk = 0; kk < kBN / 16; ++kk) fence_regs(pa[kk]);
+      } else {
+        const T* vt = vbuf(buf) + ((lane & 7) + ((lane >> 3) & 1) * 8) * L::LD + (lane >> 4) * 8;
+#pragma unroll
+        for (int kk = 0; kk < kBN / 16; ++kk) {
+          uint32_t pa[4];
+          p_frag(kk, pa);
+#pragma unroll
+          for (int dp = 0; dp < D / 16; ++dp) {
+            uint32_t vb[4];
+            ldsm_x4_trans(vb, smem_u32(vt + kk * 16 * L::LD + dp * 16));
+            mma16816<T>(o[2 * dp], pa, vb[0], vb[1]);
+            mma16816<T>(o[2 * dp + 1], pa, vb[2], vb[3]);
+          }
         }
       }
     }
@@ -823,14 +1043,14 @@ static cudaError_t launch_wmma(const TreeAttentionArgs& a, int batch, cudaStream
   return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
-template <typename T, int D, int W>
+template <typename T, int D, int W, bool G = false>
 static cudaError_t launch_mma(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
-  using L = fa2::Layout<D, W>;
-  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_mma<T, D, W>,
+  using L = fa2::Layout<D, W, G>;
+  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_mma<T, D, W, G>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes);
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (a.n * a.group + L::kBM - 1) / L::kBM, a.nsplit);
-  fa2::tree_attention_mma<T, D, W><<<grid, W * 32, L::bytes, stream>>>(a);
+  fa2::tree_attention_mma<T, D, W, G><<<grid, W * 32, L::bytes, stream>>>(a);
   return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
@@ -842,11 +1062,16 @@ static cudaError_t launch_tc(const TreeAttentionArgs& a, int batch, int d, int v
   if (variant == 2 && d == 128) return launch_mma<T, 128, 8>(a, batch, stream);
   if (variant == 1 && d == 64) return launch_wmma<T, 64>(a, batch, stream);
   if (variant == 1 && d == 128) return launch_wmma<T, 128>(a, batch, stream);
+  if (variant == 3 && d == 64) return launch_mma<T, 64, 4, true>(a, batch, stream);
+  if (variant == 3 && d == 128) return launch_mma<T, 128, 4, true>(a, batch, stream);
+  if (variant == 4 && d == 64) return launch_mma<T, 64, 8, true>(a, batch, stream);
+  if (variant == 4 && d == 128) return launch_mma<T, 128, 8, true>(a, batch, stream);
   return cudaErrorInvalidValue;
 }
 
 // variant 0: the mma.sync kernel (tree_attention_mma) with 4 warps; 1: the WMMA kernel
-// (tree_attention_wmma); 2: the mma.sync kernel with 8 warps.
+// (tree_attention_wmma); 2: the mma.sync kernel with 8 warps; 3 and 4: its wgmma form with 4 and 8 warps
+// (sm_90a builds only: the binding checks).
 cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
                                 cudaStream_t stream) {
   if (dtype == 1) return launch_tc<__half>(a, batch, d, variant, stream);
