@@ -71,7 +71,10 @@ def test_kernel_names_force_and_fall_back(monkeypatch):
         cuda_ops._kernel_code(q, tensors, None, "fa3")
     for name in ("wgmma4", "wgmma8"):  # Hopper's forms: named, and forced like the others
         assert cuda_ops._kernel_code(q, tensors, None, name) == cuda_ops.KERNELS[name]
-        assert cuda_ops.BLOCK_ROWS[cuda_ops.KERNELS[name]] == cuda_ops.BLOCK_ROWS[cuda_ops.KERNELS[name.replace("wg", "")]]
+        assert (
+            cuda_ops.BLOCK_ROWS[cuda_ops.KERNELS[name]]
+            == cuda_ops.BLOCK_ROWS[cuda_ops.KERNELS[name.replace("wg", "")]]
+        )
 
 
 def test_split_plan_counts_blocks_of_each_kernel(monkeypatch):
