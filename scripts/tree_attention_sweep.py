@@ -109,14 +109,21 @@ def cuda_runners(kv_len: int, scale: float, baseline: str | None) -> dict:
             old.tree_attention(*head, torch.empty_like(m), acc, *tail)
             return out
 
-        if "kernel <= 3" in binding:  # it has the 8-warp kernel too
+        if "kernel <= 3" in binding or "kernel <= 5" in binding:  # it has the 8-warp kernel too
             runners["cuda before mma8"] = lambda c: before(c, cuda_ops.KERNELS["mma8"])
+        if "kernel <= 5" in binding and cuda_ops._hopper(torch.empty(0, device="cuda")):  # and wgmma forms
+            for name in ("wgmma4", "wgmma8"):
+                runners[f"cuda before {name}"] = lambda c, code=cuda_ops.KERNELS[name]: before(c, code)
         runners["cuda before"] = before
     return runners
 
 
 def _old_cuda(folder: str):
     from torch.utils import cpp_extension
+
+    from gorgon.kernels import cuda_ops
+
+    cuda_ops.extension()  # built first: it sets the architecture list (sm_90a on Hopper) for both builds
 
     build = Path(folder) / "build"
     build.mkdir(exist_ok=True)
