@@ -29,6 +29,11 @@ TOL = {torch.float16: (5e-3, 5e-3), torch.bfloat16: (3e-2, 3e-2)}  # (rtol, atol
 VARIANTS = ("mma4", "mma8", "wmma")
 
 
+def variants() -> tuple[str, ...]:
+    """The kernels this GPU runs: the mma.sync and WMMA ones, and on sm_90 the wgmma forms."""
+    return VARIANTS + (("wgmma4", "wgmma8") if torch.cuda.get_device_capability() == (9, 0) else ())
+
+
 def _tree(batch: int, n: int, committed: list[int], g: torch.Generator, kind: str = "random") -> TreeMask:
     if kind == "topk":
         rows = [[0] + [(i - 1) // 4 for i in range(1, n)]] * batch
@@ -48,7 +53,7 @@ def _check_case(dtype, d, n, p, hq, hkv, g: torch.Generator) -> dict[str, tuple[
     meta = AttentionMeta(torch.zeros(2, n, dtype=torch.long, device="cuda"), kv_len, tree=tree)
     ref = reference.attend(q.double(), k.double(), v.double(), meta, d**-0.5)
     result = {}
-    for variant in VARIANTS:
+    for variant in variants():
         out = torch.full_like(q, float("nan"))  # an element the kernel does not write fails
         cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, d**-0.5, out=out, kernel=variant)
         diff = (out.double() - ref).abs()
@@ -80,10 +85,10 @@ def check() -> bool:
                 failures.append(f"FAIL {variant}: {where}: max err {err:.3e}")
     torch.cuda.synchronize()
     print("\n## Accuracy: max |out - reference| over P and GQA\n")
-    print("| dtype | D | N | " + " | ".join(VARIANTS) + " |")
-    print("|---|---|---|" + "---|" * len(VARIANTS))
+    print("| dtype | D | N | " + " | ".join(variants()) + " |")
+    print("|---|---|---|" + "---|" * len(variants()))
     for (dt, d, n), errs in worst.items():
-        print(f"| {dt} | {d} | {n} | " + " | ".join(f"{errs[v]:.2e}" for v in VARIANTS) + " |")
+        print(f"| {dt} | {d} | {n} | " + " | ".join(f"{errs[v]:.2e}" for v in variants()) + " |")
     print("\n".join(failures))
     print(f"\n{len(cases)} cases: " + (f"{len(failures)} failures" if failures else "all within tolerance"))
     return not failures
@@ -132,15 +137,16 @@ def _time_case(batch: int, n: int, p: int, g: torch.Generator) -> dict[str, floa
     def sdpa():
         return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, scale=scale, enable_gqa=True)
 
-    outs = {x: torch.empty_like(q) for x in VARIANTS}
+    outs = {x: torch.empty_like(q) for x in variants()}
 
     def tree_kernel(x: str):
         return lambda: cuda_ops.tree_attention(
             q, k, v, tree.committed, tree.bits, kv_len, scale, out=outs[x], kernel=x
         )
 
-    us = {"sdpa": _time_us(sdpa), **{x: _time_us(tree_kernel(x)) for x in VARIANTS}}
-    us["diff"] = max((outs[x].float() - sdpa().transpose(1, 2).float()).abs().max().item() for x in VARIANTS)
+    us = {"sdpa": _time_us(sdpa), **{x: _time_us(tree_kernel(x)) for x in variants()}}
+    want = sdpa().transpose(1, 2).float()
+    us["diff"] = max((outs[x].float() - want).abs().max().item() for x in variants())
     for x in ("mma4", "mma8"):
         us[f"splits {x}"] = cuda_ops.split_plan(q, k, kv_len, cuda_ops.KERNELS[x])[0]
     return us
@@ -149,13 +155,13 @@ def _time_case(batch: int, n: int, p: int, g: torch.Generator) -> dict[str, floa
 def timing() -> None:
     g = torch.Generator().manual_seed(1)
     print("\n## Speed: Llama-3-8B heads (32 q, 8 KV, D 128), bf16, microseconds per call (median)\n")
-    head = "B | N | P | programs a row block (mma4, mma8) | SDPA dense mask | wmma | mma4 | mma8"
+    head = "B | N | P | programs a row block (mma4, mma8) | SDPA dense mask | " + " | ".join(variants())
     print(f"| {head} | mma8 vs SDPA | mma8 vs mma4 | max diff vs SDPA |")
-    print("|---" * 11 + "|")
+    print("|---" * (8 + len(variants())) + "|")
     for batch, n, p in [(b, n, p) for b in (1, 8) for n in (1, 16, 64, 128) for p in (512, 2048, 8192)]:
         us = _time_case(batch, n, p, g)
         cells = [batch, n, p, f"{us['splits mma4']}, {us['splits mma8']}"]
-        cells += [f"{us[x]:.1f}" for x in ("sdpa", *VARIANTS)]
+        cells += [f"{us[x]:.1f}" for x in ("sdpa", *variants())]
         cells += [f"{us['sdpa'] / us['mma8']:.2f}x", f"{us['mma4'] / us['mma8']:.2f}x", f"{us['diff']:.1e}"]
         print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 

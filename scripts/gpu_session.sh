@@ -169,11 +169,11 @@ ws)
 cuda8)
   log tests
   timeout ${TESTS_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py \
-    -k "${TESTS_K:-cuda and (mma8 or split_counts or exact)}" 2>&1 | tail -8 | tee "$OUT/kernel_tests.log"
+    -k "${TESTS_K:-cuda and (mma8 or wgmma or split_counts or exact)}" 2>&1 | tail -8 | tee "$OUT/kernel_tests.log"
   log accuracy
   timeout 150 python3 scripts/cuda_compare.py --no-timing 2>&1 | tail -24 | tee "$OUT/cuda_accuracy.md"
   log memcheck
-  for kernel in mma4 mma8; do
+  for kernel in mma4 mma8 wgmma4 wgmma8; do
     GORGON_CUDA_KERNEL=$kernel timeout 60 compute-sanitizer --tool memcheck --print-limit 20 \
       python3 scripts/cuda_smoke.py 2>&1 | tail -4 | tee -a "$OUT/sanitizer.log"
   done

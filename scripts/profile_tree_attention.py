@@ -4,8 +4,8 @@ Nsight Compute to profile, e.g.
     ncu -k regex:tree_attention --section SpeedOfLight python3 scripts/profile_tree_attention.py \
         --case llama-3-8b,1,64,8192 --launch '{}' --launch '{"wgmma": true}' --cuda mma4
 
---cuda KERNEL adds the CUDA backend's kernel of that name (mma4, mma8, wmma). Each setting prints its
-name before its launches, so the report's kernels can be matched to settings.
+--cuda KERNEL adds the CUDA backend's kernel of that name (mma4, mma8, wmma; wgmma4, wgmma8 on sm_90).
+Each setting prints its name before its launches, so the report's kernels can be matched to settings.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--case", action="append", required=True, help="SHAPE,B,N,P")
     ap.add_argument("--launch", action="append", default=[], help="Launch keywords as JSON")
-    ap.add_argument("--cuda", action="append", default=[], help="a CUDA kernel: mma4, mma8 or wmma")
+    ap.add_argument(
+        "--cuda", action="append", default=[], help="a CUDA kernel: mma4, mma8, wmma, wgmma4, wgmma8"
+    )
     args = ap.parse_args()
     if args.cuda:
         from gorgon.kernels import cuda_ops

@@ -190,6 +190,10 @@ class Launch:
     kernel runs (splits rounded up to whole tiles stay as long, and the last one grows by the tree) and
     faster only where the tree is long against a split (Llama-3-8B heads, batch 1, N=64: 32.7 -> 31.9 us;
     N=128: 60.7 -> 54.0, where the warp-specialized kernel runs instead).
+    Measured and not kept (cold L2, H100, reports/h100-2026-11-26f/fuse_ab.md): merging the splits inside
+    this kernel (the last split of a row block to finish, counted on an atomic counter, merges the block)
+    was slower in every case (batch 1, P=8192, N=1 17.3 -> 19.5 us, N=16 21.6 -> 28.4): one program
+    reading a row block's partials costs more than the merge kernel's launch; PDL was within noise.
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
