@@ -73,7 +73,8 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   a.group = (int)(q.size(2) / k.size(2));
   a.nsplit = (int)nsplit;
   a.split = (int)split;
-  a.pdl = pdl && at::cuda::getCurrentDeviceProperties()->major >= 9;
+  const auto* props = at::cuda::getCurrentDeviceProperties();
+  a.pdl = pdl && props->major >= 9;
   a.sqb = q.stride(0), a.sqn = q.stride(1), a.sqh = q.stride(2);
   a.skb = k.stride(0), a.sks = k.stride(1), a.skh = k.stride(2);
   a.svb = v.stride(0), a.svs = v.stride(1), a.svh = v.stride(2);
@@ -82,7 +83,6 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   const int batch = (int)q.size(0), d = (int)q.size(3);
   auto stream = at::cuda::getCurrentCUDAStream().stream();
   TORCH_CHECK(kernel >= 0 && kernel <= 5, "tree attention: unknown kernel ", kernel);
-  const auto* props = at::cuda::getCurrentDeviceProperties();
   TORCH_CHECK(kernel < 4 || (props->major == 9 && props->minor == 0),
               "tree attention: the wgmma kernels need an sm_90 GPU (H100/H200)");
   cudaError_t err = kernel == 0 ? gorgon::tree_attention_exact(a, batch, d, dtype_code(q), stream)
