@@ -31,7 +31,7 @@ VARIANTS = ("mma4", "mma8", "wmma")
 
 def variants() -> tuple[str, ...]:
     """The kernels this GPU runs: the mma.sync and WMMA ones, and on sm_90 the wgmma forms."""
-    return VARIANTS + (("wgmma4", "wgmma8") if torch.cuda.get_device_capability() == (9, 0) else ())
+    return VARIANTS + (("wgmma4", "wgmma8") if cuda_ops.has_wgmma() else ())
 
 
 def _tree(batch: int, n: int, committed: list[int], g: torch.Generator, kind: str = "random") -> TreeMask:

@@ -84,7 +84,7 @@ def cuda_runners(kv_len: int, scale: float, baseline: str | None) -> dict:
             os.environ.pop("GORGON_PDL")
 
     runners = {"cuda": lambda c: shipped(c, "1"), "cuda, no PDL": lambda c: shipped(c, "0")}
-    names = ("mma4", "mma8") + (("wgmma4", "wgmma8") if torch.cuda.get_device_capability() == (9, 0) else ())
+    names = ("mma4", "mma8") + (("wgmma4", "wgmma8") if cuda_ops.has_wgmma() else ())
     runners.update({f"cuda {name}": lambda c, name=name: shipped(c, "1", name) for name in names})
     if baseline:
         old = _old_cuda(baseline)
@@ -111,7 +111,7 @@ def cuda_runners(kv_len: int, scale: float, baseline: str | None) -> dict:
 
         if "kernel <= 3" in binding or "kernel <= 5" in binding:  # it has the 8-warp kernel too
             runners["cuda before mma8"] = lambda c: before(c, cuda_ops.KERNELS["mma8"])
-        if "kernel <= 5" in binding and cuda_ops._hopper(torch.empty(0, device="cuda")):  # and wgmma forms
+        if "kernel <= 5" in binding and cuda_ops.has_wgmma():  # and the wgmma forms
             for name in ("wgmma4", "wgmma8"):
                 runners[f"cuda before {name}"] = lambda c, code=cuda_ops.KERNELS[name]: before(c, code)
         runners["cuda before"] = before

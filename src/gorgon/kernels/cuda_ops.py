@@ -153,9 +153,13 @@ def _capability(device: int) -> tuple[int, int]:
     return torch.cuda.get_device_capability(device)
 
 
+def has_wgmma(device: int | None = None) -> bool:
+    """Whether the GPU (default: the current one) is sm_90 (H100, H200), where the wgmma kernels run."""
+    return _capability(torch.cuda.current_device() if device is None else device) == (9, 0)
+
+
 def _hopper(q: torch.Tensor) -> bool:
-    """Whether q lives on an sm_90 GPU (H100, H200), where the wgmma kernels run."""
-    return q.is_cuda and _capability(q.get_device()) == (9, 0)
+    return q.is_cuda and has_wgmma(q.get_device())
 
 
 def _auto_kernel(q: torch.Tensor, kv_heads: int) -> str:
