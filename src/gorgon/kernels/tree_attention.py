@@ -264,6 +264,15 @@ def _wgmma_kind(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: in
     return "ws" if q.shape[-1] == 128 and big else None
 
 
+def _merge_warps(block_s: int, d: int) -> int:
+    """Warps of a merge program (one row's [block_s, d] partials): as few as hold them at 64 values a
+    thread, so that a whole batch-1 grid of 512-4096 rows is resident at once. With 4 warps a row the
+    merge cost 2.0 / 4.6 / 8.0 / 13.0 us of the 17.5 / 21.3 / 33.4 / 52.7 us of a call at N=1 / 16 / 64 /
+    128 (Llama-3-8B heads, P=8192, cold L2, H100); with one warp the calls took 17.3 / 19.0 / 28.4 / 43.4
+    (reports/h100-2026-11-27)."""
+    return min(max(block_s * d // 2048, 1), 8)
+
+
 def _regs(launch: Launch) -> dict:
     return {} if launch.maxnreg is None else {"maxnreg": launch.maxnreg}
 
@@ -405,8 +414,9 @@ def tree_attention(
             **({} if launch.num_stages is None else {"num_stages": launch.num_stages}), **_regs(launch),
         )  # fmt: skip
     if not direct:
+        block_s = triton.next_power_of_2(nparts)
         _merge_kernel[(b * n * hq,)](
             lse, part, out, nparts, n, hq, out.stride(0), out.stride(1), out.stride(2),
-            BLOCK_S=triton.next_power_of_2(nparts), D=d, PDL=pdl, launch_pdl=pdl,
+            BLOCK_S=block_s, D=d, PDL=pdl, launch_pdl=pdl, num_warps=_merge_warps(block_s, d),
         )  # fmt: skip
     return out

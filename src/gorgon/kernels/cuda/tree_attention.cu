@@ -872,73 +872,110 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 
 }  // namespace fa2
 
-// Combine the splits of each (row, node, head): weights 2^(lse - max lse), empty splits weigh 0. A block
-// per row: its threads first take the splits' weights in parallel, then split the columns into 16-byte
-// vectors and the splits into groups, so that the partials' loads of one thread are independent of each
-// other (the first version walked the splits one by one, a memory latency each: 10 us of the 16 us of
-// SmolLM2 heads at N=1, P=8192).
-constexpr int kMergeThreads = 128;
-
-__device__ __forceinline__ float block_reduce(float x, bool is_max, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int o = 16; o > 0; o >>= 1) {
-    const float y = __shfl_xor_sync(0xffffffffu, x, o);
-    x = is_max ? fmaxf(x, y) : x + y;
-  }
-  __syncthreads();  // an earlier reduction's readers are done with the scratch
-  if (lane == 0) scratch[warp] = x;
-  __syncthreads();
-  x = scratch[0];
-  for (int w = 1; w < kMergeThreads / 32; ++w) x = is_max ? fmaxf(x, scratch[w]) : x + scratch[w];
-  return x;
-}
-
-template <typename T, int D>
-__global__ void __launch_bounds__(kMergeThreads) merge_splits(TreeAttentionArgs a) {
-  constexpr int kVec = D / 8;                    // 16-byte vectors per row
-  constexpr int kGroups = kMergeThreads / kVec;  // split groups
-  extern __shared__ float weight[];              // [nsplit]
-  __shared__ float scratch[kMergeThreads / 32];
-  __shared__ float sums[kGroups][D + 1];
-  const int row = blockIdx.x;  // (b * n + node) * hq + head
+// The output offset of merge row (b * n + node) * hq + head.
+__device__ __forceinline__ int64_t out_offset(const TreeAttentionArgs& a, int row) {
   const int hq = a.hkv * a.group;
   const int b = row / (a.n * hq), node = (row / hq) % a.n, head = row % hq;
-  const float* lse = a.lse_out + (int64_t)row * a.nsplit;
+  return b * a.sob + node * a.son + head * a.soh;
+}
+
+// Combine the splits of each (row, node, head): weights 2^(lse - max lse), empty splits weigh 0. W warps
+// a row (a block of kMergeWarps holds kMergeWarps / W rows). The warps read a row's partials in 16-byte
+// vectors, kVecs to a split, several splits a load, up to kLoads vectors a lane in flight at once, issued
+// before the weights are worked out: one memory latency for up to 32 W splits at head_dim 128 in half
+// precision. Lanes holding the same columns add theirs up by shuffles, a row's warps through shared
+// memory. The launcher takes W = 4 where rows are few (a batch-1 decode or small tree: the loads of a
+// row spread over more warps), else 1. Two earlier forms were latency bound: a block of 128 threads a
+// row with two block-wide reductions (2-6 us of a batch-1 call on the H100 where hundreds of rows merge),
+// and a warp a row for every shape (1-2 us slower than that where a few dozen rows merge 34 splits).
+constexpr int kMergeWarps = 4;
+
+template <typename T, int D, int W>
+__global__ void __launch_bounds__(32 * kMergeWarps) merge_splits(TreeAttentionArgs a, int rows) {
+  constexpr int kPer = 16 / sizeof(T);  // values in a 16-byte vector
+  constexpr int kVecs = D / kPer;       // vectors in a split's row
+  constexpr int kStride = 32 / kVecs;   // splits one warp-wide load covers
+  constexpr int kLoads = 16;            // vectors a lane has in flight
+  static_assert(32 % kVecs == 0 && kMergeWarps % W == 0, "a split's row tiles the warp, rows the block");
+  __shared__ float sums[kMergeWarps][32][kPer];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part_of_row = warp % W;
+  const int row = blockIdx.x * (kMergeWarps / W) + warp / W;  // (b * n + node) * hq + head
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");  // the attention grid has ended, its writes visible
 #endif
-
-  float top = -INFINITY;
-  for (int s = threadIdx.x; s < a.nsplit; s += kMergeThreads) top = fmaxf(top, lse[s]);
-  top = block_reduce(top, true, scratch);  // > -inf: every row sees at least itself in the tree
-  float den = 0.f;
-  for (int s = threadIdx.x; s < a.nsplit; s += kMergeThreads) {
-    const float w = lse[s] == -INFINITY ? 0.f : exp2f(lse[s] - top);
-    weight[s] = w;
-    den += w;
-  }
-  den = block_reduce(den, false, scratch);  // also the barrier after the weights are written
-
-  const int vec = threadIdx.x % kVec, group = threadIdx.x / kVec;
-  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  const T* part = static_cast<const T*>(a.part_out) + (int64_t)row * a.nsplit * D + vec * 8;
-#pragma unroll 4
-  for (int s = group; s < a.nsplit; s += kGroups) {
-    const float w = weight[s];
-    const uint4 raw = *reinterpret_cast<const uint4*>(part + (int64_t)s * D);
-    const T* x = reinterpret_cast<const T*>(&raw);
+  const bool live = row < rows;  // no early return: W > 1 meets at a barrier
+  const int nsplit = live ? a.nsplit : 0, vec = lane % kVecs;
+  const int first = part_of_row * kStride + lane / kVecs;  // this lane's first split; then every kStep
+  constexpr int kStep = W * kStride;
+  const float* lse = a.lse_out + (int64_t)row * a.nsplit;
+  const uint4* part =
+      reinterpret_cast<const uint4*>(static_cast<const T*>(a.part_out) + (int64_t)row * a.nsplit * D) + vec;
+  uint4 raw[kLoads];
+  auto issue = [&](int s0) {  // this lane's vectors of splits s0 + first, + kStep, ...
 #pragma unroll
-    for (int e = 0; e < 8; ++e) acc[e] += w * to_float(x[e]);
+    for (int i = 0; i < kLoads; ++i) {
+      const int s = s0 + first + i * kStep;
+      if (s < nsplit) raw[i] = part[(int64_t)s * kVecs];
+    }
+  };
+  issue(0);  // in flight while the weights are worked out
+  // The row's log-sum-exps, kLse a lane loaded at once (a loop that loaded one at a time would wait
+  // a memory latency each: 1-2 us where a row merges 34-90 splits)
+  constexpr int kLse = 4;
+  float top = -INFINITY, den = 0.f;
+  for (int s0 = 0; s0 < nsplit; s0 += 32 * kLse) {
+    float l[kLse];
+#pragma unroll
+    for (int j = 0; j < kLse; ++j) {
+      const int s = s0 + lane + 32 * j;
+      l[j] = s < nsplit ? lse[s] : -INFINITY;
+    }
+    const float old_top = top;
+#pragma unroll
+    for (int j = 0; j < kLse; ++j) top = fmaxf(top, l[j]);
+    const float m = top == -INFINITY ? 0.f : top;
+    den *= old_top == -INFINITY ? 0.f : exp2f(old_top - m);  // rescaled to the new maximum
+#pragma unroll
+    for (int j = 0; j < kLse; ++j) den += l[j] == -INFINITY ? 0.f : exp2f(l[j] - m);
+  }
+  const float lane_top = top;
+  top = warp_max(top);
+  if (top == -INFINITY) top = 0.f;  // a row that saw nothing: every weight 0, and so its output
+  den = warp_sum(lane_top == -INFINITY ? 0.f : den * exp2f(lane_top - top));
+  float acc[kPer] = {};
+  for (int s0 = 0; s0 < nsplit; s0 += kLoads * kStep) {
+    if (s0 > 0) issue(s0);
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const int s = s0 + first + i * kStep;
+      if (s >= nsplit) continue;
+      const float l = lse[s];
+      const float w = l == -INFINITY ? 0.f : exp2f(l - top);
+      const T* x = reinterpret_cast<const T*>(&raw[i]);
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) acc[e] += w * to_float(x[e]);
+    }
   }
 #pragma unroll
-  for (int e = 0; e < 8; ++e) sums[group][vec * 8 + e] = acc[e];
-  __syncthreads();
-  for (int c = threadIdx.x; c < D; c += kMergeThreads) {
-    float total = 0.f;
+  for (int o = kVecs; o < 32; o <<= 1) {
 #pragma unroll
-    for (int g = 0; g < kGroups; ++g) total += sums[g][c];
-    static_cast<T*>(a.out)[b * a.sob + node * a.son + head * a.soh + c] = from_float<T>(total / den);
+    for (int e = 0; e < kPer; ++e) acc[e] += __shfl_xor_sync(0xffffffffu, acc[e], o);
   }
+  if constexpr (W > 1) {  // the row's other warps hand their sums to its first
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) sums[warp][lane][e] = acc[e];
+    __syncthreads();
+    if (part_of_row != 0) return;
+    for (int w = 1; w < W; ++w) {
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) acc[e] += sums[warp + w][lane][e];
+    }
+  }
+  if (!live || lane >= kVecs) return;
+  const float inv = den > 0.f ? 1.f / den : 0.f;
+  T* out = static_cast<T*>(a.out) + out_offset(a, row) + vec * kPer;
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) out[e] = from_float<T>(acc[e] * inv);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1016,20 +1053,23 @@ template <typename T, int D>
 static cudaError_t launch_merge(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
   cudaError_t err = cudaGetLastError();  // the attention kernel's launch
   if (err != cudaSuccess) return err;
-  const size_t bytes = sizeof(float) * (size_t)a.nsplit;
-  if (bytes > 48 * 1024) return cudaErrorInvalidValue;  // 12288 splits: far past any split rule
+  const int rows = batch * a.n * a.hkv * a.group;
+  // Four warps a row below 1024 rows (measured on the H100: a warp a row was 1-2 us slower at N=1 and 16,
+  // batch 1, and 1.5-2.6 us faster from 2048 rows)
+  const int w = rows < 1024 ? 4 : 1;
+  const int per_block = kMergeWarps / w;
   // Programmatic dependent launch (sm_90+): the merge's launch overlaps the attention grid's tail.
   cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(batch * a.n * a.hkv * a.group);
-  config.blockDim = dim3(kMergeThreads);
-  config.dynamicSmemBytes = bytes;
+  config.gridDim = dim3((rows + per_block - 1) / per_block);
+  config.blockDim = dim3(32 * kMergeWarps);
   config.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = a.pdl;
   config.attrs = attr;
   config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, merge_splits<T, D>, a);
+  return w == 4 ? cudaLaunchKernelEx(&config, merge_splits<T, D, 4>, a, rows)
+                : cudaLaunchKernelEx(&config, merge_splits<T, D, 1>, a, rows);
 }
 
 template <typename T, int D>
