@@ -886,8 +886,9 @@ __device__ __forceinline__ int64_t out_offset(const TreeAttentionArgs& a, int ro
 // precision. Lanes holding the same columns add theirs up by shuffles, a row's warps through shared
 // memory. The launcher takes W = 4 where rows are few (a batch-1 decode or small tree: the loads of a
 // row spread over more warps), else 1. Two earlier forms were latency bound: a block of 128 threads a
-// row with two block-wide reductions (2-6 us of a batch-1 call on the H100 where hundreds of rows merge),
-// and a warp a row for every shape (1-2 us slower than that where a few dozen rows merge 34 splits).
+// row with two block-wide reductions (1.5-3 us slower than this form at batch 1 with 64-128 tree tokens
+// on the H100), and a warp a row for every shape (1-1.6 us slower than the block where a few dozen rows
+// merge 34-90 splits). reports/h100-2026-11-27 has the A/Bs.
 constexpr int kMergeWarps = 4;
 
 template <typename T, int D, int W>
@@ -1054,8 +1055,8 @@ static cudaError_t launch_merge(const TreeAttentionArgs& a, int batch, cudaStrea
   cudaError_t err = cudaGetLastError();  // the attention kernel's launch
   if (err != cudaSuccess) return err;
   const int rows = batch * a.n * a.hkv * a.group;
-  // Four warps a row below 1024 rows (measured on the H100: a warp a row was 1-2 us slower at N=1 and 16,
-  // batch 1, and 1.5-2.6 us faster from 2048 rows)
+  // Four warps a row below 1024 rows (on the H100 a warp a row was 0.7-1.6 us slower than the old block
+  // merge at N=1 and 16, batch 1, and 1.5-2.6 us faster from 2048 rows)
   const int w = rows < 1024 ? 4 : 1;
   const int per_block = kMergeWarps / w;
   // Programmatic dependent launch (sm_90+): the merge's launch overlaps the attention grid's tail.
