@@ -361,3 +361,16 @@ def test_wgmma_kernel_selection(monkeypatch):
     assert kind(q128, rows=256, heads=8, span=8192, wgmma=False) is None
     assert kind(q128, rows=4, heads=8, span=64, wgmma=True) == "plain"
     assert kind(q128, rows=4, heads=8, span=64, wgmma=True, warp_specialize=True) == "ws"
+
+
+def test_merge_program_warps():
+    """The split merge's programs: one warp where a row's partials fit 64 values a thread (every batch-1
+    shape measured on the H100), more for many splits, never past 8."""
+    from gorgon.kernels import tree_attention as ta
+
+    assert ta._merge_warps(16, 128) == 1  # Llama-3-8B heads, N=16: 14 partials a row
+    assert ta._merge_warps(8, 64) == 1
+    assert ta._merge_warps(64, 64) == 2  # SmolLM2 heads, N=1: ~44 partials
+    assert ta._merge_warps(64, 128) == 4
+    assert ta._merge_warps(256, 128) == 8
+    assert ta._merge_warps(1024, 128) == 8
