@@ -14,6 +14,9 @@
 #                the full kernel table
 #   STAGE=cuda8  the CUDA mma kernel in 8-warp blocks: tests, accuracy of every CUDA kernel, memcheck, then
 #                the Triton and CUDA kernels (automatic, 4 and 8 warps) over the sweep's cases, warm and cold L2
+#   STAGE=merge  what the 2026-11-27 merge change left unchecked: memcheck of the CUDA kernels (both merge
+#                forms), the Triton and warp-specialized kernels' GPU tests, and a same-run A/B of
+#                half-precision partials at batch 1 (no model needed)
 #   STAGE=kbench tree-attention microbenchmarks (the full table), verify cost per backend (Llama-3-8B shape)
 #   STAGE=bench  the full harness: every method x every category against plain and transformers, plus
 #                the end-to-end change per kernel backend; heads from /tmp/heads when present
@@ -183,6 +186,22 @@ cuda8)
       --launch '{}' --name "cuda8_$l2" $([ $l2 = cold ] && echo --cold) ${SWEEP_ARGS:-} 2>&1 \
       | tee "$OUT/sweep_$l2.log" | grep -v "^{" | tail -16
   done
+  log done
+  ;;
+merge)
+  log memcheck
+  for kernel in mma4 wgmma4; do
+    GORGON_CUDA_KERNEL=$kernel timeout 60 compute-sanitizer --tool memcheck --print-limit 20 \
+      python3 scripts/cuda_smoke.py 2>&1 | tail -4 | tee -a "$OUT/sanitizer.log"
+  done
+  log tests
+  timeout ${TESTS_TIMEOUT:-330} python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py \
+    -k "test_triton_tree_attention or test_wgmma" 2>&1 | tail -4 | tee "$OUT/kernel_tests.log"
+  log half partials
+  timeout ${SWEEP_TIMEOUT:-120} python3 scripts/tree_attention_sweep.py --out "$OUT" --repeats 5 --cold \
+    --launch '{}' --launch '{"half_partials":true}' --launch '{"half_partials":false}' --name half_ab \
+    --case llama-3-8b,1,64,8192 --case llama-3-8b,1,128,8192 --case llama-3-8b,1,64,2048 \
+    --case llama-3-8b,1,16,8192 --case smollm2-135m,1,64,8192 2>&1 | grep -v "^{" | tail -8
   log done
   ;;
 kbench)
