@@ -189,6 +189,8 @@ cuda8)
   log done
   ;;
 merge)
+  log build  # outside the sanitizer: nvcc under it would eat the memcheck's time limit
+  python3 -c "from gorgon.kernels import cuda_ops; cuda_ops.extension()" 2>&1 | tail -2
   log memcheck
   for kernel in mma4 wgmma4; do
     GORGON_CUDA_KERNEL=$kernel timeout 60 compute-sanitizer --tool memcheck --print-limit 20 \
