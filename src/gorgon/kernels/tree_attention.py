@@ -14,6 +14,7 @@ _wgmma_kind; GORGON_WGMMA=0 keeps this one).
 
 from __future__ import annotations
 
+import ctypes
 import os
 from dataclasses import dataclass, replace
 from functools import cache
@@ -54,9 +55,10 @@ def _online(x, m_i, l_i, acc, v, qk_scale, PRECISION: tl.constexpr):
 @triton.jit
 def _tree_attention_kernel(
     Q, K, V, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, NSPLIT, SPLIT, OFFSET,
-    sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
+    sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh, COUNT,
     G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr, PRECISION: tl.constexpr, PDL: tl.constexpr, TREE_SPLIT: tl.constexpr,
+    BARRIER: tl.constexpr = False, MERGE_ROWS: tl.constexpr = 1, BLOCK_S: tl.constexpr = 1,
 ):  # fmt: skip
     bh = tl.program_id(0)
     mb = tl.program_id(1)
@@ -128,6 +130,60 @@ def _tree_attention_kernel(
         lse = tl.where(l_i == 0, float("-inf"), m_i + tl.math.log2(tl.where(l_i == 0, 1.0, l_i)))
         tl.store(LSE + parts, lse, mask=live)
         tl.store(PART + parts[:, None] * D + d[None, :], out.to(PART.dtype.element_ty), mask=live[:, None])
+        if BARRIER:  # the row block's splits wait for each other, then each merges a slice of its rows
+            nparts = NSPLIT + TREE_SPLIT
+            counter = COUNT + bh * tl.num_programs(1) + mb
+            _arrive_and_wait(counter, nparts)
+            r = sp * MERGE_ROWS + tl.arange(0, MERGE_ROWS)  # this split's rows of the block
+            m_rows = mb * BLOCK_M + r
+            m_node = m_rows // G
+            m_live = (r < BLOCK_M) & (m_node < N)
+            first = ((b * N + m_node) * (HKV * G) + kvh * G + m_rows % G) * nparts
+            _merge_slice(LSE, PART, OUT + b * sob, first, m_node, kvh * G + m_rows % G, m_live, nparts,
+                         son, soh, BLOCK_S, D)  # fmt: skip
+            _leave(counter, nparts)
+
+
+@triton.jit
+def _arrive_and_wait(counter, nparts):
+    """A barrier among a row block's nparts programs (all resident at once: the launch is cooperative).
+    Every thread's partials are issued before one thread counts them (a CTA barrier, then a gpu-scope
+    release, as CUTLASS's semaphore); the waiting reads acquire, so every split's partials are visible
+    after it."""
+    tl.debug_barrier()
+    tl.atomic_add(counter, 1, sem="release", scope="gpu")
+    while tl.atomic_add(counter, 0, sem="acquire", scope="gpu") < nparts:
+        pass
+    tl.debug_barrier()
+
+
+@triton.jit
+def _leave(counter, nparts):
+    """Count out of the barrier; the last program out zeroes the counter for the next launch (or graph
+    replay). A program counts out only after its wait ended, so nobody still waits when it is zeroed."""
+    if tl.atomic_add(counter, 1, sem="relaxed", scope="gpu") == 2 * nparts - 1:
+        tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")
+
+
+@triton.jit
+def _merge_slice(
+    LSE, PART, OUT, first, node, head, live, nparts, son, soh, BLOCK_S: tl.constexpr, D: tl.constexpr
+):
+    """Merge rows [R] of partials (first: each row's split 0) as _merge_kernel merges one row, all loads of
+    the slice at once. They skip L1 (.cg): other SMs wrote these lines during this launch."""
+    s = tl.arange(0, BLOCK_S)
+    d = tl.arange(0, D)
+    cell = live[:, None] & (s < nparts)[None, :]  # [R, S]
+    lse = tl.load(LSE + first[:, None] + s[None, :], mask=cell, other=float("-inf"), cache_modifier=".cg")
+    ptr = PART + (first[:, None, None] + s[None, :, None]) * D + d[None, None, :]
+    part = tl.load(ptr, mask=cell[:, :, None], other=0.0, cache_modifier=".cg")
+    top = tl.max(lse, 1)
+    top = tl.where(top == float("-inf"), 0.0, top)  # rows past the block: nothing to weigh
+    w = tl.where(lse == float("-inf"), 0.0, tl.math.exp2(lse - top[:, None]))  # empty splits weigh nothing
+    total = tl.sum(w, 1)
+    out = tl.sum(part.to(tl.float32) * w[:, :, None], 1) / tl.where(total == 0, 1.0, total)[:, None]
+    dst = OUT + node[:, None] * son + head[:, None] * soh + d[None, :]
+    tl.store(dst, out.to(OUT.dtype.element_ty), mask=live[:, None])
 
 
 @triton.jit
@@ -162,12 +218,13 @@ class Launch:
     into about `waves` rounds of `per_sm` programs per SM (None: as many as the tiles' shared memory and
     registers allow), in splits of at least `min_split` slots.
     half_partials: the splits' partial outputs in the input's precision (half the traffic of float32
-    for bf16/fp16); None: where one row block holds all of a KV head's rows, and more than 16 of them.
-    Such a kernel streams K/V and the partials' traffic counts (N=16, batch 1, P=8192: 14.6 us, against
-    18.3 in float32 on the H100); with more row blocks it is bound by its matrix products, and storing
-    half-precision partials cost more than it saved (N=64: 36.4 us against 32.6); with a few rows (N=1)
-    their traffic is negligible and float32 was 4% faster in three runs (11.3 / 11.4 / 10.8 us against
-    11.8 / 12.0 / 11.2).
+    for bf16/fp16); None: where a KV head has more than 16 rows. Their traffic counts where the kernel
+    streams K/V (N=16, batch 1, P=8192: 14.6 us, against 18.3 in float32 on the H100); with a few rows
+    (N=1) it is negligible and float32 was 4% faster in three runs (11.3 / 11.4 / 10.8 us against
+    11.8 / 12.0 / 11.2). With several row blocks a head (N=64) float32 was faster while the merge kernel
+    took 4 warps a row (36.4 us against 32.6); since it takes one, half precision is (cold L2, 5 repeats,
+    reports/h100-2026-11-27b/merge/half_ab.md: Llama-3-8B heads, batch 1, N=64, P=8192 28.1 -> 26.8 us,
+    P=2048 14.0 -> 13.4; SmolLM2 heads N=64 11.6 -> 11.1; N=128 44.3 either way).
     pdl: launch the merge with programmatic dependent launch (Hopper on), so that its launch overlaps
     the attention kernel's last programs; None: off unless GORGON_PDL=1 (and the GPU has it, sm_90+).
     Triggered after each program's main loop it made the kernel 2-4% faster in 5 of 6 split cases on
@@ -209,9 +266,66 @@ class Launch:
     maxnreg: int | None = None
     warp_specialize: bool = False
     tree_split: bool | None = None
+    barrier_merge: bool | None = None
 
 
 DEFAULT_LAUNCH = Launch()
+MAX_COUNTERS = 1 << 16  # row blocks a barrier-merged launch may count: 256 KiB a device
+_counters: dict[torch.device, torch.Tensor] = {}
+_resident: dict[tuple, int] = {}
+
+
+def barrier_counters(device: torch.device) -> torch.Tensor:
+    """The barrier merge's counters, one a row block, zero between launches (the last program out of a
+    row block's barrier zeroes it). One buffer a device, allocated once and never freed, so that CUDA
+    graphs may capture its address. Launches on concurrent streams would share it: Gorgon's steps run on
+    one stream."""
+    if device not in _counters:
+        _counters[device] = torch.zeros(MAX_COUNTERS, dtype=torch.int32, device=device)
+    return _counters[device]
+
+
+@cache
+def _libcuda() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+
+
+def _resident_blocks(compiled) -> int:
+    """Programs of a compiled Triton kernel that one SM holds at once, as the driver counts them for a
+    cooperative launch (cuOccupancyMaxActiveBlocksPerMultiprocessor); 0 where it cannot be asked."""
+    compiled._init_handles()
+    lib, count = _libcuda(), ctypes.c_int(0)
+    if lib is None:
+        return 0
+    threads = compiled.metadata.num_warps * 32
+    status = lib.cuOccupancyMaxActiveBlocksPerMultiprocessor(
+        ctypes.byref(count),
+        ctypes.c_void_p(compiled.function),
+        threads,
+        ctypes.c_size_t(compiled.metadata.shared),
+    )
+    return count.value if status == 0 else 0
+
+
+def _barrier_fits(
+    kernel, grid: tuple[int, int, int], key: tuple, sms: int, args: tuple, kwargs: dict
+) -> bool:
+    """Whether the whole grid is resident at once (what a cooperative launch needs, and what the barrier
+    needs not to wait forever), the compiled kernel's occupancy asked once a configuration."""
+    if key not in _resident:
+        _resident[key] = _resident_blocks(kernel.warmup(*args, grid=grid, **kwargs))
+    return grid[0] * grid[1] * grid[2] <= _resident[key] * sms
+
+
+def _barrier_merge(device: torch.device, launch: Launch, kind: str | None, programs: int) -> bool:
+    """Whether the Triton kernel's splits merge among themselves behind a barrier (a cooperative launch:
+    CUDA only; the interpreter runs programs one after another, and a barrier would wait forever).
+    None: off until measured."""
+    wanted = bool(launch.barrier_merge)
+    return wanted and kind is None and device.type == "cuda" and programs <= MAX_COUNTERS
 
 
 def _num_sms(device: torch.device) -> int:
@@ -379,13 +493,14 @@ def tree_attention(
     nparts = nsplit + tree_split  # partials a row: one a split
     parts = 1 if direct else b * n * hq * nparts
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
-    half = launch.half_partials if launch.half_partials is not None else 16 < rows <= block_m
+    half = launch.half_partials if launch.half_partials is not None else rows > 16
     part_dtype = q.dtype if half else torch.float32
     part = torch.empty(parts, d, device=q.device, dtype=part_dtype)
     out = torch.empty_like(q) if out is None else out
     grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nparts)
     # a direct launch has no merge to overlap; only the Triton kernel triggers the merge early
-    pdl = kind is None and _use_pdl(q.device, launch) and not direct
+    barrier = not direct and _barrier_merge(q.device, launch, kind, programs)
+    pdl = kind is None and _use_pdl(q.device, launch) and not direct and not barrier
     if bits is None and nt != 0:
         raise ValueError("tree_attention: bits may be None only with tree_len 0")
     bits = committed.view(-1, 1, 1) if bits is None else bits  # a valid pointer the kernel never reads
@@ -407,13 +522,27 @@ def tree_attention(
             DIRECT=direct, num_warps=warps, **_regs(launch),
         )  # fmt: skip
     else:
-        _tree_attention_kernel[grid](
-            *args, *strides, G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n, DIRECT=direct,
+        consts = dict(
+            G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n, DIRECT=direct,
             PRECISION="ieee" if q.dtype == torch.float32 else "tf32", PDL=pdl, TREE_SPLIT=tree_split,
-            num_warps=warps,
-            **({} if launch.num_stages is None else {"num_stages": launch.num_stages}), **_regs(launch),
+            num_warps=warps, **({} if launch.num_stages is None else {"num_stages": launch.num_stages}),
+            **_regs(launch),
         )  # fmt: skip
-    if not direct:
+        counters = lse
+        if barrier:  # each split merges cdiv(block_m, nparts) rows of its block
+            block_s = triton.next_power_of_2(nparts)
+            merge_rows = triton.next_power_of_2(triton.cdiv(block_m, nparts))
+            consts.update(BARRIER=True, MERGE_ROWS=merge_rows, BLOCK_S=block_s, launch_cooperative_grid=True)
+            counters = barrier_counters(q.device)
+            # occupancy a compiled kernel; the JIT specializes on shapes and strides (a 1, 16-divisible)
+            key = (q.device, q.dtype, q.shape, cache_k.shape, strides, launch, nparts, split % 16 == 0)
+            barrier = _barrier_fits(
+                _tree_attention_kernel, grid, key, sms, (*args, *strides, counters), consts
+            )
+            if not barrier:
+                consts.update(BARRIER=False, launch_cooperative_grid=False)
+        _tree_attention_kernel[grid](*args, *strides, counters, **consts)
+    if not direct and not barrier:
         block_s = triton.next_power_of_2(nparts)
         _merge_kernel[(b * n * hq,)](
             lse, part, out, nparts, n, hq, out.stride(0), out.stride(1), out.stride(2),
