@@ -41,9 +41,6 @@ CASES = [
                                  "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True}),
     (ta._tree_attention_kernel, {"G": 4, "BLOCK_M": 16, "D": 128, "SPLIT": 512, "BLOCK_N": 128, "DIRECT": False,
                                  "PRECISION": "tf32", "PDL": True, "TREE_SPLIT": False}),
-    (ta._tree_attention_kernel, {"G": 4, "BLOCK_M": 64, "D": 128, "SPLIT": 512, "BLOCK_N": 128, "DIRECT": False,
-                                 "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True, "BARRIER": True,
-                                 "MERGE_ROWS": 2, "BLOCK_S": 64}),
     (ta._merge_kernel, {"BLOCK_S": 16, "D": 128, "PDL": False}),
     (ta._merge_kernel, {"BLOCK_S": 16, "D": 128, "PDL": True}),
     (to._keep_path_kernel, {"BLOCK": 1024}),
@@ -59,7 +56,6 @@ CASES = [
 ]  # fmt: skip
 # arguments whose type the naming rules below would get wrong, per kernel
 OVERRIDES = {
-    "_tree_attention_kernel": {"COUNT": "*i32"},
     "_chunk_kernel": {"M": "*fp32", "S": "*fp32", "TV": "*fp32", "TI": "*i32", "V": "i32"},
     "_select_kernel": {"M": "*fp32", "S": "*fp32", "TV": "*fp32", "TI": "*i32", "PS": "*fp32", "VOCAB": "*i64",
                        "OS": "*fp32", "OT": "*i64", "OP": "*i64", "R": "i32"},

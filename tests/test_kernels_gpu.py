@@ -126,8 +126,7 @@ LAUNCHES = [  # the sweep's axes: row and slot tiles, warps, stages, split waves
     dict(block_m=64, block_n=128, num_warps=4, num_stages=2, waves=4),
     dict(min_split=128, half_partials=False),
     dict(min_split=128, pdl=False),
-    dict(barrier_merge=True),  # the splits merge among themselves: one launch
-    dict(barrier_merge=True, min_split=128, waves=2),  # two rounds are not resident: the merge kernel's path
+    dict(occupancy=False),  # split rounds sized by the estimate, not the driver's count
 ]
 
 
@@ -139,29 +138,6 @@ def test_triton_tree_attention_launch_settings(n, hq, hkv, d, dtype, launch):
 
     attend = lambda *args, **kw: tree_attention(*args, **kw, launch=Launch(**launch))
     _check(attend, n, hq, hkv, d, dtype, "long")
-
-
-BARRIER_HEADS = [(9, 3, 64), (32, 8, 128)]
-
-
-@pytest.mark.parametrize("context", list(CONTEXTS))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize(
-    "n, hq, hkv, d", [c for c in GRID if c[0] in (1, 7, 16, 64) and c[1:] in BARRIER_HEADS]
-)
-def test_triton_barrier_merge(n, hq, hkv, d, dtype, context, monkeypatch):
-    """Splits merged behind a barrier among a row block's programs, in one cooperative launch: equal to
-    float64 on every tree size, twice in a row (the counters are zero again after each launch), and no
-    merge kernel launched where the grid is resident."""
-    from gorgon.kernels import tree_attention as ta
-
-    launch = ta.Launch(barrier_merge=True)
-    attend = lambda *args, **kw: ta.tree_attention(*args, **kw, launch=launch)
-    _check(attend, n, hq, hkv, d, dtype, context)
-    if dtype == torch.bfloat16 and context == "long":
-        monkeypatch.setattr(ta, "_merge_kernel", None)  # a merge launch would fail: None is not a kernel
-    _check(attend, n, hq, hkv, d, dtype, context)
-    assert not ta.barrier_counters(torch.device("cuda")).any()
 
 
 # the opt-in wgmma kernels (plain and warp-specialized): their default launches over the grid's tree sizes,
@@ -223,7 +199,7 @@ def test_keep_path_kernels_match_the_reference(backend, dtype):
     torch.testing.assert_close(caches[1].data, caches[0].data, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("backend", ["triton", "triton-barrier", "cuda"])
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
 @pytest.mark.parametrize(
     "n, context", [(1, "long"), (16, "long"), (64, "short"), (64, "long"), (128, "long")]
 )
@@ -235,13 +211,7 @@ def test_tree_attention_replays_in_a_cuda_graph(backend, n, context):
 
     if backend == "cuda" and not cuda_ops.buildable():
         pytest.skip("no nvcc / ninja here")
-    from gorgon.kernels.tree_attention import Launch
-
-    attend = {
-        "triton": tree_attention,
-        "triton-barrier": lambda *a, **kw: tree_attention(*a, **kw, launch=Launch(barrier_merge=True)),
-        "cuda": cuda_ops.tree_attention,
-    }[backend]
+    attend = tree_attention if backend == "triton" else cuda_ops.tree_attention
     q, k, v, tree, kv_len, _ = _case(n, 32, 8, 128, torch.bfloat16, context)
     out = torch.empty_like(q)
     attend(q, k, v, tree.committed, tree.bits, kv_len, 128**-0.5, out=out)  # compiled before capture

@@ -55,10 +55,9 @@ def _online(x, m_i, l_i, acc, v, qk_scale, PRECISION: tl.constexpr):
 @triton.jit
 def _tree_attention_kernel(
     Q, K, V, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, NSPLIT, SPLIT, OFFSET,
-    sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh, COUNT,
+    sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
     G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr, PRECISION: tl.constexpr, PDL: tl.constexpr, TREE_SPLIT: tl.constexpr,
-    BARRIER: tl.constexpr = False, MERGE_ROWS: tl.constexpr = 1, BLOCK_S: tl.constexpr = 1,
 ):  # fmt: skip
     bh = tl.program_id(0)
     mb = tl.program_id(1)
@@ -130,60 +129,6 @@ def _tree_attention_kernel(
         lse = tl.where(l_i == 0, float("-inf"), m_i + tl.math.log2(tl.where(l_i == 0, 1.0, l_i)))
         tl.store(LSE + parts, lse, mask=live)
         tl.store(PART + parts[:, None] * D + d[None, :], out.to(PART.dtype.element_ty), mask=live[:, None])
-        if BARRIER:  # the row block's splits wait for each other, then each merges a slice of its rows
-            nparts = NSPLIT + TREE_SPLIT
-            counter = COUNT + bh * tl.num_programs(1) + mb
-            _arrive_and_wait(counter, nparts)
-            r = sp * MERGE_ROWS + tl.arange(0, MERGE_ROWS)  # this split's rows of the block
-            m_rows = mb * BLOCK_M + r
-            m_node = m_rows // G
-            m_live = (r < BLOCK_M) & (m_node < N)
-            first = ((b * N + m_node) * (HKV * G) + kvh * G + m_rows % G) * nparts
-            _merge_slice(LSE, PART, OUT + b * sob, first, m_node, kvh * G + m_rows % G, m_live, nparts,
-                         son, soh, BLOCK_S, D)  # fmt: skip
-            _leave(counter, nparts)
-
-
-@triton.jit
-def _arrive_and_wait(counter, nparts):
-    """A barrier among a row block's nparts programs (all resident at once: the launch is cooperative).
-    Every thread's partials are issued before one thread counts them (a CTA barrier, then a gpu-scope
-    release, as CUTLASS's semaphore); the waiting reads acquire, so every split's partials are visible
-    after it."""
-    tl.debug_barrier()
-    tl.atomic_add(counter, 1, sem="release", scope="gpu")
-    while tl.atomic_add(counter, 0, sem="acquire", scope="gpu") < nparts:
-        pass
-    tl.debug_barrier()
-
-
-@triton.jit
-def _leave(counter, nparts):
-    """Count out of the barrier; the last program out zeroes the counter for the next launch (or graph
-    replay). A program counts out only after its wait ended, so nobody still waits when it is zeroed."""
-    if tl.atomic_add(counter, 1, sem="relaxed", scope="gpu") == 2 * nparts - 1:
-        tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")
-
-
-@triton.jit
-def _merge_slice(
-    LSE, PART, OUT, first, node, head, live, nparts, son, soh, BLOCK_S: tl.constexpr, D: tl.constexpr
-):
-    """Merge rows [R] of partials (first: each row's split 0) as _merge_kernel merges one row, all loads of
-    the slice at once. They skip L1 (.cg): other SMs wrote these lines during this launch."""
-    s = tl.arange(0, BLOCK_S)
-    d = tl.arange(0, D)
-    cell = live[:, None] & (s < nparts)[None, :]  # [R, S]
-    lse = tl.load(LSE + first[:, None] + s[None, :], mask=cell, other=float("-inf"), cache_modifier=".cg")
-    ptr = PART + (first[:, None, None] + s[None, :, None]) * D + d[None, None, :]
-    part = tl.load(ptr, mask=cell[:, :, None], other=0.0, cache_modifier=".cg")
-    top = tl.max(lse, 1)
-    top = tl.where(top == float("-inf"), 0.0, top)  # rows past the block: nothing to weigh
-    w = tl.where(lse == float("-inf"), 0.0, tl.math.exp2(lse - top[:, None]))  # empty splits weigh nothing
-    total = tl.sum(w, 1)
-    out = tl.sum(part.to(tl.float32) * w[:, :, None], 1) / tl.where(total == 0, 1.0, total)[:, None]
-    dst = OUT + node[:, None] * son + head[:, None] * soh + d[None, :]
-    tl.store(dst, out.to(OUT.dtype.element_ty), mask=live[:, None])
 
 
 @triton.jit
@@ -215,8 +160,9 @@ class Launch:
     KV head's rows, or 128 rows where the grid fills the GPU unsplit; 128 slots for 16-row tiles in half
     precision, else 64. num_warps / num_stages: per program (None: 8 warps for 128-row tiles, else 4;
     Triton's default stages). Splitting: a grid that does not fill the GPU splits the committed context
-    into about `waves` rounds of `per_sm` programs per SM (None: as many as the tiles' shared memory and
-    registers allow), in splits of at least `min_split` slots.
+    into about `waves` rounds of `per_sm` programs per SM (None: as many as the driver says an SM holds
+    of the compiled Triton kernel where `occupancy` is on and the GPU can be asked, else an estimate from
+    the tiles' shared memory and registers), in splits of at least `min_split` slots.
     half_partials: the splits' partial outputs in the input's precision (half the traffic of float32
     for bf16/fp16); None: where a KV head has more than 16 rows. Their traffic counts where the kernel
     streams K/V (N=16, batch 1, P=8192: 14.6 us, against 18.3 in float32 on the H100); with a few rows
@@ -240,6 +186,8 @@ class Launch:
     groups fed by a TMA producer warp (K/V contiguous [B, S, Hkv, D], else the plain form); block_n
     defaults to 128 there and maxnreg is the consumers' register count (default 232).
     maxnreg: a cap on registers a thread (more programs an SM, at the risk of spills); None: the compiler's.
+    occupancy: size the split rounds by the driver's count of resident programs (per_sm None, CUDA, the
+    Triton kernel); False: by the estimate alone (the A/B switch).
     tree_split: give the tree's slots a split (a program a row block) of their own (None, True; the wgmma
     kernels always do), or (False, the Triton kernel only) let the last context split take them, so that
     every program of the round reads context. Measured with a cold L2 on the H100
@@ -251,6 +199,11 @@ class Launch:
     this kernel (the last split of a row block to finish, counted on an atomic counter, merges the block)
     was slower in every case (batch 1, P=8192, N=1 17.3 -> 19.5 us, N=16 21.6 -> 28.4): one program
     reading a row block's partials costs more than the merge kernel's launch; PDL was within noise.
+    Nor was a barrier among a row block's splits, after which each merged a slice of the block's rows (one
+    cooperative launch; reports/h100-2026-11-27b/barrier): 0.1-0.7 us slower at batch 1 in every case
+    (Llama-3-8B heads, P=8192: N=1 17.5 -> 17.8 us, N=16 19.3 -> 19.6, N=64 27.4 -> 27.9; SmolLM2 heads
+    N=64 11.1 -> 12.9): the barrier's wait and the in-kernel merge cost more than the kernel boundary
+    they replace.
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
@@ -266,23 +219,11 @@ class Launch:
     maxnreg: int | None = None
     warp_specialize: bool = False
     tree_split: bool | None = None
-    barrier_merge: bool | None = None
+    occupancy: bool = True
 
 
 DEFAULT_LAUNCH = Launch()
-MAX_COUNTERS = 1 << 16  # row blocks a barrier-merged launch may count: 256 KiB a device
-_counters: dict[torch.device, torch.Tensor] = {}
 _resident: dict[tuple, int] = {}
-
-
-def barrier_counters(device: torch.device) -> torch.Tensor:
-    """The barrier merge's counters, one a row block, zero between launches (the last program out of a
-    row block's barrier zeroes it). One buffer a device, allocated once and never freed, so that CUDA
-    graphs may capture its address. Launches on concurrent streams would share it: Gorgon's steps run on
-    one stream."""
-    if device not in _counters:
-        _counters[device] = torch.zeros(MAX_COUNTERS, dtype=torch.int32, device=device)
-    return _counters[device]
 
 
 @cache
@@ -310,22 +251,37 @@ def _resident_blocks(compiled) -> int:
     return count.value if status == 0 else 0
 
 
-def _barrier_fits(
-    kernel, grid: tuple[int, int, int], key: tuple, sms: int, args: tuple, kwargs: dict
-) -> bool:
-    """Whether the whole grid is resident at once (what a cooperative launch needs, and what the barrier
-    needs not to wait forever), the compiled kernel's occupancy asked once a configuration."""
+def _resident_per_sm(example: tuple, strides: tuple, consts: dict) -> int:
+    """Programs of the Triton kernel (split form) that an SM holds at once, as the driver counts them for
+    its compiled code: the estimate of _per_sm missed the registers the compiler gives some shapes, and a
+    grid sized by it ran a second round nearly alone. Compiled (not launched) once a configuration; the
+    JIT specializes on integers equal to 1 and on 16-divisible strides, so the key holds those."""
+    q, cache_k, cache_v, committed, bits, part_dtype, out, scale, n, nt, hkv, offset = example
+    key = (q.device, q.dtype, part_dtype, n == 1, nt == 1, hkv == 1, offset == 1,
+           tuple((s == 1, s % 16 == 0) for s in strides), tuple(sorted(consts.items())))  # fmt: skip
     if key not in _resident:
-        _resident[key] = _resident_blocks(kernel.warmup(*args, grid=grid, **kwargs))
-    return grid[0] * grid[1] * grid[2] <= _resident[key] * sms
-
-
-def _barrier_merge(device: torch.device, launch: Launch, kind: str | None, programs: int) -> bool:
-    """Whether the Triton kernel's splits merge among themselves behind a barrier (a cooperative launch:
-    CUDA only; the interpreter runs programs one after another, and a barrier would wait forever).
-    None: off until measured."""
-    wanted = bool(launch.barrier_merge)
-    return wanted and kind is None and device.type == "cuda" and programs <= MAX_COUNTERS
+        lse = torch.empty(1, device=q.device, dtype=torch.float32)
+        part = torch.empty(1, q.shape[-1], device=q.device, dtype=part_dtype)
+        args = (
+            q,
+            cache_k,
+            cache_v,
+            committed,
+            bits,
+            lse,
+            part,
+            out,
+            scale,
+            n,
+            nt,
+            hkv,
+            2,
+            consts["BLOCK_N"],
+            offset,
+        )
+        compiled = _tree_attention_kernel.warmup(*args, *strides, grid=(1, 1, 2), DIRECT=False, **consts)
+        _resident[key] = _resident_blocks(compiled)
+    return _resident[key]
 
 
 def _num_sms(device: torch.device) -> int:
@@ -483,31 +439,39 @@ def tree_attention(
         launch = replace(launch, num_stages=launch.num_stages or 2)
     else:
         block_m, block_n, warps = _tiles(rows, q.element_size(), b * hkv * triton.cdiv(rows, 64), sms, launch)
-    per_sm = _per_sm(block_m, block_n, d, q.element_size(), warps, launch)
-    programs = b * hkv * triton.cdiv(rows, block_m)
+    if bits is None and nt != 0:
+        raise ValueError("tree_attention: bits may be None only with tree_len 0")
+    bits = committed.view(-1, 1, 1) if bits is None else bits  # a valid pointer the kernel never reads
+    out = torch.empty_like(q) if out is None else out
+    # the pointer-based kernels' common arguments (the warp-specialized one reads K/V through descriptors)
+    strides = (q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
+               cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
+               out.stride(0), out.stride(1), out.stride(2))  # fmt: skip
     # the tree's own split (the wgmma kernels always; the Triton kernel unless launch.tree_split is False)
     tree_split = kind is not None or launch.tree_split is not False
+    # half-precision partials: not for the warp-specialized kernel (N=128: 44.4 us against 43.5 in float32)
+    half = launch.half_partials if launch.half_partials is not None else rows > 16 and kind != "ws"
+    part_dtype = q.dtype if half else torch.float32
+    consts = dict(
+        G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n, PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        TREE_SPLIT=tree_split, num_warps=warps, **_regs(launch),
+        **({} if launch.num_stages is None else {"num_stages": launch.num_stages}),
+    )  # fmt: skip
+    pdl_wanted = kind is None and _use_pdl(q.device, launch)
+    per_sm = _per_sm(block_m, block_n, d, q.element_size(), warps, launch)
+    if kind is None and launch.per_sm is None and launch.occupancy and q.device.type == "cuda":
+        example = (q, cache_k, cache_v, committed, bits, part_dtype, out, scale, n, nt, hkv, context_offset)
+        per_sm = _resident_per_sm(example, strides, dict(consts, PDL=pdl_wanted)) or per_sm
+    programs = b * hkv * triton.cdiv(rows, block_m)
     split = _split_size(split_span or span, programs, sms, block_n, per_sm, launch, tree_split)
     nsplit = triton.cdiv(span, split)
     direct = nsplit == 1
     nparts = nsplit + tree_split  # partials a row: one a split
     parts = 1 if direct else b * n * hq * nparts
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
-    half = launch.half_partials if launch.half_partials is not None else rows > 16
-    part_dtype = q.dtype if half else torch.float32
     part = torch.empty(parts, d, device=q.device, dtype=part_dtype)
-    out = torch.empty_like(q) if out is None else out
     grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nparts)
-    # a direct launch has no merge to overlap; only the Triton kernel triggers the merge early
-    barrier = not direct and _barrier_merge(q.device, launch, kind, programs)
-    pdl = kind is None and _use_pdl(q.device, launch) and not direct and not barrier
-    if bits is None and nt != 0:
-        raise ValueError("tree_attention: bits may be None only with tree_len 0")
-    bits = committed.view(-1, 1, 1) if bits is None else bits  # a valid pointer the kernel never reads
-    # the pointer-based kernels' common arguments (the warp-specialized one reads K/V through descriptors)
-    strides = (q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
-               cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
-               out.stride(0), out.stride(1), out.stride(2))  # fmt: skip
+    pdl = pdl_wanted and not direct  # a direct launch has no merge to overlap
     args = (q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split, context_offset)  # fmt: skip
     if kind == "ws":
         _ws_tree_attention_kernel[grid](
@@ -522,27 +486,8 @@ def tree_attention(
             DIRECT=direct, num_warps=warps, **_regs(launch),
         )  # fmt: skip
     else:
-        consts = dict(
-            G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n, DIRECT=direct,
-            PRECISION="ieee" if q.dtype == torch.float32 else "tf32", PDL=pdl, TREE_SPLIT=tree_split,
-            num_warps=warps, **({} if launch.num_stages is None else {"num_stages": launch.num_stages}),
-            **_regs(launch),
-        )  # fmt: skip
-        counters = lse
-        if barrier:  # each split merges cdiv(block_m, nparts) rows of its block
-            block_s = triton.next_power_of_2(nparts)
-            merge_rows = triton.next_power_of_2(triton.cdiv(block_m, nparts))
-            consts.update(BARRIER=True, MERGE_ROWS=merge_rows, BLOCK_S=block_s, launch_cooperative_grid=True)
-            counters = barrier_counters(q.device)
-            # occupancy a compiled kernel; the JIT specializes on shapes and strides (a 1, 16-divisible)
-            key = (q.device, q.dtype, q.shape, cache_k.shape, strides, launch, nparts, split % 16 == 0)
-            barrier = _barrier_fits(
-                _tree_attention_kernel, grid, key, sms, (*args, *strides, counters), consts
-            )
-            if not barrier:
-                consts.update(BARRIER=False, launch_cooperative_grid=False)
-        _tree_attention_kernel[grid](*args, *strides, counters, **consts)
-    if not direct and not barrier:
+        _tree_attention_kernel[grid](*args, *strides, DIRECT=direct, PDL=pdl, **consts)
+    if not direct:
         block_s = triton.next_power_of_2(nparts)
         _merge_kernel[(b * n * hq,)](
             lse, part, out, nparts, n, hq, out.stride(0), out.stride(1), out.stride(2),
