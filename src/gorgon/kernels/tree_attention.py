@@ -164,13 +164,18 @@ class Launch:
     of the compiled Triton kernel where `occupancy` is on and the GPU can be asked, else an estimate from
     the tiles' shared memory and registers), in splits of at least `min_split` slots.
     half_partials: the splits' partial outputs in the input's precision (half the traffic of float32
-    for bf16/fp16); None: where a KV head has more than 16 rows. Their traffic counts where the kernel
+    for bf16/fp16); None: where a KV head has more than 16 rows and a row has HALF_MIN_PARTS partials or
+    more (not in the warp-specialized kernel). Their traffic counts where the kernel
     streams K/V (N=16, batch 1, P=8192: 14.6 us, against 18.3 in float32 on the H100); with a few rows
     (N=1) it is negligible and float32 was 4% faster in three runs (11.3 / 11.4 / 10.8 us against
     11.8 / 12.0 / 11.2). With several row blocks a head (N=64) float32 was faster while the merge kernel
     took 4 warps a row (36.4 us against 32.6); since it takes one, half precision is (cold L2, 5 repeats,
     reports/h100-2026-11-27b/merge/half_ab.md: Llama-3-8B heads, batch 1, N=64, P=8192 28.1 -> 26.8 us,
-    P=2048 14.0 -> 13.4; SmolLM2 heads N=64 11.6 -> 11.1; N=128 44.3 either way).
+    P=2048 14.0 -> 13.4; SmolLM2 heads N=64 11.6 -> 11.1; N=128 44.3 either way). Not with fewer than
+    HALF_MIN_PARTS partials a row, nor in the warp-specialized kernel: SmolLM2 heads at batch 8, N=64,
+    P=8192 (5 a row) took 39.0 and 39.8 us with them against 36.0 and 36.1 in float32 in two runs
+    (reports/h100-2026-11-27b/occupancy, split_tile), and batch 1, N=128 (warp-specialized) 44.1-44.4
+    against 43.5-44.0; every batch-1 case with 8 or more a row was 2-5% faster with them.
     pdl: launch the merge with programmatic dependent launch (Hopper on), so that its launch overlaps
     the attention kernel's last programs; None: off unless GORGON_PDL=1 (and the GPU has it, sm_90+).
     Triggered after each program's main loop it made the kernel 2-4% faster in 5 of 6 split cases on
@@ -203,7 +208,11 @@ class Launch:
     cooperative launch; reports/h100-2026-11-27b/barrier): 0.1-0.7 us slower at batch 1 in every case
     (Llama-3-8B heads, P=8192: N=1 17.5 -> 17.8 us, N=16 19.3 -> 19.6, N=64 27.4 -> 27.9; SmolLM2 heads
     N=64 11.1 -> 12.9): the barrier's wait and the in-kernel merge cost more than the kernel boundary
-    they replace.
+    they replace. Nor were splits in multiples of 64 or 16 slots instead of whole tiles, each with a
+    masked ragged tile (reports/h100-2026-11-27b/split_tile, 7 repeats): at batch 1, P=8192, N=1 and 16
+    they keep 128 of 132 SMs busy where whole 128-slot tiles keep 112, yet took 17.4 -> 18.4 us and
+    19.2 -> 20.5; elsewhere within 0.1 us or slower. SmolLM2 heads at batch 8, N=64, are the one case
+    where float32 partials are faster (36.0 us against 39.8).
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
@@ -223,6 +232,7 @@ class Launch:
 
 
 DEFAULT_LAUNCH = Launch()
+HALF_MIN_PARTS = 8  # fewer partials a row than this stay in float32 (Launch.half_partials)
 _resident: dict[tuple, int] = {}
 
 
@@ -449,24 +459,34 @@ def tree_attention(
                out.stride(0), out.stride(1), out.stride(2))  # fmt: skip
     # the tree's own split (the wgmma kernels always; the Triton kernel unless launch.tree_split is False)
     tree_split = kind is not None or launch.tree_split is not False
-    # half-precision partials: not for the warp-specialized kernel (N=128: 44.4 us against 43.5 in float32)
-    half = launch.half_partials if launch.half_partials is not None else rows > 16 and kind != "ws"
-    part_dtype = q.dtype if half else torch.float32
     consts = dict(
         G=group, BLOCK_M=block_m, D=d, BLOCK_N=block_n, PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         TREE_SPLIT=tree_split, num_warps=warps, **_regs(launch),
         **({} if launch.num_stages is None else {"num_stages": launch.num_stages}),
     )  # fmt: skip
     pdl_wanted = kind is None and _use_pdl(q.device, launch)
-    per_sm = _per_sm(block_m, block_n, d, q.element_size(), warps, launch)
-    if kind is None and launch.per_sm is None and launch.occupancy and q.device.type == "cuda":
-        example = (q, cache_k, cache_v, committed, bits, part_dtype, out, scale, n, nt, hkv, context_offset)
-        per_sm = _resident_per_sm(example, strides, dict(consts, PDL=pdl_wanted)) or per_sm
     programs = b * hkv * triton.cdiv(rows, block_m)
-    split = _split_size(split_span or span, programs, sms, block_n, per_sm, launch, tree_split)
-    nsplit = triton.cdiv(span, split)
+
+    def plan(part_dtype: torch.dtype) -> tuple[int, int, int]:
+        """(split, nsplit, nparts) for partials of part_dtype, part of the compiled kernel whose residency
+        sizes the split rounds."""
+        per_sm = _per_sm(block_m, block_n, d, q.element_size(), warps, launch)
+        if kind is None and launch.per_sm is None and launch.occupancy and q.device.type == "cuda":
+            example = (q, cache_k, cache_v, committed, bits, part_dtype, out, scale, n, nt, hkv, context_offset)  # fmt: skip
+            per_sm = _resident_per_sm(example, strides, dict(consts, PDL=pdl_wanted)) or per_sm
+        split = _split_size(split_span or span, programs, sms, block_n, per_sm, launch, tree_split)
+        nsplit = triton.cdiv(span, split)
+        return split, nsplit, nsplit + tree_split  # partials a row: one a split
+
+    # half-precision partials (Launch.half_partials); with fewer than HALF_MIN_PARTS a row, planned again
+    # in float32
+    half = launch.half_partials if launch.half_partials is not None else rows > 16 and kind != "ws"
+    part_dtype = q.dtype if half else torch.float32
+    split, nsplit, nparts = plan(part_dtype)
+    if launch.half_partials is None and half and nparts < HALF_MIN_PARTS:
+        part_dtype = torch.float32
+        split, nsplit, nparts = plan(part_dtype)
     direct = nsplit == 1
-    nparts = nsplit + tree_split  # partials a row: one a split
     parts = 1 if direct else b * n * hq * nparts
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
     part = torch.empty(parts, d, device=q.device, dtype=part_dtype)
