@@ -17,6 +17,8 @@
 #   STAGE=merge  what the 2026-11-27 merge change left unchecked: memcheck of the CUDA kernels (both merge
 #                forms), the Triton and warp-specialized kernels' GPU tests, and a same-run A/B of
 #                half-precision partials at batch 1 (no model needed)
+#   STAGE=rounds what 2026-11-27b left open: the driver-count test, the Triton kernel tests that did not run,
+#                and whether a second round of splits pays where one round cannot split (waves 2, cold A/B)
 #   STAGE=kbench tree-attention microbenchmarks (the full table), verify cost per backend (Llama-3-8B shape)
 #   STAGE=bench  the full harness: every method x every category against plain and transformers, plus
 #                the end-to-end change per kernel backend; heads from /tmp/heads when present
@@ -204,6 +206,19 @@ merge)
     --launch '{}' --launch '{"half_partials":true}' --launch '{"half_partials":false}' --name half_ab \
     --case llama-3-8b,1,64,8192 --case llama-3-8b,1,128,8192 --case llama-3-8b,1,64,2048 \
     --case llama-3-8b,1,16,8192 --case smollm2-135m,1,64,8192 2>&1 | grep -v "^{" | tail -8
+  log done
+  ;;
+rounds)
+  log tests
+  timeout ${TESTS_TIMEOUT:-300} python3 -m pytest -q -p no:cacheprovider tests/test_kernels_gpu.py \
+    -k "resident or (test_triton_tree_attention and not launch and not 128) or launch_settings" 2>&1 | tail -4 \
+    | tee "$OUT/kernel_tests.log"
+  log waves
+  timeout ${SWEEP_TIMEOUT:-200} python3 scripts/tree_attention_sweep.py --out "$OUT" --repeats 5 --cold \
+    --launch '{}' --launch '{"waves":2}' --launch '{"occupancy":false}' --name waves_ab \
+    --case smollm2-135m,8,128,8192 --case smollm2-135m,8,128,2048 --case smollm2-135m,8,128,512 \
+    --case smollm2-135m,8,64,8192 --case llama-3-8b,8,1,8192 --case llama-3-8b,8,16,2048 \
+    --case llama-3-8b,1,16,8192 2>&1 | grep -v "^{" | tail -10
   log done
   ;;
 kbench)

@@ -140,6 +140,16 @@ def test_triton_tree_attention_launch_settings(n, hq, hkv, d, dtype, launch):
     _check(attend, n, hq, hkv, d, dtype, "long")
 
 
+def test_resident_programs_are_counted_by_the_driver():
+    """The split rounds are sized by the driver's count for the compiled kernel: asked, and at least one
+    program an SM (0 would mean the question failed and the estimate was used silently)."""
+    from gorgon.kernels import tree_attention as ta
+
+    ta._resident.clear()
+    _check(ta.tree_attention, 16, 32, 8, 128, torch.bfloat16, "long")
+    assert ta._resident and all(count >= 1 for count in ta._resident.values())
+
+
 # the opt-in wgmma kernels (plain and warp-specialized): their default launches over the grid's tree sizes,
 # then deeper pipelines, two warp groups and more splits on the big trees
 WGMMA_CASES = [

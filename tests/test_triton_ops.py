@@ -374,3 +374,39 @@ def test_merge_program_warps():
     assert ta._merge_warps(64, 128) == 4
     assert ta._merge_warps(256, 128) == 8
     assert ta._merge_warps(1024, 128) == 8
+
+
+@pytest.mark.parametrize("min_split, half", [(256, False), (32, True)])
+def test_partials_precision_follows_the_split_count(monkeypatch, min_split, half):
+    """Half-precision partials by default only with HALF_MIN_PARTS or more a row: 8 rows of 4 heads a KV
+    head over 1000 slots split in 4 (+ the tree's) keep float32, in 16 take float16; either way the
+    merged result is the attention."""
+    from gorgon.kernels import TreeMask
+    from gorgon.kernels import tree_attention as ta
+    from gorgon.spec.tree import ancestor_matrix
+
+    seen = []
+    merge = ta._merge_kernel
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                seen.append(args[1].dtype)  # the partials
+                return merge[grid](*args, **kwargs)
+
+            return launch
+
+    monkeypatch.setattr(ta, "_merge_kernel", Spy())
+    g = torch.Generator().manual_seed(3)
+    b, n, heads, kv_heads, dim, dtype = 1, 8, 8, 2, 32, torch.float16
+    committed, kv_len = torch.tensor([1000]), 1000 + n
+    parents = torch.tensor([_random_parents("random", n, g)])
+    tree = TreeMask(committed.to(DEVICE), ancestor_matrix(parents).to(DEVICE))
+    q, k, v = (torch.randn(b, s, h, dim, generator=g).to(DEVICE, dtype)
+               for s, h in ((n, heads), (kv_len, kv_heads), (kv_len, kv_heads)))  # fmt: skip
+    launch = ta.Launch(min_split=min_split, waves=8)
+    out = ta.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, dim**-0.5, launch=launch)
+    assert seen == [torch.float16 if half else torch.float32]
+    meta = AttentionMeta(torch.zeros(b, n, dtype=torch.long, device=DEVICE), kv_len, tree=tree)
+    ref = reference.attend(q.double(), k.double(), v.double(), meta, dim**-0.5)
+    torch.testing.assert_close(out.double(), ref, rtol=5e-3, atol=5e-3)
