@@ -165,8 +165,8 @@ class Launch:
     the tiles' shared memory and registers), in splits of at least `min_split` slots.
     half_partials: the splits' partial outputs in the input's precision (half the traffic of float32
     for bf16/fp16); None: where a KV head has more than 16 rows and a row has HALF_MIN_PARTS partials or
-    more (not in the warp-specialized kernel). Their traffic counts where the kernel
-    streams K/V (N=16, batch 1, P=8192: 14.6 us, against 18.3 in float32 on the H100); with a few rows
+    more (not in the warp-specialized kernel). Their traffic counts where the kernel streams K/V (N=16,
+    batch 1, P=8192: 14.6 us, against 18.3 in float32 on the H100); with a few rows
     (N=1) it is negligible and float32 was 4% faster in three runs (11.3 / 11.4 / 10.8 us against
     11.8 / 12.0 / 11.2). With several row blocks a head (N=64) float32 was faster while the merge kernel
     took 4 warps a row (36.4 us against 32.6); since it takes one, half precision is (cold L2, 5 repeats,
@@ -211,8 +211,7 @@ class Launch:
     they replace. Nor were splits in multiples of 64 or 16 slots instead of whole tiles, each with a
     masked ragged tile (reports/h100-2026-11-27b/split_tile, 7 repeats): at batch 1, P=8192, N=1 and 16
     they keep 128 of 132 SMs busy where whole 128-slot tiles keep 112, yet took 17.4 -> 18.4 us and
-    19.2 -> 20.5; elsewhere within 0.1 us or slower. SmolLM2 heads at batch 8, N=64, are the one case
-    where float32 partials are faster (36.0 us against 39.8).
+    19.2 -> 20.5; elsewhere within 0.1 us or slower.
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
@@ -245,8 +244,8 @@ def _libcuda() -> ctypes.CDLL | None:
 
 
 def _resident_blocks(compiled) -> int:
-    """Programs of a compiled Triton kernel that one SM holds at once, as the driver counts them for a
-    cooperative launch (cuOccupancyMaxActiveBlocksPerMultiprocessor); 0 where it cannot be asked."""
+    """Programs of a compiled Triton kernel that one SM holds at once, as the driver counts them
+    (cuOccupancyMaxActiveBlocksPerMultiprocessor); 0 where it cannot be asked."""
     compiled._init_handles()
     lib, count = _libcuda(), ctypes.c_int(0)
     if lib is None:
@@ -264,31 +263,16 @@ def _resident_blocks(compiled) -> int:
 def _resident_per_sm(example: tuple, strides: tuple, consts: dict) -> int:
     """Programs of the Triton kernel (split form) that an SM holds at once, as the driver counts them for
     its compiled code: the estimate of _per_sm missed the registers the compiler gives some shapes, and a
-    grid sized by it ran a second round nearly alone. Compiled (not launched) once a configuration; the
-    JIT specializes on integers equal to 1 and on 16-divisible strides, so the key holds those."""
+    grid sized by it ran a second round nearly alone. Compiled (not launched) once a configuration. The
+    key holds what the JIT specializes on (integers equal to 1, 16-divisible strides) as raw values: a
+    flat tuple costs about 3 us a call where deriving those flags took 18 (on the 2-core CI CPU; this runs
+    once a layer in eager steps)."""
     q, cache_k, cache_v, committed, bits, part_dtype, out, scale, n, nt, hkv, offset = example
-    key = (q.device, q.dtype, part_dtype, n == 1, nt == 1, hkv == 1, offset == 1,
-           tuple((s == 1, s % 16 == 0) for s in strides), tuple(sorted(consts.items())))  # fmt: skip
+    key = (q.device, q.dtype, part_dtype, n, nt, hkv, offset, strides, tuple(consts.values()))
     if key not in _resident:
         lse = torch.empty(1, device=q.device, dtype=torch.float32)
         part = torch.empty(1, q.shape[-1], device=q.device, dtype=part_dtype)
-        args = (
-            q,
-            cache_k,
-            cache_v,
-            committed,
-            bits,
-            lse,
-            part,
-            out,
-            scale,
-            n,
-            nt,
-            hkv,
-            2,
-            consts["BLOCK_N"],
-            offset,
-        )
+        args = (q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, 2, consts["BLOCK_N"], offset)  # fmt: skip
         compiled = _tree_attention_kernel.warmup(*args, *strides, grid=(1, 1, 2), DIRECT=False, **consts)
         _resident[key] = _resident_blocks(compiled)
     return _resident[key]
