@@ -3,7 +3,6 @@ that the compiler may still reject, and GPU time is too scarce to find that out 
 
 from __future__ import annotations
 
-import inspect
 import os
 import subprocess
 import sys
@@ -108,19 +107,9 @@ def _signature(kernel, constants: dict) -> dict:
     return sig
 
 
-def _defaults(kernel) -> dict:
-    """A kernel's constexpr parameters that have defaults (the JIT fills them in; ASTSource does not)."""
-    return {
-        p.name: p.default
-        for p in kernel.params
-        if p.is_constexpr and p.default is not inspect.Parameter.empty
-    }
-
-
 def compile_all() -> None:
     """Compile every case for sm_90 (needs kernels imported without TRITON_INTERPRET)."""
     for kernel, constants in CASES:
-        constants = {**_defaults(kernel), **constants}
         constexprs = {(kernel.arg_names.index(k),): v for k, v in constants.items()}
         source = ASTSource(fn=kernel, signature=_signature(kernel, constants), constexprs=constexprs)
         compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
