@@ -118,6 +118,35 @@ def cuda_runners(kv_len: int, scale: float, baseline: str | None) -> dict:
     return runners
 
 
+def _head_major(t: torch.Tensor) -> torch.Tensor:
+    """The same [B, S, Hkv, D] values stored head-major ([B, Hkv, S, D] underneath): a KV head's slots
+    contiguous, so that a split reads one run of memory instead of 256-byte rows 2 KB apart."""
+    return t.transpose(1, 2).contiguous().transpose(1, 2)
+
+
+def head_major_runners(cases: list, call, want: torch.Tensor, args, kv_len: int, scale: float) -> dict:
+    """--head-major: the default launch (and PDL, and the CUDA kernel with --cuda) on head-major copies
+    of every input set, timed in the same interleaved rounds as the token-major ones."""
+    sets = [(q, _head_major(k), _head_major(v), tree) for q, k, v, tree in cases]
+    fns = {
+        "head-major": lambda c: call(DEFAULT_LAUNCH, c),
+        "head-major pdl": lambda c: call(Launch(pdl=True), c),
+    }
+    if args.cuda:
+        from gorgon.kernels import cuda_ops
+
+        if cuda_ops.buildable():
+            fns["cuda head-major"] = lambda c: cuda_ops.tree_attention(
+                c[0], c[1], c[2], c[3].committed, c[3].bits, kv_len, scale
+            )
+    runners = {}
+    for name, fn in fns.items():
+        if not torch.allclose(fn(sets[0]).float(), want, atol=2e-2, rtol=2e-2):
+            raise AssertionError(f"{name} disagrees with the default")
+        runners[name] = [lambda case=case, fn=fn: fn(case) for case in sets]
+    return runners
+
+
 def _old_cuda(folder: str):
     from torch.utils import cpp_extension
 
@@ -169,6 +198,8 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
         if not torch.allclose(fn(cases[0]).float(), want, atol=2e-2, rtol=2e-2):
             raise AssertionError(f"{name} disagrees with the default on {shape} b{batch} N{n} P{p}")
         runners[name] = rotate(fn)
+    if args.head_major:
+        runners.update(head_major_runners(cases, call, want, args, kv_len, scale))
     times = {key: [] for key in runners}
     for _ in range(args.repeats):  # interleaved: each round times every setting once
         for key, fn in runners.items():
@@ -186,7 +217,9 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
         "cuda_us": us.get("cuda"), "cuda_before_us": us.get("cuda before"),
         "cuda_no_pdl_us": us.get("cuda, no PDL"), "cuda_mma4_us": us.get("cuda mma4"),
         "cuda_mma8_us": us.get("cuda mma8"), "cuda_wgmma4_us": us.get("cuda wgmma4"),
-        "cuda_wgmma8_us": us.get("cuda wgmma8"),
+        "cuda_wgmma8_us": us.get("cuda wgmma8"), "pdl_us": us.get(Launch(pdl=True)),
+        "head_major_us": us.get("head-major"), "head_major_pdl_us": us.get("head-major pdl"),
+        "cuda_head_major_us": us.get("cuda head-major"),
         "all": [(key.__dict__ if isinstance(key, Launch) else key, t) for key, t in us.items()],
     }  # fmt: skip
 
@@ -201,8 +234,9 @@ def table(rows: list[dict], title: str) -> list[str]:
     head = "shape | B | N | P | floor us | before us | default us | x floor | fp32 partials us | best us"
     head += " | x floor | best setting | CUDA us | CUDA x floor | CUDA no PDL us | CUDA before us"
     head += " | CUDA mma4 us | CUDA mma8 us | CUDA wgmma4 us | CUDA wgmma8 us"
+    head += " | PDL us | head-major us | head-major x floor | head-major PDL us | CUDA head-major us"
     lines = [title, "", f"| {head} |"]
-    lines += ["|---" * 20 + "|"]
+    lines += ["|---" * 25 + "|"]
     for r in rows:
         fields = Launch.__dataclass_fields__
         setting = ", ".join(f"{k} {v}" for k, v in r["best"].items() if v != fields[k].default)
@@ -212,7 +246,14 @@ def table(rows: list[dict], title: str) -> list[str]:
         cells += [_cell(best), _cell(best, floor), setting or "the default"]
         cells += [_cell(r["cuda_us"]), _cell(r["cuda_us"], floor), _cell(r["cuda_no_pdl_us"])]
         cells += [_cell(r["cuda_before_us"]), _cell(r.get("cuda_mma4_us")), _cell(r.get("cuda_mma8_us"))]
-        cells += [_cell(r.get("cuda_wgmma4_us")), _cell(r.get("cuda_wgmma8_us"))]
+        cells += [_cell(r.get("cuda_wgmma4_us")), _cell(r.get("cuda_wgmma8_us")), _cell(r.get("pdl_us"))]
+        hm = r.get("head_major_us")
+        cells += [
+            _cell(hm),
+            _cell(hm, floor),
+            _cell(r.get("head_major_pdl_us")),
+            _cell(r.get("cuda_head_major_us")),
+        ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return lines
 
@@ -229,6 +270,7 @@ def main() -> None:
     ap.add_argument("--cuda-baseline", help="a folder with an earlier tree_attention.cu and binding.cpp")
     ap.add_argument("--name", default="tree_attention_sweep")
     ap.add_argument("--cold", action="store_true", help="rotate over input sets larger than the L2")
+    ap.add_argument("--head-major", action="store_true", help="also time K/V stored head-major")
     args = ap.parse_args()
     cases = [(c.split(",")[0], *map(int, c.split(",")[1:])) for c in args.case] if args.case else CASES
     candidates = [Launch(**json.loads(s)) for s in args.launch] if args.launch else settings(args.quick)
