@@ -127,6 +127,7 @@ LAUNCHES = [  # the sweep's axes: row and slot tiles, warps, stages, split waves
     dict(min_split=128, half_partials=False),
     dict(min_split=128, pdl=False),
     dict(occupancy=False),  # split rounds sized by the estimate, not the driver's count
+    dict(per_sm=1),  # one program an SM forced: 64-row blocks with no room for a split run unsplit
 ]
 
 

@@ -376,6 +376,33 @@ def test_merge_program_warps():
     assert ta._merge_warps(1024, 128) == 8
 
 
+def test_128_row_grids_are_split_for_balance_over_the_sms():
+    """Split counts on an H100's 132 SMs. Grids of 128-row blocks over more than a third of the SMs take
+    the fewest splits whose modelled time ceil(k * programs / sms) / k is near the best; other grids split
+    in whole rounds of resident programs; a grid that fills the SMs is never split; waves and splits
+    override."""
+    from gorgon.kernels import tree_attention as ta
+
+    def splits(programs, per_sm, block_m, span=8192, ws=False, **kw):
+        least = ta.WS_BALANCE_MIN_SPLIT if ws else None
+        split = ta._split_size(span, programs, 132, 128, per_sm, ta.Launch(**kw), True, block_m, least)
+        return -(-span // split)
+
+    assert splits(72, 2, 128) == 3  # SmolLM2 heads, batch 8, N=128 (rounds: 2, one SM in ten doubled)
+    assert splits(72, 2, 128, span=2048) == 3
+    assert splits(96, 1, 128) == 4  # SmolLM2 heads, batch 16, N=64 (rounds: unsplit)
+    assert splits(64, 1, 128, ws=True) == 2  # Llama-3-8B heads, batch 2, N=128 (rounds: unsplit)
+    assert splits(96, 1, 128, ws=True) == 1  # batch 3: 4 splits would be too short for that kernel
+    assert splits(128, 1, 128) == 1  # Llama-3-8B heads, batch 8, N=64: no split count balances better
+    assert splits(32, 1, 128) == 3  # batch 1, N=128: a third of the SMs or fewer, rounds (3 + the tree's)
+    assert splits(72, 2, 128, waves=1) == 2  # the rounds plan
+    assert splits(72, 2, 128, splits=5) == 5
+    assert splits(128, 2, 64, span=2048) == 1  # 64-row blocks: rounds (Llama-3-8B heads, batch 4, N=64)
+    assert splits(8, 1, 64) == 13  # batch 1, N=16: 13 splits + the tree's in one round
+    assert splits(144, 1, 128) == 1  # a grid that fills the SMs
+    assert ta._balanced_splits(72, 132, 1) == 1  # a context too short to split
+
+
 @pytest.mark.parametrize("min_split, half", [(256, False), (32, True)])
 def test_partials_precision_follows_the_split_count(monkeypatch, min_split, half):
     """Half-precision partials by default only with HALF_MIN_PARTS or more a row: 8 rows of 4 heads a KV

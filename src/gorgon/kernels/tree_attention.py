@@ -162,7 +162,9 @@ class Launch:
     Triton's default stages). Splitting: a grid that does not fill the GPU splits the committed context
     into about `waves` rounds of `per_sm` programs per SM (None: as many as the driver says an SM holds
     of the compiled Triton kernel where `occupancy` is on and the GPU can be asked, else an estimate from
-    the tiles' shared memory and registers), in splits of at least `min_split` slots.
+    the tiles' shared memory and registers), in splits of at least `min_split` slots. waves None: one
+    round, except for grids of 128-row blocks over more than a third of the SMs, split by their balance
+    over the SMs (_balanced_splits). splits: force this many context splits a row block (a study knob).
     half_partials: the splits' partial outputs in the input's precision (half the traffic of float32
     for bf16/fp16); None: where a KV head has more than 16 rows and a row has HALF_MIN_PARTS partials or
     more (not in the warp-specialized kernel). Their traffic counts where the kernel streams K/V (N=16,
@@ -181,8 +183,11 @@ class Launch:
     Triggered after each program's main loop it made the kernel 2-4% faster in 5 of 6 split cases on
     the H100 (batch 1, N=16, P=8192: 14.7 -> 14.2 us); its one end-to-end A/B was spoiled by a one-off
     1.3 s stall inside a timed request (likely a graph captured mid-run; the harness now warms up on
-    every prompt first), so it stays opt-in until timed end to end. Triggered at the programs' start it cost
-    39% at N=16 (merge programs took SM slots that attention programs still needed).
+    every prompt first), so it stays opt-in. Timed again (cold L2, 5 repeats, reports/h100-2026-11-27c/
+    layout) it was within noise: Llama-3-8B heads, batch 1, P=8192, N=1 17.5 -> 17.8 us, N=16
+    19.4 -> 19.1, N=64 27.3 -> 27.2; the Llama-3-8B verify step at 8192 tokens within 0.2% at every tree
+    size. Triggered at the programs' start it cost 39% at N=16 (merge programs took SM slots that
+    attention programs still needed).
     wgmma: run a kernel of tree_attention_wgmma (Hopper, half precision) on asynchronous wgmma, softmax
     overlapping the P V product: True forces it, False never; None: the warp-specialized one where it
     measured faster (_wgmma_kind), else the Triton kernel. num_stages is then its K/V pipeline depth
@@ -211,13 +216,17 @@ class Launch:
     they replace. Nor were splits in multiples of 64 or 16 slots instead of whole tiles, each with a
     masked ragged tile (reports/h100-2026-11-27b/split_tile, 7 repeats): at batch 1, P=8192, N=1 and 16
     they keep 128 of 132 SMs busy where whole 128-slot tiles keep 112, yet took 17.4 -> 18.4 us and
-    19.2 -> 20.5; elsewhere within 0.1 us or slower.
+    19.2 -> 20.5; elsewhere within 0.1 us or slower. Nor, in the caller, was K/V stored head-major
+    ([B, Hkv, S, D] underneath, so that a split reads one run of memory; reports/h100-2026-11-27c/layout):
+    Llama-3-8B heads, P=8192, batch 1 N=1 17.5 -> 17.8 us, N=16 19.4 -> 19.5, N=64 27.3 either way,
+    batch 8 N=16 93.4 -> 99.8, and batch 1 N=128 44.2 -> 51.4 (the warp-specialized kernel's TMA needs
+    the token-major layout).
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
     num_warps: int | None = None
     num_stages: int | None = None
-    waves: int = 1
+    waves: int | None = None
     per_sm: int | None = None
     min_split: int = 256
     block_m: int | None = None
@@ -228,6 +237,7 @@ class Launch:
     warp_specialize: bool = False
     tree_split: bool | None = None
     occupancy: bool = True
+    splits: int | None = None
 
 
 DEFAULT_LAUNCH = Launch()
@@ -352,6 +362,29 @@ def _per_sm(block_m: int, block_n: int, d: int, esize: int, warps: int, launch: 
     return max(min(228 * 1024 // smem, 65536 // (warps * 32 * regs)), 1)
 
 
+BALANCE_MAX_SPLITS = 6  # context splits a 128-row block at most under _balanced_splits
+BALANCE_SLACK = 1.15  # the fewest splits whose modelled time is within this of the best
+# the warp-specialized kernel's splits under _balanced_splits: shorter ones starve its pipeline (Llama-3-8B
+# heads, batch 3, N=128, P=8192: 4 splits of 2048 slots 124.4 us against 116.4 unsplit)
+WS_BALANCE_MIN_SPLIT = 4096
+
+
+def _balanced_splits(programs: int, sms: int, most: int) -> int:
+    """Context splits of each of `programs` 128-row blocks: the fewest whose modelled time is within
+    BALANCE_SLACK of the best, up to `most`. Such a block keeps an SM's tensor cores busy alone, so
+    programs sharing an SM share its throughput: k splits take about ceil(k * programs / sms) / k of the
+    unsplit time (the tree's short programs fill the gaps). Where one round of resident programs was
+    the plan, these grids ran a second split on a few SMs doubled up (SmolLM2 heads, batch 8, N=128:
+    144 context programs on 132 SMs) or stayed unsplit on half the SMs (Llama-3-8B heads, batch 2,
+    N=128: 64 programs). Cold L2, H100 (reports/h100-2026-11-27c/splits), against that plan:
+    SmolLM2 heads, batch 8, N=128, P=8192 2 -> 3 splits 86.7 -> 64.1 us, P=2048 31.2 -> 25.6; batch 16,
+    N=64 unsplit -> 4 splits 108.4 -> 80.8; Llama-3-8B heads (warp-specialized kernel), batch 2, N=128
+    and batch 4, N=64, P=8192 unsplit -> 2 splits 102.6 -> 70.3 and 104.4 -> 77.6."""
+    cost = {k: -(-k * programs // sms) / k for k in range(1, max(most, 1) + 1)}
+    best = min(cost.values())
+    return min(k for k, c in cost.items() if c <= BALANCE_SLACK * best)
+
+
 def _split_size(
     span: int,
     programs: int,
@@ -360,14 +393,23 @@ def _split_size(
     per_sm: int,
     launch: Launch = DEFAULT_LAUNCH,
     tree_split: bool = True,
+    block_m: int = 64,
+    balance_min_split: int | None = None,
 ) -> int:
     """Committed slots per program. A grid of `programs` row blocks that already fills the SMs covers the
-    whole context in one program per block (partials would only add traffic and a merge); otherwise the
-    context is split into whole rounds of `launch.waves * per_sm` programs an SM (the tree's own split
-    among them where `tree_split`)."""
+    whole context in one program per block (partials would only add traffic and a merge). A grid of
+    128-row blocks (bound by their products) over more than a third of the SMs is split by
+    _balanced_splits, into splits of at least `balance_min_split` slots (default launch.min_split).
+    Otherwise the context is split into whole rounds of `launch.waves` (default 1) times `per_sm`
+    programs an SM (the tree's own split among them where `tree_split`); launch.splits forces the count."""
+    if launch.splits:
+        return triton.cdiv(triton.cdiv(span, launch.splits), tile) * tile
     if programs >= sms:
         return max(span, 1)
-    slots = launch.waves * per_sm * sms
+    if launch.waves is None and block_m >= 128 and programs > sms // 3:
+        most = min(triton.cdiv(span, balance_min_split or launch.min_split), BALANCE_MAX_SPLITS)
+        return triton.cdiv(triton.cdiv(span, _balanced_splits(programs, sms, most)), tile) * tile
+    slots = (launch.waves or 1) * per_sm * sms
     return split_in_rounds(span, programs, slots, launch.min_split, tile, tree_split)
 
 
@@ -458,7 +500,10 @@ def tree_attention(
         if kind is None and launch.per_sm is None and launch.occupancy and q.device.type == "cuda":
             example = (q, cache_k, cache_v, committed, bits, part_dtype, out, scale, n, nt, hkv, context_offset)  # fmt: skip
             per_sm = _resident_per_sm(example, strides, dict(consts, PDL=pdl_wanted)) or per_sm
-        split = _split_size(split_span or span, programs, sms, block_n, per_sm, launch, tree_split)
+        balance_min = WS_BALANCE_MIN_SPLIT if kind == "ws" else None
+        split = _split_size(
+            split_span or span, programs, sms, block_n, per_sm, launch, tree_split, block_m, balance_min
+        )
         nsplit = triton.cdiv(span, split)
         return split, nsplit, nsplit + tree_split  # partials a row: one a split
 
