@@ -369,6 +369,7 @@ BALANCE_SLACK = 1.15  # the fewest splits whose modelled time is within this of 
 WS_BALANCE_MIN_SPLIT = 4096
 
 
+@cache  # once a shape, not once a layer of every eager step
 def _balanced_splits(programs: int, sms: int, most: int) -> int:
     """Context splits of each of `programs` 128-row blocks: the fewest whose modelled time is within
     BALANCE_SLACK of the best, up to `most`. Such a block keeps an SM's tensor cores busy alone, so
