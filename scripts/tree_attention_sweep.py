@@ -124,25 +124,24 @@ def _head_major(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(1, 2).contiguous().transpose(1, 2)
 
 
-def head_major_runners(cases: list, call, want: torch.Tensor, args, kv_len: int, scale: float) -> dict:
-    """--head-major: the default launch (and PDL, and the CUDA kernel with --cuda) on head-major copies
-    of every input set, timed in the same interleaved rounds as the token-major ones."""
-    sets = [(q, _head_major(k), _head_major(v), tree) for q, k, v, tree in cases]
+def head_major_fns(call, cuda: bool, kv_len: int, scale: float) -> dict:
+    """--head-major: the default launch, PDL, and (with --cuda) the CUDA kernel as shipped, to run on
+    head-major copies of the input sets in the same interleaved rounds as the token-major ones."""
     fns = {
         "head-major": lambda c: call(DEFAULT_LAUNCH, c),
         "head-major pdl": lambda c: call(Launch(pdl=True), c),
     }
-    if args.cuda:
-        from gorgon.kernels import cuda_ops
+    shipped = cuda_runners(kv_len, scale, None).get("cuda") if cuda else None
+    return fns | ({"cuda head-major": shipped} if shipped else {})
 
-        if cuda_ops.buildable():
-            fns["cuda head-major"] = lambda c: cuda_ops.tree_attention(
-                c[0], c[1], c[2], c[3].committed, c[3].bits, kv_len, scale
-            )
+
+def checked(fns: dict, sets: list, want: torch.Tensor, where: str) -> dict:
+    """Each function's calls over the input sets (one a set), once its output on the first set agrees
+    with the default launch's."""
     runners = {}
     for name, fn in fns.items():
         if not torch.allclose(fn(sets[0]).float(), want, atol=2e-2, rtol=2e-2):
-            raise AssertionError(f"{name} disagrees with the default")
+            raise AssertionError(f"{name} disagrees with the default on {where}")
         runners[name] = [lambda case=case, fn=fn: fn(case) for case in sets]
     return runners
 
@@ -194,12 +193,11 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
         others["before"] = lambda c: old(c[0], c[1], c[2], c[3].committed, c[3].bits, kv_len, scale)
     if args.cuda:
         others.update(cuda_runners(kv_len, scale, args.cuda_baseline))
-    for name, fn in others.items():
-        if not torch.allclose(fn(cases[0]).float(), want, atol=2e-2, rtol=2e-2):
-            raise AssertionError(f"{name} disagrees with the default on {shape} b{batch} N{n} P{p}")
-        runners[name] = rotate(fn)
+    where = f"{shape} b{batch} N{n} P{p}"
+    runners.update(checked(others, cases, want, where))
     if args.head_major:
-        runners.update(head_major_runners(cases, call, want, args, kv_len, scale))
+        head_major = [(q, _head_major(k), _head_major(v), tree) for q, k, v, tree in cases]
+        runners.update(checked(head_major_fns(call, args.cuda, kv_len, scale), head_major, want, where))
     times = {key: [] for key in runners}
     for _ in range(args.repeats):  # interleaved: each round times every setting once
         for key, fn in runners.items():

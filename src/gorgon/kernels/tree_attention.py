@@ -494,6 +494,8 @@ def tree_attention(
     pdl_wanted = kind is None and _use_pdl(q.device, launch)
     programs = b * hkv * triton.cdiv(rows, block_m)
 
+    balance_min = WS_BALANCE_MIN_SPLIT if kind == "ws" else None  # _split_size
+
     def plan(part_dtype: torch.dtype) -> tuple[int, int, int]:
         """(split, nsplit, nparts) for partials of part_dtype, part of the compiled kernel whose residency
         sizes the split rounds."""
@@ -501,7 +503,6 @@ def tree_attention(
         if kind is None and launch.per_sm is None and launch.occupancy and q.device.type == "cuda":
             example = (q, cache_k, cache_v, committed, bits, part_dtype, out, scale, n, nt, hkv, context_offset)  # fmt: skip
             per_sm = _resident_per_sm(example, strides, dict(consts, PDL=pdl_wanted)) or per_sm
-        balance_min = WS_BALANCE_MIN_SPLIT if kind == "ws" else None
         split = _split_size(
             split_span or span, programs, sms, block_n, per_sm, launch, tree_split, block_m, balance_min
         )
