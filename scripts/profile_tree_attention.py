@@ -5,6 +5,8 @@ Nsight Compute to profile, e.g.
         --case llama-3-8b,1,64,8192 --launch '{}' --launch '{"wgmma": true}' --cuda mma4
 
 --cuda KERNEL adds the CUDA backend's kernel of that name (mma4, mma8, wmma; wgmma4, wgmma8 on sm_90).
+--read adds a read-only reference per case: torch.sum over the same K and V caches (the bytes the kernel
+must read, in PyTorch's tuned reduction), so a profile shows what one kernel reading them achieves.
 Each setting prints its name before its launches, so the report's kernels can be matched to settings.
 """
 
@@ -26,6 +28,7 @@ def main() -> None:
     ap.add_argument(
         "--cuda", action="append", default=[], help="a CUDA kernel: mma4, mma8, wmma, wgmma4, wgmma8"
     )
+    ap.add_argument("--read", action="store_true", help="also sum K and V (a read-only reference)")
     args = ap.parse_args()
     if args.cuda:
         from gorgon.kernels import cuda_ops
@@ -40,6 +43,12 @@ def main() -> None:
             print(f"== {case} {text}", flush=True)
             for _ in range(2):
                 tree_attention(q, k, v, tree.committed, tree.bits, p + n, d**-0.5, launch=launch)
+                torch.cuda.synchronize()
+        if args.read:
+            print(f"== {case} read", flush=True)
+            for _ in range(2):
+                torch.sum(k)
+                torch.sum(v)
                 torch.cuda.synchronize()
         for kernel in args.cuda:
             print(f"== {case} cuda {kernel}", flush=True)

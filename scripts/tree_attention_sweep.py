@@ -118,6 +118,61 @@ def cuda_runners(kv_len: int, scale: float, baseline: str | None) -> dict:
     return runners
 
 
+def cuda_split_runners(kv_len: int, scale: float, counts: str) -> dict:
+    """--cuda-splits 1,2,3: the CUDA backend's automatic kernel with each count of context splits forced
+    (split_plan's study knob), to compare with its own split plan ("cuda")."""
+    from gorgon.kernels import cuda_ops
+
+    def forced(case, splits: int):
+        q, k, v, tree = case
+        return cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale, splits=splits)
+
+    def rounds(case):  # the plan before balanced splits: the kernel and split count it chose
+        q, k, v, tree = case
+        name, count = rounds_plan(q, k, kv_len)
+        return cuda_ops.tree_attention(
+            q, k, v, tree.committed, tree.bits, kv_len, scale, kernel=name, splits=count
+        )
+
+    ks = [int(x) for x in counts.split(",") if x]
+    runners = {f"cuda k={k}": lambda c, k=k: forced(c, k) for k in ks} | {"cuda rounds": rounds}
+    return runners if cuda_ops.buildable() and ks else {}
+
+
+def rounds_plan(q: torch.Tensor, k: torch.Tensor, kv_len: int) -> tuple[str, int]:
+    """The CUDA backend's kernel and context split count before balanced splits (77a335c's cuda_ops):
+    8-warp blocks on Hopper wherever the 4-warp ones fill half the resident places, splits in one round
+    of them (split_in_rounds)."""
+    from gorgon.kernels import cuda_ops
+    from gorgon.kernels.attention import split_in_rounds
+
+    b, n, hq, d = q.shape
+    hkv = k.shape[2]
+    rows = n * (hq // hkv)
+    target = cuda_ops._target_blocks(q.get_device())
+    wide = d == 128 and rows > 64 and b * hkv * -(-rows // 64) >= target // 2
+    few = d == 128 and 16 < rows <= 64 and b * hkv * -(-rows // 64) * 16 <= target
+    name = ("wgmma8" if wide or few else "wgmma4") if cuda_ops.has_wgmma() else ("mma8" if wide else "mma4")
+    block = 128 if name.endswith("8") else 64
+    blocks = b * hkv * -(-rows // block)
+    span = max(kv_len - n, 1)
+    split = split_in_rounds(span, blocks, target * max(128 // d, 1) * 64 // block, cuda_ops.MIN_SPLIT, 64)
+    return name, -(-span // split)
+
+
+def cuda_plan(case, kv_len: int) -> str:
+    """The CUDA backend's automatic kernel for this case and its (programs a row block, split) plan."""
+    from gorgon.kernels import cuda_ops
+
+    q, k = case[0], case[1]
+    if not cuda_ops.buildable():
+        return ""
+    name = cuda_ops._auto_kernel(q, k.shape[2])
+    nsplit, split = cuda_ops.split_plan(q, k, kv_len, cuda_ops.KERNELS[name])
+    old, count = rounds_plan(q, k, kv_len)
+    return f"{name} nsplit {nsplit} split {split} (rounds plan: {old}, {count} context splits)"
+
+
 def _head_major(t: torch.Tensor) -> torch.Tensor:
     """The same [B, S, Hkv, D] values stored head-major ([B, Hkv, S, D] underneath): a KV head's slots
     contiguous, so that a split reads one run of memory instead of 256-byte rows 2 KB apart."""
@@ -193,6 +248,7 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
         others["before"] = lambda c: old(c[0], c[1], c[2], c[3].committed, c[3].bits, kv_len, scale)
     if args.cuda:
         others.update(cuda_runners(kv_len, scale, args.cuda_baseline))
+        others.update(cuda_split_runners(kv_len, scale, args.cuda_splits))
     where = f"{shape} b{batch} N{n} P{p}"
     runners.update(checked(others, cases, want, where))
     if args.head_major:
@@ -218,6 +274,9 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
         "cuda_wgmma8_us": us.get("cuda wgmma8"), "pdl_us": us.get(Launch(pdl=True)),
         "head_major_us": us.get("head-major"), "head_major_pdl_us": us.get("head-major pdl"),
         "cuda_head_major_us": us.get("cuda head-major"),
+        "cuda_plan": cuda_plan(cases[0], kv_len) if args.cuda else None,
+        "cuda_splits_us": {key[7:]: t for key, t in us.items() if str(key).startswith("cuda k=")},
+        "cuda_rounds_us": us.get("cuda rounds"),
         "all": [(key.__dict__ if isinstance(key, Launch) else key, t) for key, t in us.items()],
     }  # fmt: skip
 
@@ -233,8 +292,9 @@ def table(rows: list[dict], title: str) -> list[str]:
     head += " | x floor | best setting | CUDA us | CUDA x floor | CUDA no PDL us | CUDA before us"
     head += " | CUDA mma4 us | CUDA mma8 us | CUDA wgmma4 us | CUDA wgmma8 us"
     head += " | PDL us | head-major us | head-major x floor | head-major PDL us | CUDA head-major us"
+    head += " | CUDA plan | CUDA rounds plan us | CUDA forced splits us"
     lines = [title, "", f"| {head} |"]
-    lines += ["|---" * 25 + "|"]
+    lines += ["|---" * 28 + "|"]
     for r in rows:
         fields = Launch.__dataclass_fields__
         setting = ", ".join(f"{k} {v}" for k, v in r["best"].items() if v != fields[k].default)
@@ -251,6 +311,9 @@ def table(rows: list[dict], title: str) -> list[str]:
             _cell(hm, floor),
             _cell(r.get("head_major_pdl_us")),
             _cell(r.get("cuda_head_major_us")),
+            r.get("cuda_plan") or "",
+            _cell(r.get("cuda_rounds_us")),
+            " / ".join(f"k={k} {t:.1f}" for k, t in (r.get("cuda_splits_us") or {}).items()),
         ]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return lines
@@ -269,6 +332,11 @@ def main() -> None:
     ap.add_argument("--name", default="tree_attention_sweep")
     ap.add_argument("--cold", action="store_true", help="rotate over input sets larger than the L2")
     ap.add_argument("--head-major", action="store_true", help="also time K/V stored head-major")
+    ap.add_argument(
+        "--cuda-splits",
+        default="",
+        help="with --cuda: its automatic kernel at these context split counts, e.g. 1,2,3",
+    )
     args = ap.parse_args()
     cases = [(c.split(",")[0], *map(int, c.split(",")[1:])) for c in args.case] if args.case else CASES
     candidates = [Launch(**json.loads(s)) for s in args.launch] if args.launch else settings(args.quick)

@@ -37,8 +37,9 @@ def test_auto_kernel(batch, n, hq, hkv, d, want, monkeypatch):
 @pytest.mark.parametrize(
     "batch, n, hq, hkv, d, want",
     [
-        (8, 64, 32, 8, 128, "wgmma8"),  # as mma8: 256 rows a KV head, the 4-warp blocks fill the SMs
-        (8, 128, 32, 8, 128, "wgmma8"),
+        (8, 128, 32, 8, 128, "wgmma8"),  # 256 8-warp blocks: every SM has one
+        (8, 64, 32, 8, 128, "wgmma4"),  # 128 8-warp blocks would leave SMs idle (as mma8 does not)
+        (3, 128, 32, 8, 128, "wgmma4"),
         (1, 64, 32, 8, 128, "wgmma4"),
         (1, 16, 32, 8, 128, "wgmma8"),  # 8 blocks of 64 rows: a second warp group to load tiles
         (1, 1, 32, 8, 128, "wgmma4"),  # 4 rows
@@ -86,3 +87,28 @@ def test_split_plan_counts_blocks_of_each_kernel(monkeypatch):
         nsplit, split = cuda_ops.split_plan(q, k, span, code)
         assert split % 64 == 0 and (nsplit - 1) * split >= span - 64 > (nsplit - 2) * split
         assert blocks * (nsplit - 1) <= (264 if code == 1 else 132) * 2  # about one round an SM
+
+
+def test_split_plan_balances_grids_short_of_the_sms(monkeypatch):
+    # 132 SMs, two 4-warp blocks an SM at full rate: grids of 89-263 of them, with more than 64 rows a KV
+    # head, are split by their balance over those places, in splits of at least BALANCE_MIN_SPLIT slots
+    # (never fewer than one round has); others in one round
+    monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: 264)
+    code = cuda_ops.KERNELS["wgmma4"]
+
+    def splits(batch: int, n: int, p: int, hq: int = 32, hkv: int = 8, d: int = 128) -> int:
+        q, k, _, _ = _inputs(n, hq, hkv, d, batch=batch)
+        nsplit, split = cuda_ops.split_plan(q, k, p + n, code)
+        assert split % 64 == 0 and (max(nsplit - 1, 1)) * split >= p
+        return max(nsplit - 1, 1)
+
+    assert splits(2, 128, 8192) == 2  # 128 blocks: one an SM unsplit, two an SM in 2 splits
+    assert splits(3, 128, 8192) == 4  # 192 blocks: 4 splits of 2048 spread 768 over 264 places
+    assert splits(4, 64, 2048) == 1  # too short for two 2048-slot splits: one round, unsplit
+    assert splits(2, 128, 4000) == 1
+    assert splits(2, 128, 4096) == 2
+    assert splits(8, 128, 8192, 9, 3, 64) == 3  # SmolLM2 heads: 144 blocks
+    assert splits(8, 128, 3000, 9, 3, 64) == 2  # one round (4 blocks an SM at head_dim 64): never fewer
+    assert splits(8, 64, 8192) == 1  # 256 blocks: a full round
+    assert splits(12, 16, 8192) == 1  # 96 blocks of 64 rows, one a KV head: they stream K/V, one round
+    assert splits(1, 64, 8192) == 7  # batch 1 (32 blocks): one round of 264 (7 splits + the tree's)

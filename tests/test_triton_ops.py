@@ -400,7 +400,7 @@ def test_128_row_grids_are_split_for_balance_over_the_sms():
     assert splits(128, 2, 64, span=2048) == 1  # 64-row blocks: rounds (Llama-3-8B heads, batch 4, N=64)
     assert splits(8, 1, 64) == 13  # batch 1, N=16: 13 splits + the tree's in one round
     assert splits(144, 1, 128) == 1  # a grid that fills the SMs
-    assert ta._balanced_splits(72, 132, 1) == 1  # a context too short to split
+    assert ta.balanced_splits(72, 132, 1) == 1  # a context too short to split
 
 
 @pytest.mark.parametrize("min_split, half", [(256, False), (32, True)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,28 @@ def split_in_rounds(
     splits than the context has `min_split`-slot pieces, each a multiple of `tile`."""
     nsplit = max(min(slots // programs - tree_split, _cdiv(span, min_split)), 1)
     return _cdiv(_cdiv(span, nsplit), tile) * tile
+
+
+BALANCE_MAX_SPLITS = 6  # context splits a row block at most under balanced_splits
+BALANCE_SLACK = 1.15  # the fewest splits whose modelled time is within this of the best
+
+
+@cache  # once a shape, not once a layer of every eager step
+def balanced_splits(programs: int, slots: int, most: int) -> int:
+    """Context splits of each of `programs` row blocks bound by their products, on `slots` places that run
+    at once (the SMs for 128-row blocks, which keep an SM's tensor cores busy alone): the fewest whose
+    modelled time is within BALANCE_SLACK of the best, up to `most`. Programs sharing a place share its
+    throughput, so k splits take about ceil(k * programs / slots) / k of the unsplit time (the tree's
+    short programs fill the gaps). Where one round of resident programs was the plan, these grids ran a
+    second split on a few SMs doubled up (SmolLM2 heads, batch 8, N=128: 144 context programs on 132
+    SMs) or stayed unsplit on half the SMs (Llama-3-8B heads, batch 2, N=128: 64 programs). Triton
+    kernels, cold L2, H100 (reports/h100-2026-11-27c/splits), against that plan: SmolLM2 heads, batch 8,
+    N=128, P=8192 2 -> 3 splits 86.7 -> 64.1 us, P=2048 31.2 -> 25.6; batch 16, N=64 unsplit -> 4 splits
+    108.4 -> 80.8; Llama-3-8B heads (warp-specialized kernel), batch 2, N=128 and batch 4, N=64, P=8192
+    unsplit -> 2 splits 102.6 -> 70.3 and 104.4 -> 77.6."""
+    cost = {k: _cdiv(k * programs, slots) / k for k in range(1, max(most, 1) + 1)}
+    best = min(cost.values())
+    return min(k for k, c in cost.items() if c <= BALANCE_SLACK * best)
 
 
 def _cdiv(a: int, b: int) -> int:

@@ -25,7 +25,12 @@ import torch
 
 from gorgon.errors import GorgonError
 from gorgon.kernels import reference
-from gorgon.kernels.attention import AttentionMeta, split_in_rounds
+from gorgon.kernels.attention import (
+    BALANCE_MAX_SPLITS,
+    AttentionMeta,
+    balanced_splits,
+    split_in_rounds,
+)
 
 SOURCES = [Path(__file__).parent / "cuda" / name for name in ("tree_attention.cu", "binding.cpp")]
 MAX_TREE = 128
@@ -34,6 +39,7 @@ NAMES = (*KERNELS, "mma")  # "mma": whichever of mma4, mma8, wgmma4, wgmma8 _aut
 BLOCK_ROWS = {1: 64, 2: 64, 3: 128, 4: 64, 5: 128}  # (node, head) rows per block of each tensor-core kernel
 WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"]}  # Hopper's warp-group MMA: sm_90 only
 MIN_SPLIT = 128  # committed slots per split, at least
+BALANCE_MIN_SPLIT = 2048  # committed slots per split, at least, where _splits balances a grid
 
 
 def buildable() -> bool:
@@ -108,26 +114,63 @@ def _target_blocks(device: int) -> int:
     return 2 * torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def _splits(blocks: int, span: int, target: int) -> tuple[int, int]:
-    """(splits, split size) of the committed span for a grid of `blocks` blocks per split: whole rounds of
-    `target` blocks (attention.split_in_rounds), splits of at least MIN_SPLIT slots, multiples of the
-    64-slot tile."""
+def _tile_split(span: int, count: int) -> int:
+    """Slots per split of `span` in `count` splits of whole 64-slot tiles."""
+    per = -(-span // count)
+    return -(-per // 64) * 64
+
+
+def _splits(blocks: int, span: int, target: int, places: int, products: bool) -> tuple[int, int]:
+    """(splits, split size) of the committed span for a grid of `blocks` blocks per split, in multiples
+    of the 64-slot tile: one round of `target` resident blocks (attention.split_in_rounds), or more
+    splits where balance over the SMs asks for them (attention.balanced_splits, over `places`: two
+    64-row blocks an SM, one 128-row block). Balance applies to grids bound by their products
+    (`products`: a KV head has more than 64 rows) over more than a third of the places but short of
+    them, with room for two splits of BALANCE_MIN_SPLIT slots or more.
+
+    On the H100 (cold L2, 5 repeats, PDL off; reports/h100-2026-11-27d/cuda_balance/), against one
+    round, in us:
+    - Llama-3-8B heads, P=8192: batch 2, N=128 unsplit -> 2 splits 140.2 -> 120.4; batch 4, N=64
+      140.8 -> 123.3; batch 3, N=128 206.6 -> 191.2 (4 splits of 2048, wgmma4 instead of wgmma8:
+      _auto_kernel). Batch 2, N=128, P=4096: 76.6 -> 74.5.
+    - SmolLM2 heads, P=8192: batch 8, N=128 and batch 16, N=64 2 -> 3 splits 110.2 -> 96.8 and
+      111.6 -> 98.6; batch 10, N=128 unsplit -> 4 splits 141.8 -> 113.0.
+    - Lost, hence the limits: splits of 1024 slots (Llama-3-8B heads, batch 4, N=64, P=2048: 42.6
+      unsplit, with no merge and no tree programs, -> 51.9 in 2) and a grid that streams K/V (batch 12,
+      N=16, P=8192: 148.1 unsplit -> 159.9 in 2). Balance never gives fewer splits than one round: at
+      head_dim 64, four blocks an SM resident, its model ties 1 and 2 splits where 2 were faster
+      (SmolLM2 heads, batch 8, N=128, P=8192: 141.3 unsplit, 110.1 in 2)."""
     split = split_in_rounds(span, blocks, target, MIN_SPLIT, 64)
+    most = min(span // BALANCE_MIN_SPLIT, BALANCE_MAX_SPLITS)  # splits of BALANCE_MIN_SPLIT or more
+    if products and places // 3 < blocks < places and most >= 2:
+        count = balanced_splits(blocks, places, most)
+        if count > -(-span // split):  # more splits only: the model ties 1 and 2 where 2 was faster
+            split = _tile_split(span, count)
     return -(-span // split), split
 
 
 def split_plan(
-    q: torch.Tensor, cache_k: torch.Tensor, kv_len: int, code: int = KERNELS["mma4"]
+    q: torch.Tensor,
+    cache_k: torch.Tensor,
+    kv_len: int,
+    code: int = KERNELS["mma4"],
+    splits: int | None = None,
 ) -> tuple[int, int]:
     """(programs per row block, committed slots per split) of tensor-core kernel `code`: nsplit 1 is one
-    block for everything; otherwise nsplit - 1 splits of the context and a last one for the tree."""
+    block for everything; otherwise nsplit - 1 splits of the context and a last one for the tree.
+    `splits` forces the count of context splits (a study knob, like the Triton backend's Launch.splits)."""
     b, n, hq, d = q.shape
     hkv = cache_k.shape[2]
+    span = max(kv_len - n, 1)
+    if splits:
+        split = _tile_split(span, splits)
+        count = -(-span // split)
+        return (1 if count == 1 else count + 1), split
     rows = BLOCK_ROWS[code]
     blocks = b * hkv * -(-n * (hq // hkv) // rows)
-    target = _target_blocks(q.get_device()) * max(128 // d, 1) * 64 // rows
-    splits, split = _splits(blocks, max(kv_len - n, 1), target)
-    return (1 if splits == 1 else splits + 1), split
+    places = _target_blocks(q.get_device()) * 64 // rows
+    count, split = _splits(blocks, span, places * max(128 // d, 1), places, n * (hq // hkv) > 64)
+    return (1 if count == 1 else count + 1), split
 
 
 def _kernel_code(
@@ -171,7 +214,11 @@ def _auto_kernel(q: torch.Tensor, kv_heads: int) -> str:
     On sm_90 the wgmma forms, faster than the mma.sync ones in 11 of the 12 cases of the cold sweep
     (reports/h100-2026-11-26f/wg_cold.md; batch 1, P=8192, N=64: 51.9 -> 39.3 us, N=128 103.4 -> 74.9;
     batch 8 N=64 279.2 -> 207.2), and there also 8 warps for a few blocks of 17-64 rows: the second warp
-    group, all padding, only loads tiles (batch 1, N=16: 25.5 -> 21.6 us; at batch 8 it was slower)."""
+    group, all padding, only loads tiles (batch 1, N=16: 25.5 -> 21.6 us; at batch 8 it was slower).
+    Where the 128-row blocks would leave SMs idle (4-warp blocks short of two an SM), wgmma4 with
+    balanced splits (_splits) instead (reports/h100-2026-11-27d/cuda_balance/, cold L2, PDL off,
+    against wgmma8 unsplit): Llama-3-8B heads, P=8192, batch 3, N=128 206.6 -> 191.2 us, batch 6, N=64
+    207.5 -> 202.5, batch 8, N=64 219.9 -> 215.2 (unsplit; P=2048 62.4 -> 59.1)."""
     b, n, hq, d = q.shape
     rows = n * (hq // kv_heads)
     blocks = b * kv_heads * -(-rows // BLOCK_ROWS[KERNELS["mma4"]])
@@ -179,8 +226,9 @@ def _auto_kernel(q: torch.Tensor, kv_heads: int) -> str:
     wide = d == 128 and rows > 64 and blocks >= target // 2
     if not _hopper(q):
         return "mma8" if wide else "mma4"
+    full = wide and blocks >= target  # 8-warp blocks on every SM
     few = d == 128 and 16 < rows <= 64 and blocks * 16 <= target
-    return "wgmma8" if wide or few else "wgmma4"
+    return "wgmma8" if full or few else "wgmma4"
 
 
 def tree_attention(
@@ -194,16 +242,18 @@ def tree_attention(
     out: torch.Tensor | None = None,
     fast: bool | None = None,
     kernel: str | None = None,
+    splits: int | None = None,
 ) -> torch.Tensor:
     """Same contract as gorgon.kernels.tree_attention.tree_attention (q [B, N, Hq, D], N <= 128).
     `fast`: force a tensor-core (True) or the exact (False) kernel; default: tensor cores where they
     apply. `kernel`: "mma" (default: _auto_kernel's choice), "mma4", "mma8", "wgmma4", "wgmma8" (their forms
-    on Hopper's warp-group MMA, sm_90 only), "wmma" or "exact"; default: $GORGON_CUDA_KERNEL, else "mma"."""
+    on Hopper's warp-group MMA, sm_90 only), "wmma" or "exact"; default: $GORGON_CUDA_KERNEL, else "mma".
+    `splits`: force this many context splits (split_plan's study knob)."""
     b, n, hq, d = q.shape
     out = torch.empty_like(q) if out is None else out
     code = _kernel_code(q, (q, cache_k, cache_v, out), fast, kernel)
     exact = code == KERNELS["exact"]
-    nsplit, split = (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code)
+    nsplit, split = (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code, splits)
     parts = b * n * hq * nsplit if nsplit > 1 else 1
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
     part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gorgon.kernels.attention import split_in_rounds
+from gorgon.kernels.attention import BALANCE_MAX_SPLITS, balanced_splits, split_in_rounds
 from gorgon.kernels.tree_attention_wgmma import HAVE_GLUON
 
 if HAVE_GLUON:
@@ -164,7 +164,7 @@ class Launch:
     of the compiled Triton kernel where `occupancy` is on and the GPU can be asked, else an estimate from
     the tiles' shared memory and registers), in splits of at least `min_split` slots. waves None: one
     round, except for grids of 128-row blocks over more than a third of the SMs, split by their balance
-    over the SMs (_balanced_splits). splits: force this many context splits a row block (a study knob).
+    over the SMs (balanced_splits). splits: force this many context splits a row block (a study knob).
     half_partials: the splits' partial outputs in the input's precision (half the traffic of float32
     for bf16/fp16); None: where a KV head has more than 16 rows and a row has HALF_MIN_PARTS partials or
     more (not in the warp-specialized kernel). Their traffic counts where the kernel streams K/V (N=16,
@@ -362,28 +362,9 @@ def _per_sm(block_m: int, block_n: int, d: int, esize: int, warps: int, launch: 
     return max(min(228 * 1024 // smem, 65536 // (warps * 32 * regs)), 1)
 
 
-BALANCE_MAX_SPLITS = 6  # context splits a 128-row block at most under _balanced_splits
-BALANCE_SLACK = 1.15  # the fewest splits whose modelled time is within this of the best
-# the warp-specialized kernel's splits under _balanced_splits: shorter ones starve its pipeline (Llama-3-8B
+# the warp-specialized kernel's splits under balanced_splits: shorter ones starve its pipeline (Llama-3-8B
 # heads, batch 3, N=128, P=8192: 4 splits of 2048 slots 124.4 us against 116.4 unsplit)
 WS_BALANCE_MIN_SPLIT = 4096
-
-
-@cache  # once a shape, not once a layer of every eager step
-def _balanced_splits(programs: int, sms: int, most: int) -> int:
-    """Context splits of each of `programs` 128-row blocks: the fewest whose modelled time is within
-    BALANCE_SLACK of the best, up to `most`. Such a block keeps an SM's tensor cores busy alone, so
-    programs sharing an SM share its throughput: k splits take about ceil(k * programs / sms) / k of the
-    unsplit time (the tree's short programs fill the gaps). Where one round of resident programs was
-    the plan, these grids ran a second split on a few SMs doubled up (SmolLM2 heads, batch 8, N=128:
-    144 context programs on 132 SMs) or stayed unsplit on half the SMs (Llama-3-8B heads, batch 2,
-    N=128: 64 programs). Cold L2, H100 (reports/h100-2026-11-27c/splits), against that plan:
-    SmolLM2 heads, batch 8, N=128, P=8192 2 -> 3 splits 86.7 -> 64.1 us, P=2048 31.2 -> 25.6; batch 16,
-    N=64 unsplit -> 4 splits 108.4 -> 80.8; Llama-3-8B heads (warp-specialized kernel), batch 2, N=128
-    and batch 4, N=64, P=8192 unsplit -> 2 splits 102.6 -> 70.3 and 104.4 -> 77.6."""
-    cost = {k: -(-k * programs // sms) / k for k in range(1, max(most, 1) + 1)}
-    best = min(cost.values())
-    return min(k for k, c in cost.items() if c <= BALANCE_SLACK * best)
 
 
 def _split_size(
@@ -400,7 +381,7 @@ def _split_size(
     """Committed slots per program. A grid of `programs` row blocks that already fills the SMs covers the
     whole context in one program per block (partials would only add traffic and a merge). A grid of
     128-row blocks (bound by their products) over more than a third of the SMs is split by
-    _balanced_splits, into splits of at least `balance_min_split` slots (default launch.min_split).
+    balanced_splits, into splits of at least `balance_min_split` slots (default launch.min_split).
     Otherwise the context is split into whole rounds of `launch.waves` (default 1) times `per_sm`
     programs an SM (the tree's own split among them where `tree_split`); launch.splits forces the count."""
     if launch.splits:
@@ -409,7 +390,7 @@ def _split_size(
         return max(span, 1)
     if launch.waves is None and block_m >= 128 and programs > sms // 3:
         most = min(triton.cdiv(span, balance_min_split or launch.min_split), BALANCE_MAX_SPLITS)
-        return triton.cdiv(triton.cdiv(span, _balanced_splits(programs, sms, most)), tile) * tile
+        return triton.cdiv(triton.cdiv(span, balanced_splits(programs, sms, most)), tile) * tile
     slots = (launch.waves or 1) * per_sm * sms
     return split_in_rounds(span, programs, slots, launch.min_split, tile, tree_split)
 
