@@ -226,7 +226,7 @@ kbench)
   timeout 200 python3 -m gorgon.bench.kernels --out "$OUT" 2>&1 | grep -v '^{' | tee "$OUT/kernels.log" | tail -5
   for be in reference triton cuda; do
     log cost $be
-    GORGON_ATTENTION=$be timeout 60 python3 -m gorgon bench cost --shape llama-3-8b --out "$OUT" 2>&1 | tail -8
+    GORGON_ATTENTION=$be timeout 60 python3 -m gorgon bench cost --shape llama-3-8b --context ${CONTEXT:-8192} --out "$OUT" 2>&1 | tail -8
   done
   log done
   ;;
