@@ -60,7 +60,13 @@ def split_in_rounds(
     round that runs nearly alone: 16-20% slower at batch 1 with N=64 and 128 on the H100), into no more
     splits than the context has `min_split`-slot pieces, each a multiple of `tile`."""
     nsplit = max(min(slots // programs - tree_split, _cdiv(span, min_split)), 1)
-    return _cdiv(_cdiv(span, nsplit), tile) * tile
+    return tile_split(span, nsplit, tile)
+
+
+def tile_split(span: int, count: int, tile: int) -> int:
+    """Slots per split of `span` slots in `count` splits of whole `tile`-slot tiles (the last one shorter,
+    and fewer splits where rounding up to tiles leaves nothing for the last)."""
+    return _cdiv(_cdiv(span, count), tile) * tile
 
 
 BALANCE_MAX_SPLITS = 6  # context splits a row block at most under balanced_splits

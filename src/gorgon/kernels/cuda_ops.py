@@ -30,6 +30,7 @@ from gorgon.kernels.attention import (
     AttentionMeta,
     balanced_splits,
     split_in_rounds,
+    tile_split,
 )
 
 SOURCES = [Path(__file__).parent / "cuda" / name for name in ("tree_attention.cu", "binding.cpp")]
@@ -114,12 +115,6 @@ def _target_blocks(device: int) -> int:
     return 2 * torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def _tile_split(span: int, count: int) -> int:
-    """Slots per split of `span` in `count` splits of whole 64-slot tiles."""
-    per = -(-span // count)
-    return -(-per // 64) * 64
-
-
 def _splits(blocks: int, span: int, target: int, places: int, products: bool) -> tuple[int, int]:
     """(splits, split size) of the committed span for a grid of `blocks` blocks per split, in multiples
     of the 64-slot tile: one round of `target` resident blocks (attention.split_in_rounds), or more
@@ -145,7 +140,7 @@ def _splits(blocks: int, span: int, target: int, places: int, products: bool) ->
     if products and places // 3 < blocks < places and most >= 2:
         count = balanced_splits(blocks, places, most)
         if count > -(-span // split):  # more splits only: the model ties 1 and 2 where 2 was faster
-            split = _tile_split(span, count)
+            split = tile_split(span, count, 64)
     return -(-span // split), split
 
 
@@ -163,7 +158,7 @@ def split_plan(
     hkv = cache_k.shape[2]
     span = max(kv_len - n, 1)
     if splits:
-        split = _tile_split(span, splits)
+        split = tile_split(span, splits, 64)
         count = -(-span // split)
         return (1 if count == 1 else count + 1), split
     rows = BLOCK_ROWS[code]

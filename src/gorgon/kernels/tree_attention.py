@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gorgon.kernels.attention import BALANCE_MAX_SPLITS, balanced_splits, split_in_rounds
+from gorgon.kernels.attention import BALANCE_MAX_SPLITS, balanced_splits, split_in_rounds, tile_split
 from gorgon.kernels.tree_attention_wgmma import HAVE_GLUON
 
 if HAVE_GLUON:
@@ -385,12 +385,12 @@ def _split_size(
     Otherwise the context is split into whole rounds of `launch.waves` (default 1) times `per_sm`
     programs an SM (the tree's own split among them where `tree_split`); launch.splits forces the count."""
     if launch.splits:
-        return triton.cdiv(triton.cdiv(span, launch.splits), tile) * tile
+        return tile_split(span, launch.splits, tile)
     if programs >= sms:
         return max(span, 1)
     if launch.waves is None and block_m >= 128 and programs > sms // 3:
         most = min(triton.cdiv(span, balance_min_split or launch.min_split), BALANCE_MAX_SPLITS)
-        return triton.cdiv(triton.cdiv(span, balanced_splits(programs, sms, most)), tile) * tile
+        return tile_split(span, balanced_splits(programs, sms, most), tile)
     slots = (launch.waves or 1) * per_sm * sms
     return split_in_rounds(span, programs, slots, launch.min_split, tile, tree_split)
 
