@@ -77,7 +77,8 @@ BALANCE_SLACK = 1.15  # the fewest splits whose modelled time is within this of 
 def balanced_splits(programs: int, slots: int, most: int) -> int:
     """Context splits of each of `programs` row blocks bound by their products, on `slots` places that run
     at once (the SMs for 128-row blocks, which keep an SM's tensor cores busy alone): the fewest whose
-    modelled time is within BALANCE_SLACK of the best, up to `most`. Programs sharing a place share its
+    modelled time is within BALANCE_SLACK of the best, up to `most` (the splits the context allows) and
+    BALANCE_MAX_SPLITS. Programs sharing a place share its
     throughput, so k splits take about ceil(k * programs / slots) / k of the unsplit time (the tree's
     short programs fill the gaps). Where one round of resident programs was the plan, these grids ran a
     second split on a few SMs doubled up (SmolLM2 heads, batch 8, N=128: 144 context programs on 132
@@ -86,7 +87,7 @@ def balanced_splits(programs: int, slots: int, most: int) -> int:
     N=128, P=8192 2 -> 3 splits 86.7 -> 64.1 us, P=2048 31.2 -> 25.6; batch 16, N=64 unsplit -> 4 splits
     108.4 -> 80.8; Llama-3-8B heads (warp-specialized kernel), batch 2, N=128 and batch 4, N=64, P=8192
     unsplit -> 2 splits 102.6 -> 70.3 and 104.4 -> 77.6."""
-    cost = {k: _cdiv(k * programs, slots) / k for k in range(1, max(most, 1) + 1)}
+    cost = {k: _cdiv(k * programs, slots) / k for k in range(1, max(min(most, BALANCE_MAX_SPLITS), 1) + 1)}
     best = min(cost.values())
     return min(k for k, c in cost.items() if c <= BALANCE_SLACK * best)
 

@@ -26,7 +26,6 @@ import torch
 from gorgon.errors import GorgonError
 from gorgon.kernels import reference
 from gorgon.kernels.attention import (
-    BALANCE_MAX_SPLITS,
     AttentionMeta,
     balanced_splits,
     split_in_rounds,
@@ -136,7 +135,7 @@ def _splits(blocks: int, span: int, target: int, places: int, products: bool) ->
       head_dim 64, four blocks an SM resident, its model ties 1 and 2 splits where 2 were faster
       (SmolLM2 heads, batch 8, N=128, P=8192: 141.3 unsplit, 110.1 in 2)."""
     split = split_in_rounds(span, blocks, target, MIN_SPLIT, 64)
-    most = min(span // BALANCE_MIN_SPLIT, BALANCE_MAX_SPLITS)  # splits of BALANCE_MIN_SPLIT or more
+    most = span // BALANCE_MIN_SPLIT  # splits of BALANCE_MIN_SPLIT or more
     if products and places // 3 < blocks < places and most >= 2:
         count = balanced_splits(blocks, places, most)
         if count > -(-span // split):  # more splits only: the model ties 1 and 2 where 2 was faster
@@ -160,11 +159,11 @@ def split_plan(
     if splits:
         split = tile_split(span, splits, 64)
         count = -(-span // split)
-        return (1 if count == 1 else count + 1), split
-    rows = BLOCK_ROWS[code]
-    blocks = b * hkv * -(-n * (hq // hkv) // rows)
-    places = _target_blocks(q.get_device()) * 64 // rows
-    count, split = _splits(blocks, span, places * max(128 // d, 1), places, n * (hq // hkv) > 64)
+    else:
+        rows = BLOCK_ROWS[code]
+        blocks = b * hkv * -(-n * (hq // hkv) // rows)
+        places = _target_blocks(q.get_device()) * 64 // rows
+        count, split = _splits(blocks, span, places * max(128 // d, 1), places, n * (hq // hkv) > 64)
     return (1 if count == 1 else count + 1), split
 
 

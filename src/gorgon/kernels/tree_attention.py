@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gorgon.kernels.attention import BALANCE_MAX_SPLITS, balanced_splits, split_in_rounds, tile_split
+from gorgon.kernels.attention import balanced_splits, split_in_rounds, tile_split
 from gorgon.kernels.tree_attention_wgmma import HAVE_GLUON
 
 if HAVE_GLUON:
@@ -389,7 +389,7 @@ def _split_size(
     if programs >= sms:
         return max(span, 1)
     if launch.waves is None and block_m >= 128 and programs > sms // 3:
-        most = min(triton.cdiv(span, balance_min_split or launch.min_split), BALANCE_MAX_SPLITS)
+        most = triton.cdiv(span, balance_min_split or launch.min_split)
         return tile_split(span, balanced_splits(programs, sms, most), tile)
     slots = (launch.waves or 1) * per_sm * sms
     return split_in_rounds(span, programs, slots, launch.min_split, tile, tree_split)
