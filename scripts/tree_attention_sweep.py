@@ -10,10 +10,10 @@ with the settings given (keyword arguments of Launch, as JSON); --repeats times 
 interleaved (setting after setting, then again), and keeps the median, so that drift over a case does
 not favour one setting. --baseline times another version of gorgon/kernels/tree_attention.py (its
 defaults) in the same run, as "before". --cuda adds the CUDA kernel (its automatic choice, without PDL,
-and each of its mma kernels); --cuda-baseline DIR also an earlier version of it, built from the sources
-in DIR. --cold gives every call its own inputs, rotating over as many sets as make 160 MB of K/V (three
-times the H100's L2), so that each call reads K/V that the previous ones evicted, as a model step reads
-a layer's K/V; without it, batch-1 K/V (34 MB at Llama-3-8B heads and P=8192) stays in L2 between
+and each of its tensor-core kernels); --cuda-baseline DIR also an earlier version of it, built from the
+sources in DIR. --cold gives every call its own inputs, rotating over as many sets as make 160 MB of K/V
+(three times the H100's L2), so that each call reads K/V that the previous ones evicted, as a model step
+reads a layer's K/V; without it, batch-1 K/V (34 MB at Llama-3-8B heads and P=8192) stays in L2 between
 back-to-back replays.
 """
 
@@ -84,7 +84,7 @@ def cuda_runners(kv_len: int, scale: float, baseline: str | None) -> dict:
             os.environ.pop("GORGON_PDL")
 
     runners = {"cuda": lambda c: shipped(c, "1"), "cuda, no PDL": lambda c: shipped(c, "0")}
-    names = ("mma4", "mma8") + (("wgmma4", "wgmma8") if cuda_ops.has_wgmma() else ())
+    names = ("mma4", "mma8") + (("wgmma4", "wgmma8", "ws") if cuda_ops.has_wgmma() else ())
     runners.update({f"cuda {name}": lambda c, name=name: shipped(c, "1", name) for name in names})
     if baseline:
         old = _old_cuda(baseline)
@@ -271,7 +271,8 @@ def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args
         "cuda_us": us.get("cuda"), "cuda_before_us": us.get("cuda before"),
         "cuda_no_pdl_us": us.get("cuda, no PDL"), "cuda_mma4_us": us.get("cuda mma4"),
         "cuda_mma8_us": us.get("cuda mma8"), "cuda_wgmma4_us": us.get("cuda wgmma4"),
-        "cuda_wgmma8_us": us.get("cuda wgmma8"), "pdl_us": us.get(Launch(pdl=True)),
+        "cuda_wgmma8_us": us.get("cuda wgmma8"), "cuda_ws_us": us.get("cuda ws"),
+        "pdl_us": us.get(Launch(pdl=True)),
         "head_major_us": us.get("head-major"), "head_major_pdl_us": us.get("head-major pdl"),
         "cuda_head_major_us": us.get("cuda head-major"),
         "cuda_plan": cuda_plan(cases[0], kv_len) if args.cuda else None,
@@ -290,11 +291,11 @@ def _cell(us: float | None, floor: float | None = None) -> str:
 def table(rows: list[dict], title: str) -> list[str]:
     head = "shape | B | N | P | floor us | before us | default us | x floor | fp32 partials us | best us"
     head += " | x floor | best setting | CUDA us | CUDA x floor | CUDA no PDL us | CUDA before us"
-    head += " | CUDA mma4 us | CUDA mma8 us | CUDA wgmma4 us | CUDA wgmma8 us"
+    head += " | CUDA mma4 us | CUDA mma8 us | CUDA wgmma4 us | CUDA wgmma8 us | CUDA ws us | CUDA ws x floor"
     head += " | PDL us | head-major us | head-major x floor | head-major PDL us | CUDA head-major us"
     head += " | CUDA plan | CUDA rounds plan us | CUDA forced splits us"
     lines = [title, "", f"| {head} |"]
-    lines += ["|---" * 28 + "|"]
+    lines += ["|---" * 30 + "|"]
     for r in rows:
         fields = Launch.__dataclass_fields__
         setting = ", ".join(f"{k} {v}" for k, v in r["best"].items() if v != fields[k].default)
@@ -304,7 +305,8 @@ def table(rows: list[dict], title: str) -> list[str]:
         cells += [_cell(best), _cell(best, floor), setting or "the default"]
         cells += [_cell(r["cuda_us"]), _cell(r["cuda_us"], floor), _cell(r["cuda_no_pdl_us"])]
         cells += [_cell(r["cuda_before_us"]), _cell(r.get("cuda_mma4_us")), _cell(r.get("cuda_mma8_us"))]
-        cells += [_cell(r.get("cuda_wgmma4_us")), _cell(r.get("cuda_wgmma8_us")), _cell(r.get("pdl_us"))]
+        cells += [_cell(r.get("cuda_wgmma4_us")), _cell(r.get("cuda_wgmma8_us"))]
+        cells += [_cell(r.get("cuda_ws_us")), _cell(r.get("cuda_ws_us"), floor), _cell(r.get("pdl_us"))]
         hm = r.get("head_major_us")
         cells += [
             _cell(hm),

@@ -34,10 +34,11 @@ from gorgon.kernels.attention import (
 
 SOURCES = [Path(__file__).parent / "cuda" / name for name in ("tree_attention.cu", "binding.cpp")]
 MAX_TREE = 128
-KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3, "wgmma4": 4, "wgmma8": 5}  # the binding's codes
-NAMES = (*KERNELS, "mma")  # "mma": whichever of mma4, mma8, wgmma4, wgmma8 _auto_kernel picks
-BLOCK_ROWS = {1: 64, 2: 64, 3: 128, 4: 64, 5: 128}  # (node, head) rows per block of each tensor-core kernel
-WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"]}  # Hopper's warp-group MMA: sm_90 only
+KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3, "wgmma4": 4, "wgmma8": 5, "ws": 6}  # the binding's codes
+NAMES = (*KERNELS, "mma")  # "mma": whichever tensor-core kernel _auto_kernel picks
+BLOCK_ROWS = {1: 64, 2: 64, 3: 128, 4: 64, 5: 128, 6: 128}  # (node, head) rows a block of each tensor-core kernel
+WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"], KERNELS["ws"]}  # Hopper's warp-group MMA: sm_90 only
+WS_TILE = 128  # slots a tile of the warp-specialized kernel (fa2::kWsBN)
 MIN_SPLIT = 128  # committed slots per split, at least
 BALANCE_MIN_SPLIT = 2048  # committed slots per split, at least, where _splits balances a grid
 
@@ -114,9 +115,11 @@ def _target_blocks(device: int) -> int:
     return 2 * torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def _splits(blocks: int, span: int, target: int, places: int, products: bool) -> tuple[int, int]:
+def _splits(
+    blocks: int, span: int, target: int, places: int, products: bool, tile: int = 64
+) -> tuple[int, int]:
     """(splits, split size) of the committed span for a grid of `blocks` blocks per split, in multiples
-    of the 64-slot tile: one round of `target` resident blocks (attention.split_in_rounds), or more
+    of the tile (64 slots; the warp-specialized kernel's 128): one round of `target` resident blocks (attention.split_in_rounds), or more
     splits where balance over the SMs asks for them (attention.balanced_splits, over `places`: two
     64-row blocks an SM, one 128-row block). Balance applies to grids bound by their products
     (`products`: a KV head has more than 64 rows) over more than a third of the places but short of
@@ -134,12 +137,12 @@ def _splits(blocks: int, span: int, target: int, places: int, products: bool) ->
       N=16, P=8192: 148.1 unsplit -> 159.9 in 2). Balance never gives fewer splits than one round: at
       head_dim 64, four blocks an SM resident, its model ties 1 and 2 splits where 2 were faster
       (SmolLM2 heads, batch 8, N=128, P=8192: 141.3 unsplit, 110.1 in 2)."""
-    split = split_in_rounds(span, blocks, target, MIN_SPLIT, 64)
+    split = split_in_rounds(span, blocks, target, MIN_SPLIT, tile)
     most = span // BALANCE_MIN_SPLIT  # splits of BALANCE_MIN_SPLIT or more
     if products and places // 3 < blocks < places and most >= 2:
         count = balanced_splits(blocks, places, most)
         if count > -(-span // split):  # more splits only: the model ties 1 and 2 where 2 was faster
-            split = tile_split(span, count, 64)
+            split = tile_split(span, count, tile)
     return -(-span // split), split
 
 
@@ -156,14 +159,18 @@ def split_plan(
     b, n, hq, d = q.shape
     hkv = cache_k.shape[2]
     span = max(kv_len - n, 1)
+    ws = code == KERNELS["ws"]
+    tile = WS_TILE if ws else 64
     if splits:
-        split = tile_split(span, splits, 64)
+        split = tile_split(span, splits, tile)
         count = -(-span // split)
     else:
         rows = BLOCK_ROWS[code]
         blocks = b * hkv * -(-n * (hq // hkv) // rows)
         places = _target_blocks(q.get_device()) * 64 // rows
-        count, split = _splits(blocks, span, places * max(128 // d, 1), places, n * (hq // hkv) > 64)
+        # the warp-specialized kernel's shared memory holds it to one block an SM at either head size
+        target = places if ws else places * max(128 // d, 1)
+        count, split = _splits(blocks, span, target, places, n * (hq // hkv) > 64, tile)
     return (1 if count == 1 else count + 1), split
 
 
@@ -241,7 +248,8 @@ def tree_attention(
     """Same contract as gorgon.kernels.tree_attention.tree_attention (q [B, N, Hq, D], N <= 128).
     `fast`: force a tensor-core (True) or the exact (False) kernel; default: tensor cores where they
     apply. `kernel`: "mma" (default: _auto_kernel's choice), "mma4", "mma8", "wgmma4", "wgmma8" (their forms
-    on Hopper's warp-group MMA, sm_90 only), "wmma" or "exact"; default: $GORGON_CUDA_KERNEL, else "mma".
+    on Hopper's warp-group MMA, sm_90 only), "ws" (the warp-specialized wgmma form: TMA producer, two
+    consumer warp groups; sm_90 only), "wmma" or "exact"; default: $GORGON_CUDA_KERNEL, else "mma".
     `splits`: force this many context splits (split_plan's study knob)."""
     b, n, hq, d = q.shape
     out = torch.empty_like(q) if out is None else out

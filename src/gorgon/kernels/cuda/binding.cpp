@@ -18,6 +18,7 @@ struct TreeAttentionArgs {
   int n, hkv, group, nsplit, split;
   int pdl;
   int64_t sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh;
+  int64_t slots;
 };
 cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
                                 cudaStream_t stream);
@@ -36,8 +37,8 @@ static int dtype_code(const torch::Tensor& t) {
 
 // q [B, N, Hq, D]; cache_k/v [B, S, Hkv, D]; committed [B] int64; bits [B, N, W] int32; out like q.
 // kernel: 0 the exact warp-per-row kernel, 1 the mma.sync tensor-core kernel (4 warps), 2 the WMMA one, 3 the
-// mma.sync one with 8 warps, 4 and 5 its wgmma form with 4 and 8 warps (sm_90: cuda_ops builds sm_90a code
-// there). The tensor-core
+// mma.sync one with 8 warps, 4 and 5 its wgmma form with 4 and 8 warps, 6 the warp-specialized form (sm_90:
+// cuda_ops builds sm_90a code there). The tensor-core
 // kernels run `nsplit` blocks per row block, of `split` committed slots each, the last one taking the tree
 // (nsplit 1: one block does all); when nsplit > 1, lse [rows * nsplit] float32 and part
 // [rows * nsplit, D] of q's dtype hold each split's log2-sum-exp and normalized output for the merge.
@@ -82,9 +83,16 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   a.sob = out.stride(0), a.son = out.stride(1), a.soh = out.stride(2);
   const int batch = (int)q.size(0), d = (int)q.size(3);
   auto stream = at::cuda::getCurrentCUDAStream().stream();
-  TORCH_CHECK(kernel >= 0 && kernel <= 5, "tree attention: unknown kernel ", kernel);
+  TORCH_CHECK(kernel >= 0 && kernel <= 6, "tree attention: unknown kernel ", kernel);
   TORCH_CHECK(kernel < 4 || (props->major == 9 && props->minor == 0),
               "tree attention: the wgmma kernels need an sm_90 GPU (H100/H200)");
+  // the warp-specialized form reads K/V by TMA: 16-byte aligned base and strides, the same shape for both
+  TORCH_CHECK(kernel != 6 || (k.sizes() == v.sizes() &&
+                              (uintptr_t)k.data_ptr() % 16 == 0 && (uintptr_t)v.data_ptr() % 16 == 0 &&
+                              k.stride(0) % 8 == 0 && k.stride(1) % 8 == 0 && k.stride(2) % 8 == 0 &&
+                              v.stride(0) % 8 == 0 && v.stride(1) % 8 == 0 && v.stride(2) % 8 == 0),
+              "tree attention: the ws kernel needs K and V of one shape with 16-byte aligned rows");
+  a.slots = k.size(1);
   cudaError_t err = kernel == 0 ? gorgon::tree_attention_exact(a, batch, d, dtype_code(q), stream)
                                 : gorgon::tree_attention_fast(a, batch, d, dtype_code(q), (int)kernel - 1, stream);
   TORCH_CHECK(err == cudaSuccess, "tree attention launch: ", cudaGetErrorString(err));

@@ -18,11 +18,14 @@
 // exactness, not speed.
 // The file needs no torch headers, so it compiles (and is checked in CI) with nvcc alone.
 
+#include <cuda.h>  // CUtensorMap (the warp-specialized form's TMA)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <mma.h>
 #include <stdint.h>
+
+#include <type_traits>
 
 using namespace nvcuda;
 
@@ -46,6 +49,7 @@ struct TreeAttentionArgs {
   int n, hkv, group, nsplit, split;
   int pdl;  // launch the merge with programmatic stream serialization (sm_90 and up)
   int64_t sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh;
+  int64_t slots;  // the caches' slots a row (the warp-specialized form's TMA bounds)
 };
 
 __device__ __forceinline__ float warp_max(float x) {
@@ -870,6 +874,481 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
   }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// The warp-specialized form (sm_90a; GORGON_CUDA_KERNEL=ws): FlashAttention-3's structure, the CUDA
+// counterpart of tree_attention_wgmma._ws_tree_attention_kernel. A block owns 128 (node, head) rows of
+// one KV head: one producer warp streams K and V tiles of kWsBN slots by TMA into a ring of shared-memory
+// stages, each guarded by a "full" mbarrier (the TMA's bytes landed) and an "empty" one (every consumer
+// warp group is done with it); two consumer warp groups of 64 rows each run both products on wgmma, Q K^T
+// from shared memory (Q staged once, swizzled) and P V from registers, with the intra-warpgroup overlap:
+// tile t's Q K^T and tile t - 1's P V are issued together and tile t's softmax runs while P V t - 1 is still
+// on the tensor cores. The consumers never wait on a block-wide barrier, so the two groups drift apart
+// and take turns on the tensor cores (the mma form's K/V loads and __syncthreads serialised them).
+//
+// Tiles cover the block's slots as one run: lo .. hi of the context for a context split, committed ..
+// committed + n for the tree's split, 0 .. committed + n unsplit. A tile reaching past the context is
+// masked by position and ancestor bits. The TMA reads whole tiles: rows past the cache's slots come back
+// zero, rows past a split's or the tree's end are real slots of the cache (masked out of the scores, so
+// they must be finite, as kv_cache's zero-initialised buffer and any written slot are).
+
+#ifndef GORGON_WS_BN
+#define GORGON_WS_BN 128
+#endif
+#ifndef GORGON_WS_PINGPONG
+#define GORGON_WS_PINGPONG 0
+#endif
+#ifndef GORGON_WS_FAST_SOFTMAX
+#define GORGON_WS_FAST_SOFTMAX 1
+#endif
+constexpr int kWsBN = GORGON_WS_BN;  // slots per tile
+constexpr int kWsThreads = 3 * 128;  // two consumer warp groups, then the producer's (one thread copies)
+template <int D> struct WsLayout {
+  // 128 KB of K/V tiles, 16 or 32 KB of Q
+  static constexpr int kStages = (D <= 64 ? 4 : 2) * (128 / kWsBN);
+  static constexpr int kRegion = kWsBN * 128;                 // bytes of a tile's 64-dim region
+  static constexpr int kTile = (D / 64) * kRegion;            // bytes of a K or V tile
+  static constexpr int kQ = (D / 64) * 64 * 128;              // bytes of a warp group's Q (64 rows)
+  static constexpr size_t bytes = 1024 + 2 * kStages * kTile + 2 * kQ + 4 * kStages * 8;  // + align
+};
+
+// The K and V caches as TMA tensors [batch, slots, kv_heads, D] (innermost last), tiles of 64 dims x
+// kWsBN slots of one head in the 128-byte-swizzled layout that wgmma reads.
+struct KvMaps {
+  CUtensorMap k, v;
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void wgmma_ss(Tag<__nv_bfloat16, 64>, float (&d)[32], uint64_t da, uint64_t db,
+                                         int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(da), "l"(db), "r"(accumulate));
+}
+
+__device__ __forceinline__ void wgmma_ss(Tag<__half, 64>, float (&d)[32], uint64_t da, uint64_t db,
+                                         int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(da), "l"(db), "r"(accumulate));
+}
+
+__device__ __forceinline__ void wgmma_ss(Tag<__nv_bfloat16, 128>, float (&d)[64], uint64_t da, uint64_t db,
+                                         int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db), "r"(accumulate));
+}
+
+__device__ __forceinline__ void wgmma_ss(Tag<__half, 128>, float (&d)[64], uint64_t da, uint64_t db,
+                                         int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+      "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db), "r"(accumulate));
+}
+
+__device__ __forceinline__ void wgmma_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
+}
+// One arrival that also expects `bytes` from the TMA (the phase completes when both are in).
+__device__ __forceinline__ void mbar_expect(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// Wait for the phase of parity `parity` to complete (a fresh barrier's phase "1" counts as complete).
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred p;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@p bra.uni DONE;\nbra.uni WAIT;\nDONE:\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+// A tile box (64 dims x kWsBN slots of one head) at (dim c, head h, slot s, batch b) into `dst`.
+__device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c, int h, int s,
+                                         int b) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, "
+      "%6}], [%2];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c), "r"(h), "r"(s), "r"(b)
+      : "memory");
+}
+// The consumers' barrier (named barrier 1 + group, 128 threads): Q staged before its wgmma reads it.
+__device__ __forceinline__ void group_sync(int group) {
+  asm volatile("bar.sync %0, 128;\n" ::"r"(1 + group) : "memory");
+}
+// Named barriers 3 and 4 over both consumer groups (256 threads): the groups' turns on the tensor cores.
+__device__ __forceinline__ void turn_wait(int group) {
+  asm volatile("bar.sync %0, 256;\n" ::"r"(3 + group) : "memory");
+}
+__device__ __forceinline__ void turn_pass(int group) {
+  asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - group) : "memory");
+}
+__device__ __forceinline__ float ex2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+#endif
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttentionArgs a, const __grid_constant__ KvMaps maps) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using L = WsLayout<D>;
+  constexpr int kStages = L::kStages;
+  constexpr int KD = D / 16;      // k steps of Q K^T
+  constexpr int NB = kWsBN / 8;   // 8-slot score blocks per tile
+  constexpr int DB = D / 8;       // 8-wide output blocks
+  constexpr int V8 = D / 8;       // 16-byte vectors per Q row
+
+  extern __shared__ __align__(128) unsigned char smem[];
+  const uint32_t base = (smem_u32(smem) + 1023u) & ~1023u;  // the swizzle is a function of the address
+  auto kbuf = [&](int i) { return base + i * L::kTile; };
+  auto vbuf = [&](int i) { return base + (kStages + i) * L::kTile; };
+  const uint32_t qbase = base + 2 * kStages * L::kTile;
+  const uint32_t bars = qbase + 2 * L::kQ;  // full K, full V, empty K, empty V: kStages each
+  auto full_k = [&](int i) { return bars + 8 * i; };
+  auto full_v = [&](int i) { return bars + 8 * (kStages + i); };
+  auto empty_k = [&](int i) { return bars + 8 * (2 * kStages + i); };
+  auto empty_v = [&](int i) { return bars + 8 * (3 * kStages + i); };
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int b = blockIdx.x / a.hkv, kvh = blockIdx.x % a.hkv, split = blockIdx.z;
+  const int rows = a.n * a.group;
+  const int groups = rows - (int)blockIdx.y * 128 > 64 ? 2 : 1;  // consumer groups with rows to compute
+  const int64_t committed = a.committed[b];
+  const bool direct = a.nsplit == 1;
+  const bool do_tree = direct || split == a.nsplit - 1;
+  int64_t lo = 0, hi = committed + a.n;  // this block's run of slots
+  if (!direct) {
+    lo = do_tree ? committed : (int64_t)split * a.split;
+    hi = do_tree ? committed + a.n : (lo + a.split < committed ? lo + a.split : committed);
+  }
+  const int n_tiles = hi > lo ? (int)((hi - lo + kWsBN - 1) / kWsBN) : 0;
+
+  if (tid == 0) {
+    for (int i = 0; i < kStages; ++i) {
+      mbar_init(full_k(i), 1);
+      mbar_init(full_v(i), 1);
+      mbar_init(empty_k(i), groups);  // one arrival from each consumer group
+      mbar_init(empty_v(i), groups);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();  // the last block-wide barrier: the roles part here
+
+  // Registers move from the producer's warp group to the consumers' (ptxas sizes a wgmma kernel for whole
+  // warp groups: 168 a thread here, which spilled the consumers' accumulators).
+  if (warp >= 8) {  // the producer: one thread issues every copy
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+    if (warp == 8 && lane == 0) {
+      for (int t = 0; t < n_tiles; ++t) {
+        const int st = t % kStages;
+        const uint32_t free = ((t / kStages) & 1) ^ 1;
+        const int slot = (int)(lo + (int64_t)t * kWsBN);
+        mbar_wait(empty_k(st), free);
+        mbar_expect(full_k(st), L::kTile);
+#pragma unroll
+        for (int r = 0; r < D / 64; ++r) tma_load(kbuf(st) + r * L::kRegion, &maps.k, full_k(st), r * 64, kvh, slot, b);
+        mbar_wait(empty_v(st), free);
+        mbar_expect(full_v(st), L::kTile);
+#pragma unroll
+        for (int r = 0; r < D / 64; ++r) tma_load(vbuf(st) + r * L::kRegion, &maps.v, full_v(st), r * 64, kvh, slot, b);
+      }
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+  const int group = warp >> 2, gwarp = warp & 3, gtid = tid & 127;
+  const int row0 = (int)blockIdx.y * 128 + group * 64;
+  if (group >= groups) return;  // all padding: the empty barriers count only the groups that compute
+  const int g = lane >> 2, tq = lane & 3;
+
+  // Q: this group's 64 rows into the swizzled K-major layout (64-dim regions of 64 rows x 128 bytes),
+  // rows past the tree zero.
+  const uint32_t qs = qbase + group * L::kQ;
+  for (int i = gtid; i < 64 * V8; i += 128) {
+    const int r = i / V8, c = (i % V8) * 8, row = row0 + r;
+    uint4 val = make_uint4(0, 0, 0, 0);
+    if (row < rows) {
+      const T* src = static_cast<const T*>(a.q) + b * a.sqb + (row / a.group) * a.sqn +
+                     (int64_t)(kvh * a.group + row % a.group) * a.sqh + c;
+      val = *reinterpret_cast<const uint4*>(src);
+    }
+    const uint32_t dst = qs + (c / 64) * 64 * 128 + r * 128 + ((((c % 64) / 8) ^ (r & 7)) << 4);
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(val.x), "r"(val.y), "r"(val.z),
+                 "r"(val.w)
+                 : "memory");
+  }
+  fence_proxy_async();  // the generic stores, visible to wgmma's reads
+  group_sync(group);
+
+  int node[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = row0 + gwarp * 16 + g + 8 * h;
+    node[h] = row < rows ? row / a.group : a.n;  // a.n: padding, sees nothing in the tree
+  }
+  const float scale = a.scale * kLog2e;
+  const int64_t limit = hi < committed ? hi : committed;  // tiles reaching past it are masked
+  const int words = (a.n + 31) >> 5;
+  const int32_t* bits_row[2] = {a.bits + b * a.sbb + (int64_t)(node[0] < a.n ? node[0] : 0) * a.sbn,
+                                a.bits + b * a.sbb + (int64_t)(node[1] < a.n ? node[1] : 0) * a.sbn};
+
+  float s[NB][4], o[DB][4];
+  uint32_t pa[kWsBN / 16][4];
+  float(&sacc)[NB * 4] = reinterpret_cast<float(&)[NB * 4]>(s);
+  float(&oacc)[DB * 4] = reinterpret_cast<float(&)[DB * 4]>(o);
+#pragma unroll
+  for (int j = 0; j < DB; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's columns only
+
+  auto issue_s = [&](int st) {
+    fence_regs(sacc);
+    wgmma_fence();
+#pragma unroll
+    for (int kd = 0; kd < KD; ++kd) {
+      const uint64_t da = smem_desc(qs + (kd / 4) * 64 * 128 + (kd % 4) * 32, 16, 1024);
+      const uint64_t db = smem_desc(kbuf(st) + (kd / 4) * L::kRegion + (kd % 4) * 32, 16, 1024);
+      wgmma_ss(Tag<T, kWsBN>{}, sacc, da, db, kd > 0);
+    }
+    wgmma_commit();
+  };
+  auto issue_pv = [&](int st) {
+    fence_regs(oacc);
+#pragma unroll
+    for (int kk = 0; kk < kWsBN / 16; ++kk) fence_regs(pa[kk]);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kWsBN / 16; ++kk) {
+      const uint64_t desc = smem_desc(vbuf(st) + kk * 16 * 128, L::kRegion, 1024);
+      if constexpr (D == 64) {  // two m64n32 halves, as the mma form found exact (see above)
+        float(&olo)[16] = reinterpret_cast<float(&)[16]>(o[0]);
+        float(&ohi)[16] = reinterpret_cast<float(&)[16]>(o[4]);
+        wgmma_rs<1>(Tag<T, 32>{}, olo, pa[kk], desc);
+        wgmma_rs<1>(Tag<T, 32>{}, ohi, pa[kk], desc + (64 >> 4));
+      } else {
+        wgmma_rs<1>(Tag<T, D>{}, oacc, pa[kk], desc);
+      }
+    }
+    wgmma_commit();
+  };
+  auto pv_done = [&]() {
+    fence_regs(oacc);
+#pragma unroll
+    for (int kk = 0; kk < kWsBN / 16; ++kk) fence_regs(pa[kk]);
+  };
+  // Tile t's scores (in s) masked, folded into (m, l), turned into probabilities; alpha rescales O.
+  auto softmax = [&](int t, float (&alpha)[2]) {
+    const int64_t slot0 = lo + (int64_t)t * kWsBN;
+    if (slot0 + kWsBN > limit) {
+#pragma unroll
+      for (int j = 0; j < NB; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int64_t slot = slot0 + 8 * j + 2 * tq + (e & 1), rel = slot - committed;
+          const int h = e >> 1;
+          bool ok = slot < hi && rel < 0;
+          if (slot < hi && rel >= 0 && node[h] < a.n && (rel >> 5) < words)
+            ok = (bits_row[h][rel >> 5] >> (rel & 31)) & 1;
+          if (!ok) s[j][e] = -INFINITY;
+        }
+    }
+    float ref[2];
+#if GORGON_WS_FAST_SOFTMAX
+    // Four independent chains a row for the max and the sum (one chain of 64 dependent operations was the
+    // critical path of the softmax), and ex2.approx.ftz: one MUFU op, where exp2f adds denormal handling.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+#pragma unroll
+      for (int j = 0; j < NB; j += 2)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          mx[e] = fmaxf(mx[e], s[j][2 * h + e]);
+          mx[2 + e] = fmaxf(mx[2 + e], s[j + 1][2 * h + e]);
+        }
+      const float m_new = fmaxf(m[h], quad_max(fmaxf(fmaxf(mx[0], mx[1]), fmaxf(mx[2], mx[3]))) * scale);
+      ref[h] = m_new == -INFINITY ? 0.f : m_new;  // a row that has seen nothing stays empty
+      alpha[h] = ex2_ftz(m[h] - ref[h]);
+      m[h] = m_new;
+    }
+    float sum[2][4] = {};
+#pragma unroll
+    for (int j = 0; j < NB; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[j][e] = ex2_ftz(fmaf(s[j][e], scale, -ref[e >> 1]));
+        sum[e >> 1][(j & 1) * 2 + (e & 1)] += s[j][e];
+      }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + ((sum[h][0] + sum[h][1]) + (sum[h][2] + sum[h][3]));
+#else
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < NB; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * h], s[j][2 * h + 1]));
+      const float m_new = fmaxf(m[h], quad_max(mx) * scale);
+      ref[h] = m_new == -INFINITY ? 0.f : m_new;  // a row that has seen nothing stays empty
+      alpha[h] = exp2f(m[h] - ref[h]);
+      m[h] = m_new;
+    }
+    float sum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < NB; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[j][e] = exp2f(fmaf(s[j][e], scale, -ref[e >> 1]));
+        sum[e >> 1] += s[j][e];
+      }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + sum[h];
+#endif
+  };
+  auto pack_p = [&]() {
+#pragma unroll
+    for (int kk = 0; kk < kWsBN / 16; ++kk) {
+      pa[kk][0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+  };
+  const bool leader = gtid == 0;  // arrives on the empty barriers for its group
+  // With GORGON_WS_PINGPONG the two groups take turns issuing their products (FlashAttention-3's
+  // ping-pong: one group's softmax runs while the other's products hold the tensor cores). Group 0 goes
+  // first; group 1 passes the turn after each of its issues but the last, so every wait is matched.
+  const bool pingpong = GORGON_WS_PINGPONG && groups == 2;
+  const int phases = n_tiles + 1;  // Q K^T 0, then (Q K^T t, P V t - 1), then P V of the last tile
+  int phase = 0;
+  auto take_turn = [&]() {
+    if (pingpong) turn_wait(group);
+  };
+  auto pass_turn = [&]() {
+    if (pingpong && !(group == 1 && phase == phases - 1)) turn_pass(group);
+    ++phase;
+  };
+  if (pingpong && group == 1 && n_tiles > 0) turn_pass(group);
+
+  if (n_tiles > 0) {
+    float alpha[2];
+    mbar_wait(full_k(0), 0);
+    take_turn();
+    issue_s(0);
+    pass_turn();
+    wgmma_wait();
+    fence_regs(sacc);
+    if (leader) mbar_arrive(empty_k(0));
+    softmax(0, alpha);  // O is still zero: no rescale
+    pack_p();
+    for (int t = 1; t < n_tiles; ++t) {
+      const int st = t % kStages, pst = (t - 1) % kStages;
+      mbar_wait(full_k(st), (t / kStages) & 1);
+      if (pingpong) mbar_wait(full_v(pst), ((t - 1) / kStages) & 1);  // both in before taking the turn
+      take_turn();
+      issue_s(st);
+      if (!pingpong) mbar_wait(full_v(pst), ((t - 1) / kStages) & 1);
+      issue_pv(pst);
+      pass_turn();
+      wgmma_wait1();  // Q K^T of tile t is done; P V of tile t - 1 may still run
+      fence_regs(sacc);
+      if (leader) mbar_arrive(empty_k(st));
+      softmax(t, alpha);
+      wgmma_wait();
+      pv_done();
+      if (leader) mbar_arrive(empty_v(pst));
+#pragma unroll
+      for (int j = 0; j < DB; ++j) {
+        o[j][0] *= alpha[0];
+        o[j][1] *= alpha[0];
+        o[j][2] *= alpha[1];
+        o[j][3] *= alpha[1];
+      }
+      pack_p();
+    }
+    const int pst = (n_tiles - 1) % kStages;
+    mbar_wait(full_v(pst), ((n_tiles - 1) / kStages) & 1);
+    take_turn();
+    issue_pv(pst);
+    pass_turn();
+    wgmma_wait();
+    pv_done();
+    if (leader) mbar_arrive(empty_v(pst));
+  }
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float lsum = quad_sum(l[h]);
+    const int row = row0 + gwarp * 16 + g + 8 * h;
+    if (row >= rows) continue;
+    const int nd = row / a.group, head = kvh * a.group + row % a.group;
+    const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
+    T* dst;
+    if (direct) {
+      dst = static_cast<T*>(a.out) + b * a.sob + nd * a.son + head * a.soh + 2 * tq;
+    } else {
+      const int64_t part = ((int64_t)(b * a.n + nd) * (a.hkv * a.group) + head) * a.nsplit + split;
+      dst = static_cast<T*>(a.part_out) + part * D + 2 * tq;
+      if (tq == 0) a.lse_out[part] = lsum > 0.f ? m[h] + log2f(lsum) : -INFINITY;
+    }
+#pragma unroll
+    for (int j = 0; j < DB; ++j)
+      *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+  }
+#else
+  __trap();  // launched on sm_90a builds only (the binding checks the GPU)
+#endif
+}
+
 }  // namespace fa2
 
 // The output offset of merge row (b * n + node) * hq + head.
@@ -1095,6 +1574,54 @@ static cudaError_t launch_mma(const TreeAttentionArgs& a, int batch, cudaStream_
   return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
+// cuTensorMapEncodeTiled from the driver, through the runtime (no -lcuda at link time); null without it.
+using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+static EncodeTiled encode_tiled() {
+  static const EncodeTiled fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult found;
+    const cudaError_t err =
+        cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &found);
+    return err == cudaSuccess && found == cudaDriverEntryPointSuccess ? reinterpret_cast<EncodeTiled>(p) : nullptr;
+  }();
+  return fn;
+}
+
+// A cache [batch, slots, kv_heads, D] (element strides sb, ss, sh; head_dim contiguous) as a TMA tensor of
+// boxes of 64 dims x kWsBN slots of one head, 128-byte swizzled; slots past the end read as zeros.
+template <typename T, int D>
+static bool kv_map(CUtensorMap* map, const void* data, int batch, int64_t slots, int hkv, int64_t sb, int64_t ss,
+                   int64_t sh) {
+  const EncodeTiled encode = encode_tiled();
+  if (encode == nullptr) return false;
+  const cuuint64_t dims[4] = {(cuuint64_t)D, (cuuint64_t)hkv, (cuuint64_t)slots, (cuuint64_t)batch};
+  const cuuint64_t strides[3] = {sh * sizeof(T), ss * sizeof(T), sb * sizeof(T)};  // bytes, dims 1..3
+  const cuuint32_t box[4] = {64, 1, (cuuint32_t)fa2::kWsBN, 1};
+  const cuuint32_t step[4] = {1, 1, 1, 1};
+  const CUtensorMapDataType type =
+      std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return encode(map, type, 4, const_cast<void*>(data), dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <typename T, int D>
+static cudaError_t launch_ws(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
+  using L = fa2::WsLayout<D>;
+  fa2::KvMaps maps;
+  if (!kv_map<T, D>(&maps.k, a.k, batch, a.slots, a.hkv, a.skb, a.sks, a.skh) ||
+      !kv_map<T, D>(&maps.v, a.v, batch, a.slots, a.hkv, a.svb, a.svs, a.svh))
+    return cudaErrorInvalidValue;  // the binding checked what TMA needs; a driver without it lands here
+  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_ws<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)L::bytes);
+  if (err != cudaSuccess) return err;
+  dim3 grid(batch * a.hkv, (a.n * a.group + 127) / 128, a.nsplit);
+  fa2::tree_attention_ws<T, D><<<grid, fa2::kWsThreads, L::bytes, stream>>>(a, maps);
+  return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
+}
+
 template <typename T>
 static cudaError_t launch_tc(const TreeAttentionArgs& a, int batch, int d, int variant, cudaStream_t stream) {
   if (variant == 0 && d == 64) return launch_mma<T, 64, 4>(a, batch, stream);
@@ -1107,12 +1634,14 @@ static cudaError_t launch_tc(const TreeAttentionArgs& a, int batch, int d, int v
   if (variant == 3 && d == 128) return launch_mma<T, 128, 4, true>(a, batch, stream);
   if (variant == 4 && d == 64) return launch_mma<T, 64, 8, true>(a, batch, stream);
   if (variant == 4 && d == 128) return launch_mma<T, 128, 8, true>(a, batch, stream);
+  if (variant == 5 && d == 64) return launch_ws<T, 64>(a, batch, stream);
+  if (variant == 5 && d == 128) return launch_ws<T, 128>(a, batch, stream);
   return cudaErrorInvalidValue;
 }
 
 // variant 0: the mma.sync kernel (tree_attention_mma) with 4 warps; 1: the WMMA kernel
-// (tree_attention_wmma); 2: the mma.sync kernel with 8 warps; 3 and 4: its wgmma form with 4 and 8 warps
-// (sm_90a builds only: the binding checks).
+// (tree_attention_wmma); 2: the mma.sync kernel with 8 warps; 3 and 4: its wgmma form with 4 and 8 warps;
+// 5: the warp-specialized form (tree_attention_ws). 3-5 run on sm_90a builds only (the binding checks).
 cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
                                 cudaStream_t stream) {
   if (dtype == 1) return launch_tc<__half>(a, batch, d, variant, stream);
