@@ -37,14 +37,14 @@ def test_auto_kernel(batch, n, hq, hkv, d, want, monkeypatch):
 @pytest.mark.parametrize(
     "batch, n, hq, hkv, d, want",
     [
-        (8, 128, 32, 8, 128, "wgmma8"),  # 256 8-warp blocks: every SM has one
-        (8, 64, 32, 8, 128, "wgmma4"),  # 128 8-warp blocks would leave SMs idle (as mma8 does not)
-        (3, 128, 32, 8, 128, "wgmma4"),
-        (1, 64, 32, 8, 128, "wgmma4"),
+        (8, 128, 32, 8, 128, "ws"),  # the warp-specialized kernel wherever it measured faster
+        (8, 64, 32, 8, 128, "ws"),
+        (3, 128, 32, 8, 128, "ws"),
+        (1, 64, 32, 8, 128, "ws"),
         (1, 16, 32, 8, 128, "wgmma8"),  # 8 blocks of 64 rows: a second warp group to load tiles
-        (1, 1, 32, 8, 128, "wgmma4"),  # 4 rows
-        (8, 16, 32, 8, 128, "wgmma4"),  # 64 blocks
-        (8, 64, 9, 3, 64, "wgmma4"),  # head_dim 64
+        (1, 1, 32, 8, 128, "ws"),  # 4 rows
+        (8, 16, 32, 8, 128, "ws"),  # 64 blocks
+        (8, 64, 9, 3, 64, "ws"),  # head_dim 64
     ],
 )
 def test_auto_kernel_on_hopper(batch, n, hq, hkv, d, want, monkeypatch):
@@ -76,6 +76,24 @@ def test_kernel_names_force_and_fall_back(monkeypatch):
             cuda_ops.BLOCK_ROWS[cuda_ops.KERNELS[name]]
             == cuda_ops.BLOCK_ROWS[cuda_ops.KERNELS[name.replace("wg", "")]]
         )
+    assert cuda_ops._kernel_code(q, tensors, None, "ws") == cuda_ops.KERNELS["ws"]
+    monkeypatch.setattr(cuda_ops, "_hopper", lambda q: True)
+    assert cuda_ops._kernel_code(q, tensors, None, None) == cuda_ops.KERNELS["ws"]
+    short_v = (*tensors[:2], tensors[2][:, :-8], tensors[3])  # V not shaped like K: no TMA maps for ws
+    assert cuda_ops._kernel_code(q, short_v, None, None) == cuda_ops.KERNELS["wgmma4"]
+
+
+def test_split_plan_of_the_warp_specialized_kernel(monkeypatch):
+    # one 128-row block an SM at either head size, splits in whole 128-slot tiles
+    monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: 264)
+    code = cuda_ops.KERNELS["ws"]
+    for n, hq, hkv, d, batch in ((1, 32, 8, 128, 1), (64, 32, 8, 128, 1), (64, 9, 3, 64, 2)):
+        q, k, _, _ = _inputs(n, hq, hkv, d, batch=batch)
+        nsplit, split = cuda_ops.split_plan(q, k, 8192 + n, code)
+        blocks = batch * hkv * -(-n * (hq // hkv) // 128)
+        assert nsplit > 1 and split % 128 == 0 and blocks * nsplit <= 132
+    q, k, _, _ = _inputs(64, 32, 8, 128, batch=8)  # 128 blocks: unsplit
+    assert cuda_ops.split_plan(q, k, 8192 + 64, code) == (1, 8192)
 
 
 def test_split_plan_counts_blocks_of_each_kernel(monkeypatch):

@@ -2,10 +2,10 @@
 
 Built at first use with `torch.utils.cpp_extension` (nvcc and ninja needed; about a minute, cached under
 ~/.cache/gorgon/cuda-<hash> afterwards), for the architecture of the GPU at hand (sm_90 on H100/H200).
-Tree attention in bfloat16/float16 with head_dim 64 or 128 runs a tensor-core kernel: by default the
-mma.sync one (FlashAttention-2 on raw PTX) in blocks of 4 or 8 warps (`_auto_kernel`;
-GORGON_CUDA_KERNEL=mma4 or mma8 forces one), or the older WMMA one with GORGON_CUDA_KERNEL=wmma (for
-comparison); float32 and other head sizes run the exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact
+Tree attention in bfloat16/float16 with head_dim 64 or 128 runs a tensor-core kernel (`_auto_kernel`):
+on Hopper (sm_90) the warp-specialized one (ws: a TMA producer warp, two consumer warp groups on wgmma),
+elsewhere the mma.sync one (FlashAttention-2 on raw PTX) in blocks of 4 or 8 warps; GORGON_CUDA_KERNEL
+forces one of KERNELS (wmma: the older WMMA kernel, for comparison); float32 and other head sizes run the exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact
 forces it everywhere). The decode-step operations this backend has no CUDA kernel for (RMSNorm, RoPE +
 KV write, SiLU, decode attention, argmax) come from the Triton backend when Triton is installed, else
 from the reference.
@@ -34,9 +34,11 @@ from gorgon.kernels.attention import (
 
 SOURCES = [Path(__file__).parent / "cuda" / name for name in ("tree_attention.cu", "binding.cpp")]
 MAX_TREE = 128
-KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3, "wgmma4": 4, "wgmma8": 5, "ws": 6}  # the binding's codes
+# the binding's codes
+KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3, "wgmma4": 4, "wgmma8": 5, "ws": 6}
 NAMES = (*KERNELS, "mma")  # "mma": whichever tensor-core kernel _auto_kernel picks
-BLOCK_ROWS = {1: 64, 2: 64, 3: 128, 4: 64, 5: 128, 6: 128}  # (node, head) rows a block of each tensor-core kernel
+# (node, head) rows a block of each tensor-core kernel
+BLOCK_ROWS = {1: 64, 2: 64, 3: 128, 4: 64, 5: 128, 6: 128}
 WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"], KERNELS["ws"]}  # Hopper's warp-group MMA: sm_90 only
 WS_TILE = 128  # slots a tile of the warp-specialized kernel (fa2::kWsBN)
 MIN_SPLIT = 128  # committed slots per split, at least
@@ -182,6 +184,8 @@ def _kernel_code(
         raise GorgonError(f"GORGON_CUDA_KERNEL / kernel: {name!r} is not one of {sorted(NAMES)}")
     if name == "mma" or (fast is True and name == "exact"):
         name = _auto_kernel(q, tensors[1].shape[2])
+        if name == "ws" and tensors[1].shape != tensors[2].shape:  # its TMA maps K and V alike
+            name = "wgmma4"
     if KERNELS[name] in WGMMA and q.is_cuda and not _hopper(q):
         raise GorgonError(f"the CUDA kernel {name!r} runs on sm_90 GPUs (H100, H200) only; use mma4 or mma8")
     if fast is True:  # a tensor-core kernel, whatever the environment says
@@ -207,29 +211,27 @@ def _hopper(q: torch.Tensor) -> bool:
 
 
 def _auto_kernel(q: torch.Tensor, kv_heads: int) -> str:
-    """8 warps (128-row blocks, one an SM) at head_dim 128 where a KV head has more than 64 rows and the
-    4-warp blocks fill every SM without splitting the context; else 4. On the H100
+    """Off Hopper: 8 warps (128-row blocks, one an SM) at head_dim 128 where a KV head has more than 64
+    rows and the 4-warp blocks fill every SM without splitting the context; else 4. On the H100
     (reports/h100-2026-11-26e/cuda8_*.md, same run): batch 8, N=64 and 128, Llama-3-8B heads, 8-10%
     faster; batch 1 the same within 2% at N=64 and 128; slower at head_dim 64 (SmolLM2 heads, batch 8,
     N=64: 65 -> 84 us) and where rows would idle (N=1).
-    On sm_90 the wgmma forms, faster than the mma.sync ones in 11 of the 12 cases of the cold sweep
-    (reports/h100-2026-11-26f/wg_cold.md; batch 1, P=8192, N=64: 51.9 -> 39.3 us, N=128 103.4 -> 74.9;
-    batch 8 N=64 279.2 -> 207.2), and there also 8 warps for a few blocks of 17-64 rows: the second warp
-    group, all padding, only loads tiles (batch 1, N=16: 25.5 -> 21.6 us; at batch 8 it was slower).
-    Where the 128-row blocks would leave SMs idle (4-warp blocks short of two an SM), wgmma4 with
-    balanced splits (_splits) instead (reports/h100-2026-11-27d/cuda_balance/, cold L2, PDL off,
-    against wgmma8 unsplit): Llama-3-8B heads, P=8192, batch 3, N=128 206.6 -> 191.2 us, batch 6, N=64
-    207.5 -> 202.5, batch 8, N=64 219.9 -> 215.2 (unsplit; P=2048 62.4 -> 59.1)."""
+    On sm_90 the warp-specialized kernel (ws), faster than the wgmma forms (wgmma4, wgmma8: this rule's
+    choice before it) in 13 of the 14 cases of reports/h100-2026-11-27e/ws_variants2 (cold L2, same run,
+    us): Llama-3-8B heads, P=8192, batch 8, N=64 206.7 -> 150.3, N=128 425.9 -> 306.0, N=16 111.6 ->
+    99.9, N=1 96.8 -> 92.5; batch 1, N=64 39.3 -> 31.4, N=128 73.5 -> 50.1, N=1 18.8 -> 18.5; SmolLM2
+    heads, batch 8, N=128 97.6 -> 75.3. The exception is the wgmma8 form's case, a few blocks of 17-64
+    rows at head_dim 128 (batch 1, N=16: 23.2 against 24.5), whose second warp group, all padding, only
+    loads tiles (reports/h100-2026-11-26f: 25.5 -> 21.6 us against wgmma4)."""
     b, n, hq, d = q.shape
     rows = n * (hq // kv_heads)
     blocks = b * kv_heads * -(-rows // BLOCK_ROWS[KERNELS["mma4"]])
     target = _target_blocks(q.get_device())
-    wide = d == 128 and rows > 64 and blocks >= target // 2
     if not _hopper(q):
+        wide = d == 128 and rows > 64 and blocks >= target // 2
         return "mma8" if wide else "mma4"
-    full = wide and blocks >= target  # 8-warp blocks on every SM
     few = d == 128 and 16 < rows <= 64 and blocks * 16 <= target
-    return "wgmma8" if full or few else "wgmma4"
+    return "wgmma8" if few else "ws"
 
 
 def tree_attention(

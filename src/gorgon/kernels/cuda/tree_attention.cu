@@ -4,13 +4,15 @@
 // committed cache slots (all of them) and, among the tree's own slots committed .. committed + N - 1,
 // to their ancestors and themselves, read from packed ancestor bits (one int32 word per 32 nodes).
 //
-// Three kernels compute it. `fa2::tree_attention_mma` (bf16/fp16, head_dim 64 or 128; the default) is
-// FlashAttention-2 on raw mma.sync.m16n8k16 PTX: a block owns 64 (node, head) rows that share one KV head,
-// so grouped heads read each K/V tile once; K/V tiles of 64 slots are double- or triple-buffered through
-// shared memory with cp.async, Q stays in registers and the online softmax (log2 domain) runs on the
-// accumulator fragments in registers. On sm_90 its wgmma form (template flag G) runs both products on
-// Hopper's asynchronous warp-group MMA instead, K/V tiles stored in the 128-byte-swizzled layout that wgmma
-// reads from shared memory, Q and P fed from registers (see "wgmma" below); cuda_ops picks it there.
+// Four kernels compute it. `fa2::tree_attention_mma` (bf16/fp16, head_dim 64 or 128; the default off
+// Hopper) is FlashAttention-2 on raw mma.sync.m16n8k16 PTX: a block owns 64 (node, head) rows that share
+// one KV head, so grouped heads read each K/V tile once; K/V tiles of 64 slots are double- or
+// triple-buffered through shared memory with cp.async, Q stays in registers and the online softmax (log2
+// domain) runs on the accumulator fragments in registers. On sm_90 its wgmma form (template flag G) runs
+// both products on Hopper's asynchronous warp-group MMA instead, K/V tiles stored in the 128-byte-swizzled
+// layout that wgmma reads from shared memory, Q and P fed from registers (see "wgmma" below).
+// `fa2::tree_attention_ws` (sm_90, the default there) is the warp-specialized form: a TMA producer warp,
+// an mbarrier ring of K/V stages and two consumer warp groups on wgmma (see "warp-specialized" below).
 // `tree_attention_wmma` is the earlier WMMA kernel with the same
 // contract (scores round-trip through shared memory, per-row softmax in a warp), kept for comparison.
 // Long contexts are split over blocks (the tree being one more split) and merged by `merge_splits`.
@@ -891,11 +893,32 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 // zero, rows past a split's or the tree's end are real slots of the cache (masked out of the scores, so
 // they must be finite, as kv_cache's zero-initialised buffer and any written slot are).
 
+// Study knobs (nvcc -D...; scripts/cuda_variants.py builds and times them side by side). Measured on the
+// H100 with a cold L2 (reports/h100-2026-11-27e/ws_variants*, us at Llama-3-8B heads, P=8192):
+// - FAST_SOFTMAX (on): four independent max/sum chains a row and ex2.approx.ftz; exp2f and one chain
+//   took batch 8, N=64 163.3 -> 147.6 us, batch 1, N=128 57.1 -> 50.3.
+// - PINGPONG: 2 (head_dim 64 only) as shipped; SmolLM2 heads batch 8, N=128 85.2 -> 75.6 and N=64
+//   58.8 -> 49.7 with it, and at head_dim 128 within 2% either way.
+// - BN 64 (more, smaller stages): 6-22% slower. STAGES=3 at head_dim 128 (fits 227 KB): 2% faster at
+//   batch 8, N=64, 17% slower at batch 8, N=1. LAZY_RESCALE (skip O *= alpha where no row's max rose),
+//   QREG (Q K^T with Q in registers), L2=128: none better than as shipped beyond noise.
 #ifndef GORGON_WS_BN
 #define GORGON_WS_BN 128
 #endif
-#ifndef GORGON_WS_PINGPONG
-#define GORGON_WS_PINGPONG 0
+#ifndef GORGON_WS_PINGPONG  // 0 never, 1 always, 2 at head_dim 64 only
+#define GORGON_WS_PINGPONG 2
+#endif
+#ifndef GORGON_WS_STAGES  // 0: the layout's own count
+#define GORGON_WS_STAGES 0
+#endif
+#ifndef GORGON_WS_LAZY_RESCALE
+#define GORGON_WS_LAZY_RESCALE 0
+#endif
+#ifndef GORGON_WS_QREG  // Q K^T with Q from registers (else from shared memory)
+#define GORGON_WS_QREG 0
+#endif
+#ifndef GORGON_WS_L2  // the TMA's L2 promotion: 0, 128 or 256 bytes
+#define GORGON_WS_L2 256
 #endif
 #ifndef GORGON_WS_FAST_SOFTMAX
 #define GORGON_WS_FAST_SOFTMAX 1
@@ -904,7 +927,7 @@ constexpr int kWsBN = GORGON_WS_BN;  // slots per tile
 constexpr int kWsThreads = 3 * 128;  // two consumer warp groups, then the producer's (one thread copies)
 template <int D> struct WsLayout {
   // 128 KB of K/V tiles, 16 or 32 KB of Q
-  static constexpr int kStages = (D <= 64 ? 4 : 2) * (128 / kWsBN);
+  static constexpr int kStages = GORGON_WS_STAGES ? GORGON_WS_STAGES : (D <= 64 ? 4 : 2) * (128 / kWsBN);
   static constexpr int kRegion = kWsBN * 128;                 // bytes of a tile's 64-dim region
   static constexpr int kTile = (D / 64) * kRegion;            // bytes of a K or V tile
   static constexpr int kQ = (D / 64) * 64 * 128;              // bytes of a warp group's Q (64 rows)
@@ -1151,14 +1174,35 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   for (int j = 0; j < DB; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's columns only
 
+#if GORGON_WS_QREG
+  // Q's A fragments by ldmatrix from the swizzled tile: matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7),
+  // (rows 0-7, k 8-15), (rows 8-15, k 8-15) of the warp's 16 rows.
+  uint32_t qf[KD][4];
+  {
+    const int r = gwarp * 16 + (lane & 15);
+#pragma unroll
+    for (int kd = 0; kd < KD; ++kd) {
+      const int chunk = ((kd * 16) % 64) / 8 + (lane >> 4);
+      ldsm_x4(qf[kd], qs + (kd * 16 / 64) * 64 * 128 + r * 128 + ((chunk ^ (r & 7)) << 4));
+    }
+  }
+#endif
   auto issue_s = [&](int st) {
     fence_regs(sacc);
+#if GORGON_WS_QREG
+#pragma unroll
+    for (int kd = 0; kd < KD; ++kd) fence_regs(qf[kd]);
+#endif
     wgmma_fence();
 #pragma unroll
     for (int kd = 0; kd < KD; ++kd) {
-      const uint64_t da = smem_desc(qs + (kd / 4) * 64 * 128 + (kd % 4) * 32, 16, 1024);
       const uint64_t db = smem_desc(kbuf(st) + (kd / 4) * L::kRegion + (kd % 4) * 32, 16, 1024);
+#if GORGON_WS_QREG
+      wgmma_rs<0>(Tag<T, kWsBN>{}, sacc, qf[kd], db, kd > 0);
+#else
+      const uint64_t da = smem_desc(qs + (kd / 4) * 64 * 128 + (kd % 4) * 32, 16, 1024);
       wgmma_ss(Tag<T, kWsBN>{}, sacc, da, db, kd > 0);
+#endif
     }
     wgmma_commit();
   };
@@ -1267,7 +1311,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   // With GORGON_WS_PINGPONG the two groups take turns issuing their products (FlashAttention-3's
   // ping-pong: one group's softmax runs while the other's products hold the tensor cores). Group 0 goes
   // first; group 1 passes the turn after each of its issues but the last, so every wait is matched.
-  const bool pingpong = GORGON_WS_PINGPONG && groups == 2;
+  const bool pingpong = (GORGON_WS_PINGPONG == 1 || (GORGON_WS_PINGPONG == 2 && D == 64)) && groups == 2;
   const int phases = n_tiles + 1;  // Q K^T 0, then (Q K^T t, P V t - 1), then P V of the last tile
   int phase = 0;
   auto take_turn = [&]() {
@@ -1306,12 +1350,15 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
       wgmma_wait();
       pv_done();
       if (leader) mbar_arrive(empty_v(pst));
+      // (GORGON_WS_LAZY_RESCALE: skipped where no row of the warp saw its maximum rise)
+      if (!GORGON_WS_LAZY_RESCALE || __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
-      for (int j = 0; j < DB; ++j) {
-        o[j][0] *= alpha[0];
-        o[j][1] *= alpha[0];
-        o[j][2] *= alpha[1];
-        o[j][3] *= alpha[1];
+        for (int j = 0; j < DB; ++j) {
+          o[j][0] *= alpha[0];
+          o[j][1] *= alpha[0];
+          o[j][2] *= alpha[1];
+          o[j][3] *= alpha[1];
+        }
       }
       pack_p();
     }
@@ -1603,7 +1650,10 @@ static bool kv_map(CUtensorMap* map, const void* data, int batch, int64_t slots,
   const CUtensorMapDataType type =
       std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   return encode(map, type, 4, const_cast<void*>(data), dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_SWIZZLE_128B,
+                GORGON_WS_L2 == 256   ? CU_TENSOR_MAP_L2_PROMOTION_L2_256B
+                : GORGON_WS_L2 == 128 ? CU_TENSOR_MAP_L2_PROMOTION_L2_128B
+                                      : CU_TENSOR_MAP_L2_PROMOTION_NONE,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 

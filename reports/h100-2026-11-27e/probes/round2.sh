@@ -10,7 +10,7 @@ for v in "${VARIANTS[@]}"; do
 done
 wait
 echo "[$(date +%T)] smoke + tests (shipped: fast softmax)"
-timeout 60 python3 scripts/.ws_smoke.py 2>&1 | tail -12 | tee $OUT/smoke.log
+timeout 60 python3 reports/h100-2026-11-27e/probes/ws_smoke.py 2>&1 | tail -12 | tee $OUT/smoke.log
 timeout 90 python3 -m pytest -q -x -p no:cacheprovider tests/test_kernels_gpu.py -k "cuda and ws" 2>&1 | tail -3 | tee $OUT/ws_tests.log
 echo "[$(date +%T)] variant checks"
 ARGS=()

@@ -4,7 +4,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > $OUT/env.
 echo "[$(date +%T)] build"
 python3 -c "from gorgon.kernels import cuda_ops; cuda_ops.extension()" 2>&1 | tail -3
 echo "[$(date +%T)] smoke"
-timeout 60 python3 scripts/.ws_smoke.py 2>&1 | tail -20 | tee $OUT/smoke.log
+timeout 60 python3 reports/h100-2026-11-27e/probes/ws_smoke.py 2>&1 | tail -20 | tee $OUT/smoke.log
 echo "[$(date +%T)] tests"
 timeout 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_kernels_gpu.py -k "cuda and ws" 2>&1 | tail -15 | tee $OUT/ws_tests.log
 echo "[$(date +%T)] sweep"
