@@ -5,7 +5,7 @@
     python scripts/cuda_variants.py --variant NAME=FLAGS --build-only   # build it (several at once)
 
 Each variant is kernels/cuda/*.cu and binding.cpp as they are, compiled with its flags (space-separated
-nvcc options, e.g. -DGORGON_WS_BN=64) into its own extension. For each case (bf16, full top-4 trees, K/V
+nvcc options, e.g. -DGORGON_WS_STAGES=3) into its own extension. For each case (bf16, full top-4 trees, K/V
 rotated over 160 MB so that every call reads a cold L2), every variant runs `--kernel` with the split
 plan that cuda_ops gives it, after its output agreed with the Triton kernel's; the Triton kernel and the
 shipped CUDA backend (its automatic choice) run alongside. Times are medians of CUDA-graph replays,

@@ -895,39 +895,28 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 
 // Study knobs (nvcc -D...; scripts/cuda_variants.py builds and times them side by side). Measured on the
 // H100 with a cold L2 (reports/h100-2026-11-27e/ws_variants*, us at Llama-3-8B heads, P=8192):
-// - FAST_SOFTMAX (on): four independent max/sum chains a row and ex2.approx.ftz; exp2f and one chain
-//   took batch 8, N=64 163.3 -> 147.6 us, batch 1, N=128 57.1 -> 50.3.
 // - PINGPONG: 2 (head_dim 64 only) as shipped; SmolLM2 heads batch 8, N=128 85.2 -> 75.6 and N=64
-//   58.8 -> 49.7 with it, and at head_dim 128 within 2% either way.
-// - BN 64 (more, smaller stages): 6-22% slower. STAGES=3 at head_dim 128 (fits 227 KB): 2% faster at
-//   batch 8, N=64, 17% slower at batch 8, N=1. LAZY_RESCALE (skip O *= alpha where no row's max rose),
-//   QREG (Q K^T with Q in registers), L2=128: none better than as shipped beyond noise.
-#ifndef GORGON_WS_BN
-#define GORGON_WS_BN 128
-#endif
+//   58.8 -> 49.7 with it, and at head_dim 128 within 2.1% either way.
+// - STAGES=3 at head_dim 128 (fits 227 KB): 2% faster at batch 8, N=64, 17% slower at batch 8, N=1.
+// - L2 (the TMA's L2 promotion) 128 instead of 256: within 2%.
+// Measured and removed (their code is in commit ea04c74): exp2f and one max/sum chain a row instead of
+// the softmax below (batch 8, N=64 147.6 -> 163.3 us, batch 1, N=128 50.3 -> 57.1); 64-slot tiles in
+// twice the stages (6-22% slower); Q K^T with Q in registers (up to 7% slower at batch 1, N=64, within
+// 2% elsewhere); skipping O *= alpha where no row's max rose (slower in 13 of 14 cases).
 #ifndef GORGON_WS_PINGPONG  // 0 never, 1 always, 2 at head_dim 64 only
 #define GORGON_WS_PINGPONG 2
 #endif
 #ifndef GORGON_WS_STAGES  // 0: the layout's own count
 #define GORGON_WS_STAGES 0
 #endif
-#ifndef GORGON_WS_LAZY_RESCALE
-#define GORGON_WS_LAZY_RESCALE 0
-#endif
-#ifndef GORGON_WS_QREG  // Q K^T with Q from registers (else from shared memory)
-#define GORGON_WS_QREG 0
-#endif
 #ifndef GORGON_WS_L2  // the TMA's L2 promotion: 0, 128 or 256 bytes
 #define GORGON_WS_L2 256
 #endif
-#ifndef GORGON_WS_FAST_SOFTMAX
-#define GORGON_WS_FAST_SOFTMAX 1
-#endif
-constexpr int kWsBN = GORGON_WS_BN;  // slots per tile
+constexpr int kWsBN = 128;  // slots per tile
 constexpr int kWsThreads = 3 * 128;  // two consumer warp groups, then the producer's (one thread copies)
 template <int D> struct WsLayout {
   // 128 KB of K/V tiles, 16 or 32 KB of Q
-  static constexpr int kStages = GORGON_WS_STAGES ? GORGON_WS_STAGES : (D <= 64 ? 4 : 2) * (128 / kWsBN);
+  static constexpr int kStages = GORGON_WS_STAGES ? GORGON_WS_STAGES : D <= 64 ? 4 : 2;
   static constexpr int kRegion = kWsBN * 128;                 // bytes of a tile's 64-dim region
   static constexpr int kTile = (D / 64) * kRegion;            // bytes of a K or V tile
   static constexpr int kQ = (D / 64) * 64 * 128;              // bytes of a warp group's Q (64 rows)
@@ -941,36 +930,6 @@ struct KvMaps {
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ void wgmma_ss(Tag<__nv_bfloat16, 64>, float (&d)[32], uint64_t da, uint64_t db,
-                                         int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "l"(da), "l"(db), "r"(accumulate));
-}
-
-__device__ __forceinline__ void wgmma_ss(Tag<__half, 64>, float (&d)[32], uint64_t da, uint64_t db,
-                                         int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-      "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "l"(da), "l"(db), "r"(accumulate));
-}
-
 __device__ __forceinline__ void wgmma_ss(Tag<__nv_bfloat16, 128>, float (&d)[64], uint64_t da, uint64_t db,
                                          int accumulate) {
   asm volatile(
@@ -1174,35 +1133,14 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   for (int j = 0; j < DB; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's columns only
 
-#if GORGON_WS_QREG
-  // Q's A fragments by ldmatrix from the swizzled tile: matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7),
-  // (rows 0-7, k 8-15), (rows 8-15, k 8-15) of the warp's 16 rows.
-  uint32_t qf[KD][4];
-  {
-    const int r = gwarp * 16 + (lane & 15);
-#pragma unroll
-    for (int kd = 0; kd < KD; ++kd) {
-      const int chunk = ((kd * 16) % 64) / 8 + (lane >> 4);
-      ldsm_x4(qf[kd], qs + (kd * 16 / 64) * 64 * 128 + r * 128 + ((chunk ^ (r & 7)) << 4));
-    }
-  }
-#endif
   auto issue_s = [&](int st) {
     fence_regs(sacc);
-#if GORGON_WS_QREG
-#pragma unroll
-    for (int kd = 0; kd < KD; ++kd) fence_regs(qf[kd]);
-#endif
     wgmma_fence();
 #pragma unroll
     for (int kd = 0; kd < KD; ++kd) {
-      const uint64_t db = smem_desc(kbuf(st) + (kd / 4) * L::kRegion + (kd % 4) * 32, 16, 1024);
-#if GORGON_WS_QREG
-      wgmma_rs<0>(Tag<T, kWsBN>{}, sacc, qf[kd], db, kd > 0);
-#else
       const uint64_t da = smem_desc(qs + (kd / 4) * 64 * 128 + (kd % 4) * 32, 16, 1024);
+      const uint64_t db = smem_desc(kbuf(st) + (kd / 4) * L::kRegion + (kd % 4) * 32, 16, 1024);
       wgmma_ss(Tag<T, kWsBN>{}, sacc, da, db, kd > 0);
-#endif
     }
     wgmma_commit();
   };
@@ -1247,7 +1185,6 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
         }
     }
     float ref[2];
-#if GORGON_WS_FAST_SOFTMAX
     // Four independent chains a row for the max and the sum (one chain of 64 dependent operations was the
     // critical path of the softmax), and ex2.approx.ftz: one MUFU op, where exp2f adds denormal handling.
 #pragma unroll
@@ -1275,28 +1212,6 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
       }
 #pragma unroll
     for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + ((sum[h][0] + sum[h][1]) + (sum[h][2] + sum[h][3]));
-#else
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int j = 0; j < NB; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * h], s[j][2 * h + 1]));
-      const float m_new = fmaxf(m[h], quad_max(mx) * scale);
-      ref[h] = m_new == -INFINITY ? 0.f : m_new;  // a row that has seen nothing stays empty
-      alpha[h] = exp2f(m[h] - ref[h]);
-      m[h] = m_new;
-    }
-    float sum[2] = {0.f, 0.f};
-#pragma unroll
-    for (int j = 0; j < NB; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[j][e] = exp2f(fmaf(s[j][e], scale, -ref[e >> 1]));
-        sum[e >> 1] += s[j][e];
-      }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + sum[h];
-#endif
   };
   auto pack_p = [&]() {
 #pragma unroll
@@ -1350,15 +1265,12 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
       wgmma_wait();
       pv_done();
       if (leader) mbar_arrive(empty_v(pst));
-      // (GORGON_WS_LAZY_RESCALE: skipped where no row of the warp saw its maximum rise)
-      if (!GORGON_WS_LAZY_RESCALE || __any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
-        for (int j = 0; j < DB; ++j) {
-          o[j][0] *= alpha[0];
-          o[j][1] *= alpha[0];
-          o[j][2] *= alpha[1];
-          o[j][3] *= alpha[1];
-        }
+      for (int j = 0; j < DB; ++j) {
+        o[j][0] *= alpha[0];
+        o[j][1] *= alpha[0];
+        o[j][2] *= alpha[1];
+        o[j][3] *= alpha[1];
       }
       pack_p();
     }
