@@ -2,13 +2,13 @@
 
 Built at first use with `torch.utils.cpp_extension` (nvcc and ninja needed; about a minute, cached under
 ~/.cache/gorgon/cuda-<hash> afterwards), for the architecture of the GPU at hand (sm_90 on H100/H200).
-Tree attention in bfloat16/float16 with head_dim 64 or 128 runs a tensor-core kernel (`_auto_kernel`):
-on Hopper (sm_90) the warp-specialized one (ws: a TMA producer warp, two consumer warp groups on wgmma),
+Tree attention in bfloat16/float16 with head_dim 64 or 128 runs a tensor-core kernel (`_auto_kernel`): on
+Hopper (sm_90) the warp-specialized one (ws: a TMA producer warp, two consumer warp groups on wgmma),
 elsewhere the mma.sync one (FlashAttention-2 on raw PTX) in blocks of 4 or 8 warps; GORGON_CUDA_KERNEL
-forces one of KERNELS (wmma: the older WMMA kernel, for comparison); float32 and other head sizes run the exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact
-forces it everywhere). The decode-step operations this backend has no CUDA kernel for (RMSNorm, RoPE +
-KV write, SiLU, decode attention, argmax) come from the Triton backend when Triton is installed, else
-from the reference.
+forces one of KERNELS (wmma: the older WMMA kernel, for comparison); float32 and other head sizes run the
+exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact forces it everywhere). The decode-step operations this
+backend has no CUDA kernel for (RMSNorm, RoPE + KV write, SiLU, decode attention, argmax) come from the
+Triton backend when Triton is installed, else from the reference.
 """
 
 from __future__ import annotations
@@ -120,12 +120,12 @@ def _target_blocks(device: int) -> int:
 def _splits(
     blocks: int, span: int, target: int, places: int, products: bool, tile: int = 64
 ) -> tuple[int, int]:
-    """(splits, split size) of the committed span for a grid of `blocks` blocks per split, in multiples
-    of the tile (64 slots; the warp-specialized kernel's 128): one round of `target` resident blocks (attention.split_in_rounds), or more
-    splits where balance over the SMs asks for them (attention.balanced_splits, over `places`: two
-    64-row blocks an SM, one 128-row block). Balance applies to grids bound by their products
-    (`products`: a KV head has more than 64 rows) over more than a third of the places but short of
-    them, with room for two splits of BALANCE_MIN_SPLIT slots or more.
+    """(splits, split size) of the committed span for a grid of `blocks` blocks per split, in multiples of
+    the tile (64 slots; the warp-specialized kernel's 128): one round of `target` resident blocks
+    (attention.split_in_rounds), or more splits where balance over the SMs asks for them
+    (attention.balanced_splits, over `places`: two 64-row blocks an SM, one 128-row block). Balance
+    applies to grids bound by their products (`products`: a KV head has more than 64 rows) over more than
+    a third of the places but short of them, with room for two splits of BALANCE_MIN_SPLIT slots or more.
 
     On the H100 (cold L2, 5 repeats, PDL off; reports/h100-2026-11-27d/cuda_balance/), against one
     round, in us:
