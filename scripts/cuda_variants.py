@@ -15,9 +15,7 @@ interleaved `--repeats` times. Tables go to DIR/cuda_variants.{md,jsonl}.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import statistics
 from pathlib import Path
 
@@ -32,21 +30,9 @@ CASES = ["llama-3-8b,8,64,8192", "llama-3-8b,1,64,8192", "llama-3-8b,1,128,8192"
 
 
 def build(name: str, flags: list[str]):
-    """The extension compiled with `flags`, cached by sources and flags under $GORGON_CACHE."""
-    from torch.utils import cpp_extension
-
+    """The extension compiled with `flags` (cached by sources and flags under $GORGON_CACHE)."""
     cuda_ops.extension()  # first: it sets the architecture list (sm_90a on Hopper) and builds the shipped one
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in cuda_ops.SOURCES) + " ".join(flags).encode())
-    root = Path(os.environ.get("GORGON_CACHE", Path.home() / ".cache" / "gorgon"))
-    folder = root / f"variant-{name}-{digest.hexdigest()[:12]}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return cpp_extension.load(
-        name=f"gorgon_cuda_{name}",
-        sources=[str(p) for p in cuda_ops.SOURCES],
-        build_directory=str(folder),
-        extra_cuda_cflags=["-O3", "-std=c++17", "-lineinfo", *flags],
-        extra_cflags=["-O3", "-std=c++17"],
-    )
+    return cuda_ops.build(f"gorgon_cuda_{name}", cuda_ops.SOURCES, f"variant-{name}", ["-lineinfo", *flags])
 
 
 def runner(ext, kernel: str, kv_len: int, scale: float):
@@ -54,16 +40,8 @@ def runner(ext, kernel: str, kv_len: int, scale: float):
 
     def run(case):
         q, k, v, tree = case
-        b, n, hq, d = q.shape
-        nsplit, split = cuda_ops.split_plan(q, k, kv_len, code)
-        parts = b * n * hq * nsplit if nsplit > 1 else 1
         out = torch.empty_like(q)
-        lse = torch.empty(parts, device=q.device, dtype=torch.float32)
-        part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)
-        ext.tree_attention(
-            q, k, v, tree.committed, tree.bits, out, lse, part, scale, nsplit, split, code, False
-        )
-        return out
+        return cuda_ops.launch(ext, code, q, k, v, tree.committed, tree.bits, kv_len, scale, out)
 
     return run
 

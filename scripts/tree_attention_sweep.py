@@ -202,19 +202,11 @@ def checked(fns: dict, sets: list, want: torch.Tensor, where: str) -> dict:
 
 
 def _old_cuda(folder: str):
-    from torch.utils import cpp_extension
-
     from gorgon.kernels import cuda_ops
 
     cuda_ops.extension()  # built first: it sets the architecture list (sm_90a on Hopper) for both builds
-
-    build = Path(folder) / "build"
-    build.mkdir(exist_ok=True)
-    sources = [str(Path(folder) / name) for name in ("tree_attention.cu", "binding.cpp")]
-    return cpp_extension.load(
-        name="gorgon_cuda_before", sources=sources, build_directory=str(build),
-        extra_cuda_cflags=["-O3", "-std=c++17"], extra_cflags=["-O3", "-std=c++17"],
-    )  # fmt: skip
+    sources = [Path(folder) / name for name in ("tree_attention.cu", "binding.cpp")]
+    return cuda_ops.build("gorgon_cuda_before", sources, "before")
 
 
 def sweep(shape: str, batch: int, n: int, p: int, candidates: list[Launch], args, bandwidth: float) -> dict:

@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -59,24 +60,31 @@ def buildable() -> bool:
 @cache
 def extension() -> ModuleType:
     """The compiled extension, built on first call."""
-    from torch.utils import cpp_extension
-
     if not buildable():
         raise GorgonError("the cuda backend needs a CUDA build of torch, nvcc (CUDA_HOME) and ninja")
     major, minor = torch.cuda.get_device_capability()
     # the GPU at hand only; sm_90a on Hopper, whose architecture-specific wgmma the wgmma kernels use
     os.environ["TORCH_CUDA_ARCH_LIST"] = f"{major}.{minor}" + ("a" if (major, minor) == (9, 0) else "")
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES)).hexdigest()[:12]
-    build = (
-        Path(os.environ.get("GORGON_CACHE", Path.home() / ".cache" / "gorgon"))
-        / f"cuda-{digest}-sm{major}{minor}"
-    )
-    build.mkdir(parents=True, exist_ok=True)
+    return build("gorgon_cuda", SOURCES, "cuda", ["-lineinfo"])
+
+
+def build(name: str, sources: list[Path], tag: str, flags: Sequence[str] = ()) -> ModuleType:
+    """`sources` (tree_attention.cu and binding.cpp) compiled with nvcc `flags` as extension `name`, cached
+    under $GORGON_CACHE by `tag`, the sources and flags. extension() builds the shipped one; the study
+    scripts build earlier versions and macro variants with it (after extension(), which sets the
+    architecture list)."""
+    from torch.utils import cpp_extension
+
+    major, minor = torch.cuda.get_device_capability()
+    digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in sources) + " ".join(flags).encode())
+    folder = Path(os.environ.get("GORGON_CACHE", Path.home() / ".cache" / "gorgon"))
+    folder = folder / f"{tag}-{digest.hexdigest()[:12]}-sm{major}{minor}"
+    folder.mkdir(parents=True, exist_ok=True)
     return cpp_extension.load(
-        name="gorgon_cuda",
-        sources=[str(p) for p in SOURCES],
-        build_directory=str(build),
-        extra_cuda_cflags=["-O3", "-std=c++17", "-lineinfo"],
+        name=name,
+        sources=[str(p) for p in sources],
+        build_directory=str(folder),
+        extra_cuda_cflags=["-O3", "-std=c++17", *flags],
         extra_cflags=["-O3", "-std=c++17"],
     )
 
@@ -253,15 +261,21 @@ def tree_attention(
     on Hopper's warp-group MMA, sm_90 only), "ws" (the warp-specialized wgmma form: TMA producer, two
     consumer warp groups; sm_90 only), "wmma" or "exact"; default: $GORGON_CUDA_KERNEL, else "mma".
     `splits`: force this many context splits (split_plan's study knob)."""
-    b, n, hq, d = q.shape
     out = torch.empty_like(q) if out is None else out
     code = _kernel_code(q, (q, cache_k, cache_v, out), fast, kernel)
+    return launch(extension(), code, q, cache_k, cache_v, committed, bits, kv_len, scale, out, splits)
+
+
+def launch(ext, code: int, q, cache_k, cache_v, committed, bits, kv_len: int, scale: float, out, splits=None):
+    """Kernel `code` of the extension `ext` (extension(), or a study build of the same binding) into `out`,
+    with split_plan's splits and their scratch."""
+    b, n, hq, d = q.shape
     exact = code == KERNELS["exact"]
     nsplit, split = (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code, splits)
     parts = b * n * hq * nsplit if nsplit > 1 else 1
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
     part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)
-    extension().tree_attention(
+    ext.tree_attention(
         q, cache_k, cache_v, committed, bits, out, lse, part, scale, nsplit, split, code, _pdl()
     )
     return out

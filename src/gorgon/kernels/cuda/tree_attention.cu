@@ -536,6 +536,29 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint3
          (1ull << 62);
 }
 
+// A thread's half of one row of the tensor-core kernels' output (row h of its two: columns 8 j + 2 tq + {0, 1}
+// of o's blocks): the output itself where the block did all slots, else the split's normalized partial and
+// log2-sum-exp for the merge. Half-precision partials: half the bytes of float32 m/l/acc (at N=16, P=8192
+// those were a quarter of the K/V bytes the kernel exists to read).
+template <typename T, int D>
+__device__ __forceinline__ void write_row(const TreeAttentionArgs& a, const float (&o)[D / 8][4], int h, float m,
+                                          float lsum, int b, int kvh, int row, int split, int tq) {
+  if (row >= a.n * a.group) return;
+  const int nd = row / a.group, head = kvh * a.group + row % a.group;
+  const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
+  T* dst;
+  if (a.nsplit == 1) {
+    dst = static_cast<T*>(a.out) + b * a.sob + nd * a.son + head * a.soh + 2 * tq;
+  } else {
+    const int64_t part = ((int64_t)(b * a.n + nd) * (a.hkv * a.group) + head) * a.nsplit + split;
+    dst = static_cast<T*>(a.part_out) + part * D + 2 * tq;
+    if (tq == 0) a.lse_out[part] = lsum > 0.f ? m + log2f(lsum) : -INFINITY;
+  }
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j)
+    *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+}
+
 template <typename T, int D, int W, bool G>
 __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
     tree_attention_mma(TreeAttentionArgs a) {
@@ -851,29 +874,8 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 
   if (!live) return;
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const float lsum = quad_sum(l[h]);
-    const int row = row0 + warp * 16 + g + 8 * h;
-    if (row >= rows) continue;
-    const int nd = row / a.group, head = kvh * a.group + row % a.group;
-    if (direct) {
-      const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
-      T* dst = static_cast<T*>(a.out) + b * a.sob + nd * a.son + head * a.soh + 2 * tq;
-#pragma unroll
-      for (int j = 0; j < DB; ++j)
-        *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
-    } else {
-      // Half-precision partials: half the bytes of float32 m/l/acc, written here and read by the merge
-      // (at N=16, P=8192 those were a quarter of the K/V bytes the kernel exists to read).
-      const int64_t part = ((int64_t)(b * a.n + nd) * (a.hkv * a.group) + head) * a.nsplit + split;
-      const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
-      T* dst = static_cast<T*>(a.part_out) + part * D + 2 * tq;
-#pragma unroll
-      for (int j = 0; j < DB; ++j)
-        *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
-      if (tq == 0) a.lse_out[part] = lsum > 0.f ? m[h] + log2f(lsum) : -INFINITY;
-    }
-  }
+  for (int h = 0; h < 2; ++h)
+    write_row<T, D>(a, o, h, m[h], quad_sum(l[h]), b, kvh, row0 + warp * 16 + g + 8 * h, split, tq);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1121,7 +1123,6 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   }
   const float scale = a.scale * kLog2e;
   const int64_t limit = hi < committed ? hi : committed;  // tiles reaching past it are masked
-  const int words = (a.n + 31) >> 5;
   const int32_t* bits_row[2] = {a.bits + b * a.sbb + (int64_t)(node[0] < a.n ? node[0] : 0) * a.sbn,
                                 a.bits + b * a.sbb + (int64_t)(node[1] < a.n ? node[1] : 0) * a.sbn};
 
@@ -1179,7 +1180,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
           const int64_t slot = slot0 + 8 * j + 2 * tq + (e & 1), rel = slot - committed;
           const int h = e >> 1;
           bool ok = slot < hi && rel < 0;
-          if (slot < hi && rel >= 0 && node[h] < a.n && (rel >> 5) < words)
+          if (slot < hi && rel >= 0 && node[h] < a.n)  // then rel < n: within the row's words
             ok = (bits_row[h][rel >> 5] >> (rel & 31)) & 1;
           if (!ok) s[j][e] = -INFINITY;
         }
@@ -1285,24 +1286,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   }
 
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const float lsum = quad_sum(l[h]);
-    const int row = row0 + gwarp * 16 + g + 8 * h;
-    if (row >= rows) continue;
-    const int nd = row / a.group, head = kvh * a.group + row % a.group;
-    const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
-    T* dst;
-    if (direct) {
-      dst = static_cast<T*>(a.out) + b * a.sob + nd * a.son + head * a.soh + 2 * tq;
-    } else {
-      const int64_t part = ((int64_t)(b * a.n + nd) * (a.hkv * a.group) + head) * a.nsplit + split;
-      dst = static_cast<T*>(a.part_out) + part * D + 2 * tq;
-      if (tq == 0) a.lse_out[part] = lsum > 0.f ? m[h] + log2f(lsum) : -INFINITY;
-    }
-#pragma unroll
-    for (int j = 0; j < DB; ++j)
-      *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
-  }
+  for (int h = 0; h < 2; ++h)
+    write_row<T, D>(a, o, h, m[h], quad_sum(l[h]), b, kvh, row0 + gwarp * 16 + g + 8 * h, split, tq);
 #else
   __trap();  // launched on sm_90a builds only (the binding checks the GPU)
 #endif
