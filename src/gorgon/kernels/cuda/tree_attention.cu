@@ -917,8 +917,11 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 #ifndef GORGON_WS_BN128  // slots a tile at head_dim 128: 128 or 176
 #define GORGON_WS_BN128 128
 #endif
-#ifndef GORGON_WS_EARLY_RESCALE  // 1: O *= alpha while Q K^T runs, before P V is issued (FlashAttention-3's order)
-#define GORGON_WS_EARLY_RESCALE 0
+#ifndef GORGON_WS_PREFETCH  // tiles ahead of the copies that the producer asks into L2 (0: none)
+#define GORGON_WS_PREFETCH 0
+#endif
+#ifndef GORGON_WS_PBUF  // register buffers of P: 1 or 2
+#define GORGON_WS_PBUF 1
 #endif
 constexpr int kWsThreads = 3 * 128;  // two consumer warp groups, then the producer's (one thread copies)
 template <int D> struct WsLayout {
@@ -1063,6 +1066,13 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, u
       "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c), "r"(h), "r"(s), "r"(b)
       : "memory");
 }
+// The same box into L2 only (no shared memory, no barrier): the copy of it a few tiles later finds it there.
+__device__ __forceinline__ void tma_prefetch(const CUtensorMap* map, int c, int h, int s, int b) {
+  asm volatile("cp.async.bulk.prefetch.tensor.4d.L2.global.tile [%0, {%1, %2, %3, %4}];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(c), "r"(h), "r"(s), "r"(b)
+               : "memory");
+}
 // The consumers' barrier (named barrier 1 + group, 128 threads): Q staged before its wgmma reads it.
 __device__ __forceinline__ void group_sync(int group) {
   asm volatile("bar.sync %0, 128;\n" ::"r"(1 + group) : "memory");
@@ -1133,7 +1143,20 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   if (warp >= 8) {  // the producer: one thread issues every copy
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
     if (warp == 8 && lane == 0) {
+      // With GORGON_WS_PREFETCH, tile t + PREFETCH is asked into L2 while tile t waits for a free stage:
+      // more of the context in flight than the stages hold.
+      auto prefetch = [&](int u) {
+        const int slot = (int)(lo + (int64_t)u * kWsBN);
+#pragma unroll
+        for (int r = 0; r < D / 64; ++r) {
+          tma_prefetch(&maps.k, r * 64, kvh, slot, b);
+          tma_prefetch(&maps.v, r * 64, kvh, slot, b);
+        }
+      };
+      for (int u = kStages; u < GORGON_WS_PREFETCH && u < n_tiles; ++u) prefetch(u);
       for (int t = 0; t < n_tiles; ++t) {
+        if (GORGON_WS_PREFETCH > 0 && t + GORGON_WS_PREFETCH < n_tiles && t + GORGON_WS_PREFETCH >= kStages)
+          prefetch(t + GORGON_WS_PREFETCH);
         const int st = t % kStages;
         const uint32_t free = ((t / kStages) & 1) ^ 1;
         const int slot = (int)(lo + (int64_t)t * kWsBN);
@@ -1187,7 +1210,10 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
                                 a.bits + b * a.sbb + (int64_t)(node[1] < a.n ? node[1] : 0) * a.sbn};
 
   float s[NB][4], o[DB][4];
-  uint32_t pa[kWsBN / 16][4];
+  // P of tile t in pbuf[t & 1] with GORGON_WS_PBUF=2: tile t's P is packed while P V t - 1 still reads
+  // t - 1's (one buffer made ptxas wait for P V t - 1 before tile t's softmax, to pack as it went).
+  constexpr int kPBufs = GORGON_WS_PBUF;
+  uint32_t pbuf[kPBufs][kWsBN / 16][4];
   float(&sacc)[NB * 4] = reinterpret_cast<float(&)[NB * 4]>(s);
   float(&oacc)[DB * 4] = reinterpret_cast<float(&)[DB * 4]>(o);
 #pragma unroll
@@ -1205,7 +1231,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     }
     wgmma_commit();
   };
-  auto issue_pv = [&](int st) {
+  auto issue_pv = [&](int st, auto buf) {
+    uint32_t(&pa)[kWsBN / 16][4] = pbuf[decltype(buf)::value];
     fence_regs(oacc);
 #pragma unroll
     for (int kk = 0; kk < kWsBN / 16; ++kk) fence_regs(pa[kk]);
@@ -1224,7 +1251,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     }
     wgmma_commit();
   };
-  auto pv_done = [&]() {
+  auto pv_done = [&](auto buf) {
+    uint32_t(&pa)[kWsBN / 16][4] = pbuf[decltype(buf)::value];
     fence_regs(oacc);
 #pragma unroll
     for (int kk = 0; kk < kWsBN / 16; ++kk) fence_regs(pa[kk]);
@@ -1274,7 +1302,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
 #pragma unroll
     for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + ((sum[h][0] + sum[h][1]) + (sum[h][2] + sum[h][3]));
   };
-  auto pack_p = [&]() {
+  auto pack_p = [&](auto buf) {
+    uint32_t(&pa)[kWsBN / 16][4] = pbuf[decltype(buf)::value];
 #pragma unroll
     for (int kk = 0; kk < kWsBN / 16; ++kk) {
       pa[kk][0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
@@ -1283,9 +1312,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
       pa[kk][3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
     }
   };
-  // O *= alpha before P V takes the next tile: right after tile t's softmax once P V t - 1 is done, or
-  // (GORGON_WS_EARLY_RESCALE) at the next issue, between Q K^T and P V, in the shadow of Q K^T.
-  constexpr bool kEarlyRescale = GORGON_WS_EARLY_RESCALE;
+  // O *= alpha once P V t - 1 is done, before P V t. (FlashAttention-3 rescales between issuing Q K^T
+  // t + 1 and P V t: 12-24% slower here, reports/h100-2026-11-27f/fa3_order.)
   auto rescale = [&](const float (&alpha)[2]) {
 #pragma unroll
     for (int j = 0; j < DB; ++j) {
@@ -1311,6 +1339,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   };
   if (pingpong && group == 1 && n_tiles > 0) turn_pass(group);
 
+  using B0 = std::integral_constant<int, 0>;
+  using B1 = std::integral_constant<int, kPBufs - 1>;
   if (n_tiles > 0) {
     float alpha[2];
     mbar_wait(full_k(0), 0);
@@ -1321,35 +1351,45 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     fence_regs(sacc);
     if (leader) mbar_arrive(empty_k(0));
     softmax(0, alpha);  // O is still zero: no rescale
-    pack_p();
-    for (int t = 1; t < n_tiles; ++t) {
+    pack_p(B0{});
+    // Tile t (>= 1): its Q K^T with P V of tile t - 1 (P in `prev`), its softmax, its P into `cur`.
+    auto step = [&](int t, auto cur, auto prev) {
       const int st = t % kStages, pst = (t - 1) % kStages;
       mbar_wait(full_k(st), (t / kStages) & 1);
       if (pingpong) mbar_wait(full_v(pst), ((t - 1) / kStages) & 1);  // both in before taking the turn
       take_turn();
       issue_s(st);
-      if (kEarlyRescale) rescale(alpha);  // tile t - 1's alpha, while Q K^T t runs
       if (!pingpong) mbar_wait(full_v(pst), ((t - 1) / kStages) & 1);
-      issue_pv(pst);
+      issue_pv(pst, prev);
       pass_turn();
       wgmma_wait1();  // Q K^T of tile t is done; P V of tile t - 1 may still run
       fence_regs(sacc);
       if (leader) mbar_arrive(empty_k(st));
       softmax(t, alpha);
+      if (kPBufs == 2) pack_p(cur);
       wgmma_wait();
-      pv_done();
+      pv_done(prev);
       if (leader) mbar_arrive(empty_v(pst));
-      if (!kEarlyRescale) rescale(alpha);
-      pack_p();
+      rescale(alpha);
+      if (kPBufs == 1) pack_p(cur);
+    };
+    int t = 1;
+    for (; t + 1 < n_tiles; t += 2) {  // two tiles an iteration: the buffers alternate at compile time
+      step(t, B1{}, B0{});
+      step(t + 1, B0{}, B1{});
     }
+    if (t < n_tiles) step(t++, B1{}, B0{});
+    // P V of the last tile, whose P is in buffer (n_tiles - 1) & 1
     const int pst = (n_tiles - 1) % kStages;
     mbar_wait(full_v(pst), ((n_tiles - 1) / kStages) & 1);
     take_turn();
-    if (kEarlyRescale) rescale(alpha);
-    issue_pv(pst);
+    const bool odd = kPBufs == 2 && ((n_tiles - 1) & 1);
+    if (odd) issue_pv(pst, B1{});
+    else issue_pv(pst, B0{});
     pass_turn();
     wgmma_wait();
-    pv_done();
+    if (odd) pv_done(B1{});
+    else pv_done(B0{});
     if (leader) mbar_arrive(empty_v(pst));
   }
 
