@@ -35,28 +35,18 @@ def build(name: str, flags: list[str]):
     return cuda_ops.build(f"gorgon_cuda_{name}", cuda_ops.SOURCES, f"variant-{name}", ["-lineinfo", *flags])
 
 
-def ws_tile(flags: list[str], d: int) -> int | None:
-    """The ws kernel's tile in a build with these flags (GORGON_WS_BN128 at head_dim 128), None: shipped."""
-    for flag in flags:
-        if d == 128 and flag.startswith("-DGORGON_WS_BN128="):
-            return int(flag.split("=", 1)[1])
-    return None
-
-
-def runner(ext, flags: list[str], kernel: str, kv_len: int, scale: float):
+def runner(ext, kernel: str, kv_len: int, scale: float):
     code = cuda_ops.KERNELS[kernel]
 
     def run(case):
         q, k, v, tree = case
         out = torch.empty_like(q)
-        tile = ws_tile(flags, q.shape[-1])
-        args = (q, k, v, tree.committed, tree.bits, kv_len, scale, out)
-        return cuda_ops.launch(ext, code, *args, ws_tile=tile)
+        return cuda_ops.launch(ext, code, q, k, v, tree.committed, tree.bits, kv_len, scale, out)
 
     return run
 
 
-def measure(case_text: str, exts: dict, flags: dict, kernel: str, repeats: int, bandwidth: float) -> dict:
+def measure(case_text: str, exts: dict, kernel: str, repeats: int, bandwidth: float) -> dict:
     shape, batch, n, p = case_text.split(",")
     batch, n, p = int(batch), int(n), int(p)
     hq, hkv, d = HEADS[shape]
@@ -69,7 +59,7 @@ def measure(case_text: str, exts: dict, flags: dict, kernel: str, repeats: int, 
         "cuda (auto)": lambda c: cuda_ops.tree_attention(
             c[0], c[1], c[2], c[3].committed, c[3].bits, kv_len, scale
         ),
-    } | {name: runner(ext, flags[name], kernel, kv_len, scale) for name, ext in exts.items()}
+    } | {name: runner(ext, kernel, kv_len, scale) for name, ext in exts.items()}
     want = fns["triton"](sets[0]).float()
     for name, fn in fns.items():
         if not torch.allclose(fn(sets[0]).float(), want, atol=2e-2, rtol=2e-2):
@@ -98,7 +88,7 @@ def main() -> None:
     if args.build_only:
         return
     bandwidth = copy_bandwidth("cuda")
-    rows = [measure(c, exts, variants, args.kernel, args.repeats, bandwidth) for c in args.case or CASES]
+    rows = [measure(c, exts, args.kernel, args.repeats, bandwidth) for c in args.case or CASES]
     names = list(rows[0]["us"])
     gpu = torch.cuda.get_device_name()
     lines = [

@@ -41,7 +41,7 @@ NAMES = (*KERNELS, "mma")  # "mma": whichever tensor-core kernel _auto_kernel pi
 # (node, head) rows a block of each tensor-core kernel
 BLOCK_ROWS = {1: 64, 2: 64, 3: 128, 4: 64, 5: 128, 6: 128}
 WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"], KERNELS["ws"]}  # Hopper's warp-group MMA: sm_90 only
-WS_TILE = {64: 128, 128: 128}  # slots a tile of the warp-specialized kernel by head_dim (WsLayout::kBN)
+WS_TILE = 128  # slots a tile of the warp-specialized kernel (fa2::kWsBN)
 MIN_SPLIT = 128  # committed slots per split, at least
 BALANCE_MIN_SPLIT = 2048  # committed slots per split, at least, where _splits balances a grid
 
@@ -162,17 +162,15 @@ def split_plan(
     kv_len: int,
     code: int = KERNELS["mma4"],
     splits: int | None = None,
-    ws_tile: int | None = None,
 ) -> tuple[int, int]:
     """(programs per row block, committed slots per split) of tensor-core kernel `code`: nsplit 1 is one
     block for everything; otherwise nsplit - 1 splits of the context and a last one for the tree.
-    `splits` forces the count of context splits (a study knob, like the Triton backend's Launch.splits);
-    `ws_tile` is the ws kernel's tile where a study build changed it (default WS_TILE)."""
+    `splits` forces the count of context splits (a study knob, like the Triton backend's Launch.splits)."""
     b, n, hq, d = q.shape
     hkv = cache_k.shape[2]
     span = max(kv_len - n, 1)
     ws = code == KERNELS["ws"]
-    tile = (ws_tile or WS_TILE.get(d, 128)) if ws else 64
+    tile = WS_TILE if ws else 64
     if splits:
         split = tile_split(span, splits, tile)
         count = -(-span // split)
@@ -268,14 +266,12 @@ def tree_attention(
     return launch(extension(), code, q, cache_k, cache_v, committed, bits, kv_len, scale, out, splits)
 
 
-def launch(
-    ext, code: int, q, cache_k, cache_v, committed, bits, kv_len: int, scale: float, out, splits=None, **plan
-):
+def launch(ext, code: int, q, cache_k, cache_v, committed, bits, kv_len: int, scale: float, out, splits=None):
     """Kernel `code` of the extension `ext` (extension(), or a study build of the same binding) into `out`,
-    with split_plan's splits (`plan`: its study knobs) and their scratch."""
+    with split_plan's splits and their scratch."""
     b, n, hq, d = q.shape
     exact = code == KERNELS["exact"]
-    nsplit, split = (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code, splits, **plan)
+    nsplit, split = (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code, splits)
     parts = b * n * hq * nsplit if nsplit > 1 else 1
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
     part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)

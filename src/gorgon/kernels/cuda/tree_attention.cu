@@ -914,21 +914,12 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 #ifndef GORGON_WS_L2  // the TMA's L2 promotion: 0, 128 or 256 bytes
 #define GORGON_WS_L2 256
 #endif
-#ifndef GORGON_WS_BN128  // slots a tile at head_dim 128: 128 or 176
-#define GORGON_WS_BN128 128
-#endif
-#ifndef GORGON_WS_PREFETCH  // tiles ahead of the copies that the producer asks into L2 (0: none)
-#define GORGON_WS_PREFETCH 0
-#endif
-#ifndef GORGON_WS_PBUF  // register buffers of P: 1 or 2
-#define GORGON_WS_PBUF 1
-#endif
+constexpr int kWsBN = 128;  // slots per tile
 constexpr int kWsThreads = 3 * 128;  // two consumer warp groups, then the producer's (one thread copies)
 template <int D> struct WsLayout {
-  static constexpr int kBN = D == 128 ? GORGON_WS_BN128 : 128;  // slots a tile
-  // 128 KB of K/V tiles (176 KB with 176-slot tiles), 16 or 32 KB of Q
+  // 128 KB of K/V tiles, 16 or 32 KB of Q
   static constexpr int kStages = GORGON_WS_STAGES ? GORGON_WS_STAGES : D <= 64 ? 4 : 2;
-  static constexpr int kRegion = kBN * 128;                   // bytes of a tile's 64-dim region
+  static constexpr int kRegion = kWsBN * 128;                 // bytes of a tile's 64-dim region
   static constexpr int kTile = (D / 64) * kRegion;            // bytes of a K or V tile
   static constexpr int kQ = (D / 64) * 64 * 128;              // bytes of a warp group's Q (64 rows)
   static constexpr size_t bytes = 1024 + 2 * kStages * kTile + 2 * kQ + 4 * kStages * 8;  // + align
@@ -941,7 +932,6 @@ struct KvMaps {
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// S = Q K^T for a tile of N slots (m64nNk16, both operands from shared memory), N = 128 and 176.
 __device__ __forceinline__ void wgmma_ss(Tag<__nv_bfloat16, 128>, float (&d)[64], uint64_t da, uint64_t db,
                                          int accumulate) {
   asm volatile(
@@ -984,58 +974,6 @@ __device__ __forceinline__ void wgmma_ss(Tag<__half, 128>, float (&d)[64], uint6
       : "l"(da), "l"(db), "r"(accumulate));
 }
 
-__device__ __forceinline__ void wgmma_ss(Tag<__nv_bfloat16, 176>, float (&d)[88], uint64_t da, uint64_t db,
-                                         int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n176k16.f32.bf16.bf16 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
-      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
-      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
-      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
-      "%80, %81, %82, %83, %84, %85, %86, %87"
-      "}, %88, %89, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
-        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
-        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87])
-      : "l"(da), "l"(db), "r"(accumulate));
-}
-
-__device__ __forceinline__ void wgmma_ss(Tag<__half, 176>, float (&d)[88], uint64_t da, uint64_t db,
-                                         int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n176k16.f32.f16.f16 {"
-      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
-      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
-      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
-      "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
-      "%80, %81, %82, %83, %84, %85, %86, %87"
-      "}, %88, %89, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
-        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
-        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
-        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87])
-      : "l"(da), "l"(db), "r"(accumulate));
-}
-
 __device__ __forceinline__ void wgmma_wait1() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
@@ -1057,7 +995,7 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
       "r"(parity)
       : "memory");
 }
-// A tile box (64 dims x a tile's slots of one head) at (dim c, head h, slot s, batch b) into `dst`.
+// A tile box (64 dims x kWsBN slots of one head) at (dim c, head h, slot s, batch b) into `dst`.
 __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c, int h, int s,
                                          int b) {
   asm volatile(
@@ -1065,13 +1003,6 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, u
       "%6}], [%2];\n" ::"r"(dst),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c), "r"(h), "r"(s), "r"(b)
       : "memory");
-}
-// The same box into L2 only (no shared memory, no barrier): the copy of it a few tiles later finds it there.
-__device__ __forceinline__ void tma_prefetch(const CUtensorMap* map, int c, int h, int s, int b) {
-  asm volatile("cp.async.bulk.prefetch.tensor.4d.L2.global.tile [%0, {%1, %2, %3, %4}];\n" ::"l"(
-                   reinterpret_cast<uint64_t>(map)),
-               "r"(c), "r"(h), "r"(s), "r"(b)
-               : "memory");
 }
 // The consumers' barrier (named barrier 1 + group, 128 threads): Q staged before its wgmma reads it.
 __device__ __forceinline__ void group_sync(int group) {
@@ -1096,7 +1027,6 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using L = WsLayout<D>;
   constexpr int kStages = L::kStages;
-  constexpr int kWsBN = L::kBN;   // slots a tile
   constexpr int KD = D / 16;      // k steps of Q K^T
   constexpr int NB = kWsBN / 8;   // 8-slot score blocks per tile
   constexpr int DB = D / 8;       // 8-wide output blocks
@@ -1143,20 +1073,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   if (warp >= 8) {  // the producer: one thread issues every copy
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
     if (warp == 8 && lane == 0) {
-      // With GORGON_WS_PREFETCH, tile t + PREFETCH is asked into L2 while tile t waits for a free stage:
-      // more of the context in flight than the stages hold.
-      auto prefetch = [&](int u) {
-        const int slot = (int)(lo + (int64_t)u * kWsBN);
-#pragma unroll
-        for (int r = 0; r < D / 64; ++r) {
-          tma_prefetch(&maps.k, r * 64, kvh, slot, b);
-          tma_prefetch(&maps.v, r * 64, kvh, slot, b);
-        }
-      };
-      for (int u = kStages; u < GORGON_WS_PREFETCH && u < n_tiles; ++u) prefetch(u);
       for (int t = 0; t < n_tiles; ++t) {
-        if (GORGON_WS_PREFETCH > 0 && t + GORGON_WS_PREFETCH < n_tiles && t + GORGON_WS_PREFETCH >= kStages)
-          prefetch(t + GORGON_WS_PREFETCH);
         const int st = t % kStages;
         const uint32_t free = ((t / kStages) & 1) ^ 1;
         const int slot = (int)(lo + (int64_t)t * kWsBN);
@@ -1210,10 +1127,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
                                 a.bits + b * a.sbb + (int64_t)(node[1] < a.n ? node[1] : 0) * a.sbn};
 
   float s[NB][4], o[DB][4];
-  // P of tile t in pbuf[t & 1] with GORGON_WS_PBUF=2: tile t's P is packed while P V t - 1 still reads
-  // t - 1's (one buffer made ptxas wait for P V t - 1 before tile t's softmax, to pack as it went).
-  constexpr int kPBufs = GORGON_WS_PBUF;
-  uint32_t pbuf[kPBufs][kWsBN / 16][4];
+  uint32_t pa[kWsBN / 16][4];
   float(&sacc)[NB * 4] = reinterpret_cast<float(&)[NB * 4]>(s);
   float(&oacc)[DB * 4] = reinterpret_cast<float(&)[DB * 4]>(o);
 #pragma unroll
@@ -1231,8 +1145,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     }
     wgmma_commit();
   };
-  auto issue_pv = [&](int st, auto buf) {
-    uint32_t(&pa)[kWsBN / 16][4] = pbuf[decltype(buf)::value];
+  auto issue_pv = [&](int st) {
     fence_regs(oacc);
 #pragma unroll
     for (int kk = 0; kk < kWsBN / 16; ++kk) fence_regs(pa[kk]);
@@ -1251,8 +1164,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     }
     wgmma_commit();
   };
-  auto pv_done = [&](auto buf) {
-    uint32_t(&pa)[kWsBN / 16][4] = pbuf[decltype(buf)::value];
+  auto pv_done = [&]() {
     fence_regs(oacc);
 #pragma unroll
     for (int kk = 0; kk < kWsBN / 16; ++kk) fence_regs(pa[kk]);
@@ -1302,25 +1214,13 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
 #pragma unroll
     for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + ((sum[h][0] + sum[h][1]) + (sum[h][2] + sum[h][3]));
   };
-  auto pack_p = [&](auto buf) {
-    uint32_t(&pa)[kWsBN / 16][4] = pbuf[decltype(buf)::value];
+  auto pack_p = [&]() {
 #pragma unroll
     for (int kk = 0; kk < kWsBN / 16; ++kk) {
       pa[kk][0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
       pa[kk][1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
       pa[kk][2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
       pa[kk][3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-    }
-  };
-  // O *= alpha once P V t - 1 is done, before P V t. (FlashAttention-3 rescales between issuing Q K^T
-  // t + 1 and P V t: 12-24% slower here, reports/h100-2026-11-27f/fa3_order.)
-  auto rescale = [&](const float (&alpha)[2]) {
-#pragma unroll
-    for (int j = 0; j < DB; ++j) {
-      o[j][0] *= alpha[0];
-      o[j][1] *= alpha[0];
-      o[j][2] *= alpha[1];
-      o[j][3] *= alpha[1];
     }
   };
   const bool leader = gtid == 0;  // arrives on the empty barriers for its group
@@ -1339,8 +1239,6 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   };
   if (pingpong && group == 1 && n_tiles > 0) turn_pass(group);
 
-  using B0 = std::integral_constant<int, 0>;
-  using B1 = std::integral_constant<int, kPBufs - 1>;
   if (n_tiles > 0) {
     float alpha[2];
     mbar_wait(full_k(0), 0);
@@ -1351,45 +1249,39 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     fence_regs(sacc);
     if (leader) mbar_arrive(empty_k(0));
     softmax(0, alpha);  // O is still zero: no rescale
-    pack_p(B0{});
-    // Tile t (>= 1): its Q K^T with P V of tile t - 1 (P in `prev`), its softmax, its P into `cur`.
-    auto step = [&](int t, auto cur, auto prev) {
+    pack_p();
+    for (int t = 1; t < n_tiles; ++t) {
       const int st = t % kStages, pst = (t - 1) % kStages;
       mbar_wait(full_k(st), (t / kStages) & 1);
       if (pingpong) mbar_wait(full_v(pst), ((t - 1) / kStages) & 1);  // both in before taking the turn
       take_turn();
       issue_s(st);
       if (!pingpong) mbar_wait(full_v(pst), ((t - 1) / kStages) & 1);
-      issue_pv(pst, prev);
+      issue_pv(pst);
       pass_turn();
       wgmma_wait1();  // Q K^T of tile t is done; P V of tile t - 1 may still run
       fence_regs(sacc);
       if (leader) mbar_arrive(empty_k(st));
       softmax(t, alpha);
-      if (kPBufs == 2) pack_p(cur);
       wgmma_wait();
-      pv_done(prev);
+      pv_done();
       if (leader) mbar_arrive(empty_v(pst));
-      rescale(alpha);
-      if (kPBufs == 1) pack_p(cur);
-    };
-    int t = 1;
-    for (; t + 1 < n_tiles; t += 2) {  // two tiles an iteration: the buffers alternate at compile time
-      step(t, B1{}, B0{});
-      step(t + 1, B0{}, B1{});
+#pragma unroll
+      for (int j = 0; j < DB; ++j) {
+        o[j][0] *= alpha[0];
+        o[j][1] *= alpha[0];
+        o[j][2] *= alpha[1];
+        o[j][3] *= alpha[1];
+      }
+      pack_p();
     }
-    if (t < n_tiles) step(t++, B1{}, B0{});
-    // P V of the last tile, whose P is in buffer (n_tiles - 1) & 1
     const int pst = (n_tiles - 1) % kStages;
     mbar_wait(full_v(pst), ((n_tiles - 1) / kStages) & 1);
     take_turn();
-    const bool odd = kPBufs == 2 && ((n_tiles - 1) & 1);
-    if (odd) issue_pv(pst, B1{});
-    else issue_pv(pst, B0{});
+    issue_pv(pst);
     pass_turn();
     wgmma_wait();
-    if (odd) pv_done(B1{});
-    else pv_done(B0{});
+    pv_done();
     if (leader) mbar_arrive(empty_v(pst));
   }
 
@@ -1642,7 +1534,7 @@ static EncodeTiled encode_tiled() {
 }
 
 // A cache [batch, slots, kv_heads, D] (element strides sb, ss, sh; head_dim contiguous) as a TMA tensor of
-// boxes of 64 dims x a tile's slots (WsLayout<D>::kBN) of one head, 128-byte swizzled; slots past the end read as zeros.
+// boxes of 64 dims x kWsBN slots of one head, 128-byte swizzled; slots past the end read as zeros.
 template <typename T, int D>
 static bool kv_map(CUtensorMap* map, const void* data, int batch, int64_t slots, int hkv, int64_t sb, int64_t ss,
                    int64_t sh) {
@@ -1650,7 +1542,7 @@ static bool kv_map(CUtensorMap* map, const void* data, int batch, int64_t slots,
   if (encode == nullptr) return false;
   const cuuint64_t dims[4] = {(cuuint64_t)D, (cuuint64_t)hkv, (cuuint64_t)slots, (cuuint64_t)batch};
   const cuuint64_t strides[3] = {sh * sizeof(T), ss * sizeof(T), sb * sizeof(T)};  // bytes, dims 1..3
-  const cuuint32_t box[4] = {64, 1, (cuuint32_t)fa2::WsLayout<D>::kBN, 1};
+  const cuuint32_t box[4] = {64, 1, (cuuint32_t)fa2::kWsBN, 1};
   const cuuint32_t step[4] = {1, 1, 1, 1};
   const CUtensorMapDataType type =
       std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
