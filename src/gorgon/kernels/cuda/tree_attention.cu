@@ -914,9 +914,6 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 #ifndef GORGON_WS_L2  // the TMA's L2 promotion: 0, 128 or 256 bytes
 #define GORGON_WS_L2 256
 #endif
-#ifndef GORGON_WS_MULTICAST  // 1: pairs of row blocks of a KV head share their tiles (a 2-block cluster)
-#define GORGON_WS_MULTICAST 1
-#endif
 constexpr int kWsBN = 128;  // slots per tile
 constexpr int kWsThreads = 3 * 128;  // two consumer warp groups, then the producer's (one thread copies)
 template <int D> struct WsLayout {
@@ -1007,31 +1004,6 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, u
       "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c), "r"(h), "r"(s), "r"(b)
       : "memory");
 }
-// The same box into the same offset of both blocks of the cluster (and their barriers at `bar`'s offset).
-__device__ __forceinline__ void tma_load_pair(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c, int h, int s,
-                                              int b) {
-  asm volatile(
-      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, "
-      "{%3, %4, %5, %6}], [%2], %7;\n" ::"r"(dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c), "r"(h), "r"(s), "r"(b), "h"((uint16_t)3)
-      : "memory");
-}
-// An arrival on the barrier at `bar`'s offset in block `rank` of the cluster.
-__device__ __forceinline__ void mbar_arrive_in(uint32_t bar, uint32_t rank) {
-  asm volatile(
-      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
-      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(bar),
-      "r"(rank)
-      : "memory");
-}
-__device__ __forceinline__ uint32_t cluster_rank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return r;
-}
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
 // The consumers' barrier (named barrier 1 + group, 128 threads): Q staged before its wgmma reads it.
 __device__ __forceinline__ void group_sync(int group) {
   asm volatile("bar.sync %0, 128;\n" ::"r"(1 + group) : "memory");
@@ -1050,12 +1022,7 @@ __device__ __forceinline__ float ex2_ftz(float x) {
 }
 #endif
 
-// MC: the grid runs in clusters of 2 blocks along y, two row blocks of one (batch, KV head, split), and
-// each block's producer copies half of every tile (64 slots) into both blocks: each K/V byte leaves L2
-// once for the pair instead of once a block (at batch 8, N=64 both ws kernels were L2-bound: 83-85% of its
-// throughput, reports/h100-2026-11-27f/ncu). A stage is free when the consumers of both blocks are done
-// with it, so the empty barriers count both blocks' groups and each group arrives on both.
-template <typename T, int D, bool MC>
+template <typename T, int D>
 __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttentionArgs a, const __grid_constant__ KvMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using L = WsLayout<D>;
@@ -1079,9 +1046,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int b = blockIdx.x / a.hkv, kvh = blockIdx.x % a.hkv, split = blockIdx.z;
   const int rows = a.n * a.group;
-  auto groups_of = [&](int y) { return rows - y * 128 > 64 ? 2 : 1; };  // consumer groups with rows
-  const int groups = groups_of(blockIdx.y);
-  const uint32_t rank = MC ? cluster_rank() : 0, peer = rank ^ 1;
+  const int groups = rows - (int)blockIdx.y * 128 > 64 ? 2 : 1;  // consumer groups with rows to compute
   const int64_t committed = a.committed[b];
   const bool direct = a.nsplit == 1;
   const bool do_tree = direct || split == a.nsplit - 1;
@@ -1096,17 +1061,12 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     for (int i = 0; i < kStages; ++i) {
       mbar_init(full_k(i), 1);
       mbar_init(full_v(i), 1);
-      // one arrival from each consumer group (of both blocks with MC)
-      const int count = MC ? groups_of(blockIdx.y & ~1) + groups_of(blockIdx.y | 1) : groups;
-      mbar_init(empty_k(i), count);
-      mbar_init(empty_v(i), count);
+      mbar_init(empty_k(i), groups);  // one arrival from each consumer group
+      mbar_init(empty_v(i), groups);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  // The last block-wide barrier: the roles part here. With MC, also the peer's barriers are initialised
-  // before this block's copies signal them.
-  if (MC) cluster_sync();
-  else __syncthreads();
+  __syncthreads();  // the last block-wide barrier: the roles part here
 
   // Registers move from the producer's warp group to the consumers' (ptxas sizes a wgmma kernel for whole
   // warp groups: 168 a thread here, which spilled the consumers' accumulators).
@@ -1117,26 +1077,14 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
         const int st = t % kStages;
         const uint32_t free = ((t / kStages) & 1) ^ 1;
         const int slot = (int)(lo + (int64_t)t * kWsBN);
-        // MC: this block's half of the tile (slots 64 * rank onward), to both blocks; the whole tile lands
-        // here either way (the peer copies the other half), so the full barrier expects all of it.
-        const int s0 = slot + (MC ? 64 * (int)rank : 0);
-        const uint32_t half = MC ? 64 * 128 * rank : 0;
         mbar_wait(empty_k(st), free);
         mbar_expect(full_k(st), L::kTile);
 #pragma unroll
-        for (int r = 0; r < D / 64; ++r) {
-          const uint32_t dst = kbuf(st) + r * L::kRegion + half;
-          if (MC) tma_load_pair(dst, &maps.k, full_k(st), r * 64, kvh, s0, b);
-          else tma_load(dst, &maps.k, full_k(st), r * 64, kvh, s0, b);
-        }
+        for (int r = 0; r < D / 64; ++r) tma_load(kbuf(st) + r * L::kRegion, &maps.k, full_k(st), r * 64, kvh, slot, b);
         mbar_wait(empty_v(st), free);
         mbar_expect(full_v(st), L::kTile);
 #pragma unroll
-        for (int r = 0; r < D / 64; ++r) {
-          const uint32_t dst = vbuf(st) + r * L::kRegion + half;
-          if (MC) tma_load_pair(dst, &maps.v, full_v(st), r * 64, kvh, s0, b);
-          else tma_load(dst, &maps.v, full_v(st), r * 64, kvh, s0, b);
-        }
+        for (int r = 0; r < D / 64; ++r) tma_load(vbuf(st) + r * L::kRegion, &maps.v, full_v(st), r * 64, kvh, slot, b);
       }
     }
     return;
@@ -1276,14 +1224,6 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     }
   };
   const bool leader = gtid == 0;  // arrives on the empty barriers for its group
-  // Stage release after tile t: on this block's barrier, and with MC on the peer's too. With MC, the last
-  // kStages tiles are not released: no copy waits for them, and an arrival must not reach a peer that
-  // may have exited (every earlier one lands before the peer can finish: its next tile waits on it).
-  auto release = [&](uint32_t bar, int t) {
-    if (!leader || (MC && t + kStages >= n_tiles)) return;
-    mbar_arrive(bar);
-    if (MC) mbar_arrive_in(bar, peer);
-  };
   // With GORGON_WS_PINGPONG the two groups take turns issuing their products (FlashAttention-3's
   // ping-pong: one group's softmax runs while the other's products hold the tensor cores). Group 0 goes
   // first; group 1 passes the turn after each of its issues but the last, so every wait is matched.
@@ -1307,7 +1247,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     pass_turn();
     wgmma_wait();
     fence_regs(sacc);
-    release(empty_k(0), 0);
+    if (leader) mbar_arrive(empty_k(0));
     softmax(0, alpha);  // O is still zero: no rescale
     pack_p();
     for (int t = 1; t < n_tiles; ++t) {
@@ -1321,11 +1261,11 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
       pass_turn();
       wgmma_wait1();  // Q K^T of tile t is done; P V of tile t - 1 may still run
       fence_regs(sacc);
-      release(empty_k(st), t);
+      if (leader) mbar_arrive(empty_k(st));
       softmax(t, alpha);
       wgmma_wait();
       pv_done();
-      release(empty_v(pst), t - 1);
+      if (leader) mbar_arrive(empty_v(pst));
 #pragma unroll
       for (int j = 0; j < DB; ++j) {
         o[j][0] *= alpha[0];
@@ -1342,7 +1282,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     pass_turn();
     wgmma_wait();
     pv_done();
-    release(empty_v(pst), n_tiles - 1);
+    if (leader) mbar_arrive(empty_v(pst));
   }
 
 #pragma unroll
@@ -1597,12 +1537,12 @@ static EncodeTiled encode_tiled() {
 // boxes of 64 dims x kWsBN slots of one head, 128-byte swizzled; slots past the end read as zeros.
 template <typename T, int D>
 static bool kv_map(CUtensorMap* map, const void* data, int batch, int64_t slots, int hkv, int64_t sb, int64_t ss,
-                   int64_t sh, int box_slots) {
+                   int64_t sh) {
   const EncodeTiled encode = encode_tiled();
   if (encode == nullptr) return false;
   const cuuint64_t dims[4] = {(cuuint64_t)D, (cuuint64_t)hkv, (cuuint64_t)slots, (cuuint64_t)batch};
   const cuuint64_t strides[3] = {sh * sizeof(T), ss * sizeof(T), sb * sizeof(T)};  // bytes, dims 1..3
-  const cuuint32_t box[4] = {64, 1, (cuuint32_t)box_slots, 1};
+  const cuuint32_t box[4] = {64, 1, (cuuint32_t)fa2::kWsBN, 1};
   const cuuint32_t step[4] = {1, 1, 1, 1};
   const CUtensorMapDataType type =
       std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
@@ -1617,28 +1557,15 @@ static bool kv_map(CUtensorMap* map, const void* data, int batch, int64_t slots,
 template <typename T, int D>
 static cudaError_t launch_ws(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
   using L = fa2::WsLayout<D>;
-  const int row_blocks = (a.n * a.group + 127) / 128;
-  const bool mc = GORGON_WS_MULTICAST && row_blocks % 2 == 0;  // pairs of row blocks share tiles
-  const int box = mc ? fa2::kWsBN / 2 : fa2::kWsBN;
   fa2::KvMaps maps;
-  if (!kv_map<T, D>(&maps.k, a.k, batch, a.slots, a.hkv, a.skb, a.sks, a.skh, box) ||
-      !kv_map<T, D>(&maps.v, a.v, batch, a.slots, a.hkv, a.svb, a.svs, a.svh, box))
+  if (!kv_map<T, D>(&maps.k, a.k, batch, a.slots, a.hkv, a.skb, a.sks, a.skh) ||
+      !kv_map<T, D>(&maps.v, a.v, batch, a.slots, a.hkv, a.svb, a.svs, a.svh))
     return cudaErrorInvalidValue;  // the binding checked what TMA needs; a driver without it lands here
-  auto kernel = mc ? fa2::tree_attention_ws<T, D, true> : fa2::tree_attention_ws<T, D, false>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes);
+  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_ws<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)L::bytes);
   if (err != cudaSuccess) return err;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(batch * a.hkv, row_blocks, a.nsplit);
-  config.blockDim = dim3(fa2::kWsThreads);
-  config.dynamicSmemBytes = L::bytes;
-  config.stream = stream;
-  cudaLaunchAttribute cluster;
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = 1, cluster.val.clusterDim.y = mc ? 2 : 1, cluster.val.clusterDim.z = 1;
-  config.attrs = &cluster;
-  config.numAttrs = mc ? 1 : 0;
-  err = cudaLaunchKernelEx(&config, kernel, a, maps);
-  if (err != cudaSuccess) return err;
+  dim3 grid(batch * a.hkv, (a.n * a.group + 127) / 128, a.nsplit);
+  fa2::tree_attention_ws<T, D><<<grid, fa2::kWsThreads, L::bytes, stream>>>(a, maps);
   return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
