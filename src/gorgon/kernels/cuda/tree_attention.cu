@@ -911,6 +911,9 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 #ifndef GORGON_WS_STAGES  // 0: the layout's own count
 #define GORGON_WS_STAGES 0
 #endif
+#ifndef GORGON_WS_SOFTMAX_FENCE  // 1: the softmax of tile t stays ahead of the wait for P V t - 1
+#define GORGON_WS_SOFTMAX_FENCE 0
+#endif
 #ifndef GORGON_WS_L2  // the TMA's L2 promotion: 0, 128 or 256 bytes
 #define GORGON_WS_L2 256
 #endif
@@ -1263,6 +1266,14 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
       fence_regs(sacc);
       if (leader) mbar_arrive(empty_k(st));
       softmax(t, alpha);
+#if GORGON_WS_SOFTMAX_FENCE
+      // A branch on the tile's row sums ends the softmax's basic block: ptxas otherwise hoists the wait
+      // for P V t - 1 above the whole softmax (to pack P into the registers that P V still reads as it
+      // goes), which serialises the softmax behind P V.
+      asm volatile(
+          "{\n.reg .pred p;\nsetp.lt.f32 p, %0, 0f00000000;\n@p bra.uni SKIP%=;\nnanosleep.u32 0;\nSKIP%=:\n}\n" ::"f"(l[0] + l[1])
+          : "memory");
+#endif
       wgmma_wait();
       pv_done();
       if (leader) mbar_arrive(empty_v(pst));
