@@ -911,8 +911,8 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 #ifndef GORGON_WS_STAGES  // 0: the layout's own count
 #define GORGON_WS_STAGES 0
 #endif
-#ifndef GORGON_WS_SOFTMAX_FENCE  // 1: the softmax of tile t stays ahead of the wait for P V t - 1
-#define GORGON_WS_SOFTMAX_FENCE 0
+#ifndef GORGON_WS_DESC_ONCE  // 1: shared-memory descriptors of Q and the stages made once, then offset
+#define GORGON_WS_DESC_ONCE 1
 #endif
 #ifndef GORGON_WS_L2  // the TMA's L2 promotion: 0, 128 or 256 bytes
 #define GORGON_WS_L2 256
@@ -1137,13 +1137,21 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   for (int j = 0; j < DB; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's columns only
 
+  // A descriptor's address field is the byte address / 16 (shared memory is under 256 KB, so adding an
+  // offset / 16 to a descriptor never carries out of it): with GORGON_WS_DESC_ONCE the three bases are
+  // made once here, where the loop otherwise rebuilt each of its 16 descriptors a tile (masks and shifts,
+  // about a sixth of the loop's instructions).
+  const uint64_t qdesc = smem_desc(qs, 16, 1024), kdesc = smem_desc(kbuf(0), 16, 1024);
+  const uint64_t vdesc = smem_desc(vbuf(0), L::kRegion, 1024);
   auto issue_s = [&](int st) {
     fence_regs(sacc);
     wgmma_fence();
 #pragma unroll
     for (int kd = 0; kd < KD; ++kd) {
-      const uint64_t da = smem_desc(qs + (kd / 4) * 64 * 128 + (kd % 4) * 32, 16, 1024);
-      const uint64_t db = smem_desc(kbuf(st) + (kd / 4) * L::kRegion + (kd % 4) * 32, 16, 1024);
+      const uint32_t qoff = (kd / 4) * 64 * 128 + (kd % 4) * 32, koff = (kd / 4) * L::kRegion + (kd % 4) * 32;
+      const uint64_t da = GORGON_WS_DESC_ONCE ? qdesc + (qoff >> 4) : smem_desc(qs + qoff, 16, 1024);
+      const uint64_t db = GORGON_WS_DESC_ONCE ? kdesc + ((st * L::kTile + koff) >> 4)
+                                              : smem_desc(kbuf(st) + koff, 16, 1024);
       wgmma_ss(Tag<T, kWsBN>{}, sacc, da, db, kd > 0);
     }
     wgmma_commit();
@@ -1155,7 +1163,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kWsBN / 16; ++kk) {
-      const uint64_t desc = smem_desc(vbuf(st) + kk * 16 * 128, L::kRegion, 1024);
+      const uint64_t desc = GORGON_WS_DESC_ONCE ? vdesc + ((st * L::kTile + kk * 16 * 128) >> 4)
+                                                : smem_desc(vbuf(st) + kk * 16 * 128, L::kRegion, 1024);
       if constexpr (D == 64) {  // two m64n32 halves, as the mma form found exact (see above)
         float(&olo)[16] = reinterpret_cast<float(&)[16]>(o[0]);
         float(&ohi)[16] = reinterpret_cast<float(&)[16]>(o[4]);
@@ -1266,14 +1275,6 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
       fence_regs(sacc);
       if (leader) mbar_arrive(empty_k(st));
       softmax(t, alpha);
-#if GORGON_WS_SOFTMAX_FENCE
-      // A branch on the tile's row sums ends the softmax's basic block: ptxas otherwise hoists the wait
-      // for P V t - 1 above the whole softmax (to pack P into the registers that P V still reads as it
-      // goes), which serialises the softmax behind P V.
-      asm volatile(
-          "{\n.reg .pred p;\nsetp.lt.f32 p, %0, 0f00000000;\n@p bra.uni SKIP%=;\nnanosleep.u32 0;\nSKIP%=:\n}\n" ::"f"(l[0] + l[1])
-          : "memory");
-#endif
       wgmma_wait();
       pv_done();
       if (leader) mbar_arrive(empty_v(pst));
