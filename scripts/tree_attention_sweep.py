@@ -167,7 +167,7 @@ def cuda_plan(case, kv_len: int) -> str:
     q, k = case[0], case[1]
     if not cuda_ops.buildable():
         return ""
-    name = cuda_ops._auto_kernel(q, k.shape[2])
+    name = cuda_ops._auto_kernel(q, k.shape[2], max(kv_len - q.shape[1], 1))
     nsplit, split = cuda_ops.split_plan(q, k, kv_len, cuda_ops.KERNELS[name])
     old, count = rounds_plan(q, k, kv_len)
     return f"{name} nsplit {nsplit} split {split} (rounds plan: {old}, {count} context splits)"

@@ -31,28 +31,33 @@ def test_auto_kernel(batch, n, hq, hkv, d, want, monkeypatch):
     monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: 264)  # an H100: 132 SMs
     monkeypatch.setattr(cuda_ops, "_hopper", lambda q: False)  # a GPU without wgmma
     tensors = _inputs(n, hq, hkv, d, batch=batch)
-    assert cuda_ops._kernel_code(tensors[0], tensors, None, None) == cuda_ops.KERNELS[want]
+    assert cuda_ops._kernel_code(tensors[0], tensors, None, None, 8192) == cuda_ops.KERNELS[want]
 
 
 @pytest.mark.parametrize(
-    "batch, n, hq, hkv, d, want",
+    "batch, n, hq, hkv, d, span, want",
     [
-        (8, 128, 32, 8, 128, "ws"),  # the warp-specialized kernel wherever it measured faster
-        (8, 64, 32, 8, 128, "ws"),
-        (3, 128, 32, 8, 128, "ws"),
-        (1, 64, 32, 8, 128, "ws"),
-        (1, 16, 32, 8, 128, "wgmma8"),  # 8 blocks of 64 rows: a second warp group to load tiles
-        (1, 1, 32, 8, 128, "ws"),  # 4 rows
-        (8, 16, 32, 8, 128, "ws"),  # 64 blocks
-        (8, 64, 9, 3, 64, "ws"),  # head_dim 64
+        (8, 128, 32, 8, 128, 8192, "ws"),  # the warp-specialized kernel wherever it measured faster
+        (8, 64, 32, 8, 128, 8192, "ws"),
+        (3, 128, 32, 8, 128, 8192, "ws"),
+        (1, 64, 32, 8, 128, 8192, "ws"),
+        (1, 16, 32, 8, 128, 8192, "wgmma8"),  # 8 blocks of 64 rows: a second warp group to load tiles
+        (1, 1, 32, 8, 128, 8192, "ws"),  # 4 rows
+        (8, 16, 32, 8, 128, 8192, "ws"),  # 64 blocks
+        (8, 64, 9, 3, 64, 8192, "ws"),  # head_dim 64
+        # too little context to stream for ws's fixed costs (WS_MIN_WORK: row blocks x slots)
+        (1, 64, 9, 3, 64, 256, "wgmma4"),  # the default model's verify step
+        (1, 64, 32, 8, 128, 512, "wgmma4"),  # 16 row blocks x 512 slots
+        (1, 64, 32, 8, 128, 2048, "ws"),  # 16 x 2048: just enough
+        (8, 128, 9, 3, 64, 512, "ws"),  # 72 x 512
     ],
 )
-def test_auto_kernel_on_hopper(batch, n, hq, hkv, d, want, monkeypatch):
+def test_auto_kernel_on_hopper(batch, n, hq, hkv, d, span, want, monkeypatch):
     monkeypatch.delenv("GORGON_CUDA_KERNEL", raising=False)
     monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: 264)
     monkeypatch.setattr(cuda_ops, "_hopper", lambda q: True)
     tensors = _inputs(n, hq, hkv, d, batch=batch)
-    assert cuda_ops._kernel_code(tensors[0], tensors, None, None) == cuda_ops.KERNELS[want]
+    assert cuda_ops._kernel_code(tensors[0], tensors, None, None, span) == cuda_ops.KERNELS[want]
 
 
 def test_kernel_names_force_and_fall_back(monkeypatch):
@@ -60,27 +65,28 @@ def test_kernel_names_force_and_fall_back(monkeypatch):
     tensors = _inputs(64, 32, 8, 128, batch=8)
     q = tensors[0]
     monkeypatch.setenv("GORGON_CUDA_KERNEL", "mma4")
-    assert cuda_ops._kernel_code(q, tensors, None, None) == cuda_ops.KERNELS["mma4"]
-    assert cuda_ops._kernel_code(q, tensors, None, "mma8") == cuda_ops.KERNELS["mma8"]
-    assert cuda_ops._kernel_code(q, tensors, False, None) == cuda_ops.KERNELS["exact"]
+    assert cuda_ops._kernel_code(q, tensors, None, None, 8192) == cuda_ops.KERNELS["mma4"]
+    assert cuda_ops._kernel_code(q, tensors, None, "mma8", 8192) == cuda_ops.KERNELS["mma8"]
+    assert cuda_ops._kernel_code(q, tensors, False, None, 8192) == cuda_ops.KERNELS["exact"]
     monkeypatch.setenv("GORGON_CUDA_KERNEL", "exact")
-    assert cuda_ops._kernel_code(q, tensors, True, None) == cuda_ops.KERNELS["mma8"]  # fast: tensor cores
+    # fast: tensor cores
+    assert cuda_ops._kernel_code(q, tensors, True, None, 8192) == cuda_ops.KERNELS["mma8"]
     f32 = _inputs(64, 32, 8, 128, torch.float32, batch=8)
     monkeypatch.delenv("GORGON_CUDA_KERNEL")
-    assert cuda_ops._kernel_code(f32[0], f32, None, None) == cuda_ops.KERNELS["exact"]
+    assert cuda_ops._kernel_code(f32[0], f32, None, None, 8192) == cuda_ops.KERNELS["exact"]
     with pytest.raises(GorgonError, match="mma4"):  # the error lists the names that exist
-        cuda_ops._kernel_code(q, tensors, None, "fa3")
+        cuda_ops._kernel_code(q, tensors, None, "fa3", 8192)
     for name in ("wgmma4", "wgmma8"):  # Hopper's forms: named, and forced like the others
-        assert cuda_ops._kernel_code(q, tensors, None, name) == cuda_ops.KERNELS[name]
+        assert cuda_ops._kernel_code(q, tensors, None, name, 8192) == cuda_ops.KERNELS[name]
         assert (
             cuda_ops.BLOCK_ROWS[cuda_ops.KERNELS[name]]
             == cuda_ops.BLOCK_ROWS[cuda_ops.KERNELS[name.replace("wg", "")]]
         )
-    assert cuda_ops._kernel_code(q, tensors, None, "ws") == cuda_ops.KERNELS["ws"]
+    assert cuda_ops._kernel_code(q, tensors, None, "ws", 8192) == cuda_ops.KERNELS["ws"]
     monkeypatch.setattr(cuda_ops, "_hopper", lambda q: True)
-    assert cuda_ops._kernel_code(q, tensors, None, None) == cuda_ops.KERNELS["ws"]
+    assert cuda_ops._kernel_code(q, tensors, None, None, 8192) == cuda_ops.KERNELS["ws"]
     short_v = (*tensors[:2], tensors[2][:, :-8], tensors[3])  # V not shaped like K: no TMA maps for ws
-    assert cuda_ops._kernel_code(q, short_v, None, None) == cuda_ops.KERNELS["wgmma4"]
+    assert cuda_ops._kernel_code(q, short_v, None, None, 8192) == cuda_ops.KERNELS["wgmma4"]
 
 
 def test_split_plan_of_the_warp_specialized_kernel(monkeypatch):

@@ -3,8 +3,8 @@
 Built at first use with `torch.utils.cpp_extension` (nvcc and ninja needed; about a minute, cached under
 ~/.cache/gorgon/cuda-<hash> afterwards), for the architecture of the GPU at hand (sm_90 on H100/H200).
 Tree attention in bfloat16/float16 with head_dim 64 or 128 runs a tensor-core kernel (`_auto_kernel`): on
-Hopper (sm_90) the warp-specialized one (ws: a TMA producer warp, two consumer warp groups on wgmma),
-elsewhere the mma.sync one (FlashAttention-2 on raw PTX) in blocks of 4 or 8 warps; GORGON_CUDA_KERNEL
+Hopper (sm_90) the warp-specialized one (ws: a TMA producer warp, two consumer warp groups on wgmma)
+where there is enough context to stream, else the wgmma forms of the mma.sync one; elsewhere the mma.sync one (FlashAttention-2 on raw PTX) in blocks of 4 or 8 warps; GORGON_CUDA_KERNEL
 forces one of KERNELS (wmma: the older WMMA kernel, for comparison); float32 and other head sizes run the
 exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact forces it everywhere). The decode-step operations this
 backend has no CUDA kernel for (RMSNorm, RoPE + KV write, SiLU, decode attention, argmax) come from the
@@ -44,6 +44,7 @@ WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"], KERNELS["ws"]}  # Hopper's warp-g
 WS_TILE = 128  # slots a tile of the warp-specialized kernel (fa2::kWsBN)
 MIN_SPLIT = 128  # committed slots per split, at least
 BALANCE_MIN_SPLIT = 2048  # committed slots per split, at least, where _splits balances a grid
+WS_MIN_WORK = 32768  # ws row blocks x committed slots from which _auto_kernel takes ws on Hopper
 
 
 def buildable() -> bool:
@@ -185,13 +186,14 @@ def split_plan(
 
 
 def _kernel_code(
-    q: torch.Tensor, tensors: tuple[torch.Tensor, ...], fast: bool | None, kernel: str | None
+    q: torch.Tensor, tensors: tuple[torch.Tensor, ...], fast: bool | None, kernel: str | None, span: int
 ) -> int:
+    """The binding's code of the kernel to run; `span`: the committed slots attended (kv_len - n)."""
     name = kernel or os.environ.get("GORGON_CUDA_KERNEL") or "mma"
     if name not in NAMES:
         raise GorgonError(f"GORGON_CUDA_KERNEL / kernel: {name!r} is not one of {sorted(NAMES)}")
     if name == "mma" or (fast is True and name == "exact"):
-        name = _auto_kernel(q, tensors[1].shape[2])
+        name = _auto_kernel(q, tensors[1].shape[2], span)
         if name == "ws" and tensors[1].shape != tensors[2].shape:  # its TMA maps K and V alike
             name = "wgmma4"
     if KERNELS[name] in WGMMA and q.is_cuda and not _hopper(q):
@@ -218,7 +220,7 @@ def _hopper(q: torch.Tensor) -> bool:
     return q.is_cuda and has_wgmma(q.get_device())
 
 
-def _auto_kernel(q: torch.Tensor, kv_heads: int) -> str:
+def _auto_kernel(q: torch.Tensor, kv_heads: int, span: int) -> str:
     """Off Hopper: 8 warps (128-row blocks, one an SM) at head_dim 128 where a KV head has more than 64
     rows and the 4-warp blocks fill every SM without splitting the context; else 4. On the H100
     (reports/h100-2026-11-26e/cuda8_*.md, same run): batch 8, N=64 and 128, Llama-3-8B heads, 8-10%
@@ -230,7 +232,13 @@ def _auto_kernel(q: torch.Tensor, kv_heads: int) -> str:
     99.9, N=1 96.8 -> 92.5; batch 1, N=64 39.3 -> 31.4, N=128 73.5 -> 50.1, N=1 18.8 -> 18.5; SmolLM2
     heads, batch 8, N=128 97.6 -> 75.3. The exception is the wgmma8 form's case, a few blocks of 17-64
     rows at head_dim 128 (batch 1, N=16: 23.2 against 24.5), whose second warp group, all padding, only
-    loads tiles (reports/h100-2026-11-26f: 25.5 -> 21.6 us against wgmma4)."""
+    loads tiles (reports/h100-2026-11-26f: 25.5 -> 21.6 us against wgmma4).
+    The ws kernel's fixed costs (three warp groups, barriers, TMA maps) need a long stream to pay off: with
+    fewer than WS_MIN_WORK (ws row blocks x committed slots) it runs wgmma4. At the default model's verify
+    shapes (SmolLM2 heads, batch 1, N=16-64, P=256 and 768; reports/h100-2026-11-27f/final/small, same run)
+    ws took 10.3-13.0 us against wgmma4's 7.9-9.2, and the tables of 2026-11-27d (wgmma4/8) and -27f (ws)
+    put the crossing near this much work: e.g. Llama-3-8B heads, batch 1, P=512, N=64 16.2 (wgmma4) against
+    18.1 us (ws), P=2048 21.9 against 20.0; SmolLM2 heads, batch 8, P=512, N=128 23.7 against 16.8."""
     b, n, hq, d = q.shape
     rows = n * (hq // kv_heads)
     blocks = b * kv_heads * -(-rows // BLOCK_ROWS[KERNELS["mma4"]])
@@ -239,7 +247,10 @@ def _auto_kernel(q: torch.Tensor, kv_heads: int) -> str:
         wide = d == 128 and rows > 64 and blocks >= target // 2
         return "mma8" if wide else "mma4"
     few = d == 128 and 16 < rows <= 64 and blocks * 16 <= target
-    return "wgmma8" if few else "ws"
+    if few:
+        return "wgmma8"
+    ws_blocks = b * kv_heads * -(-rows // BLOCK_ROWS[KERNELS["ws"]])
+    return "ws" if ws_blocks * span >= WS_MIN_WORK else "wgmma4"
 
 
 def tree_attention(
@@ -262,7 +273,7 @@ def tree_attention(
     consumer warp groups; sm_90 only), "wmma" or "exact"; default: $GORGON_CUDA_KERNEL, else "mma".
     `splits`: force this many context splits (split_plan's study knob)."""
     out = torch.empty_like(q) if out is None else out
-    code = _kernel_code(q, (q, cache_k, cache_v, out), fast, kernel)
+    code = _kernel_code(q, (q, cache_k, cache_v, out), fast, kernel, max(kv_len - q.shape[1], 1))
     return launch(extension(), code, q, cache_k, cache_v, committed, bits, kv_len, scale, out, splits)
 
 
