@@ -905,6 +905,11 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 // the softmax below (batch 8, N=64 147.6 -> 163.3 us, batch 1, N=128 50.3 -> 57.1); 64-slot tiles in
 // twice the stages (6-22% slower); Q K^T with Q in registers (up to 7% slower at batch 1, N=64, within
 // 2% elsewhere); skipping O *= alpha where no row's max rose (slower in 13 of 14 cases).
+// Measured and removed on 2026-11-27f (reports/h100-2026-11-27f, batch 8, N=64): FlashAttention-3's
+// 176-slot tiles (148.9 -> 151.6 us) and its O rescale between Q K^T and P V (-> 169.9), code in bedc767;
+// L2 prefetch of tiles ahead (-> 176-207), d2c3400; 2-block clusters sharing tiles by TMA multicast
+// (147.1 -> 185.8), ac1d3f2; keeping the softmax ahead of the wait for P V t - 1 (147.8 -> 168.2), 3a297d2.
+// - DESC_ONCE (on): 158.2 -> 143.0 us at batch 8, N=64, within 1.5% elsewhere (desc_once/).
 #ifndef GORGON_WS_PINGPONG  // 0 never, 1 always, 2 at head_dim 64 only
 #define GORGON_WS_PINGPONG 2
 #endif
@@ -1139,8 +1144,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
 
   // A descriptor's address field is the byte address / 16 (shared memory is under 256 KB, so adding an
   // offset / 16 to a descriptor never carries out of it): with GORGON_WS_DESC_ONCE the three bases are
-  // made once here, where the loop otherwise rebuilt each of its 16 descriptors a tile (masks and shifts,
-  // about a sixth of the loop's instructions).
+  // made once here, where the loop otherwise rebuilt each of its 24 descriptors a tile (masks and shifts,
+  // 42 of the loop's ~605 instructions a tile).
   const uint64_t qdesc = smem_desc(qs, 16, 1024), kdesc = smem_desc(kbuf(0), 16, 1024);
   const uint64_t vdesc = smem_desc(vbuf(0), L::kRegion, 1024);
   auto issue_s = [&](int st) {
