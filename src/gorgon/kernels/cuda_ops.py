@@ -3,12 +3,13 @@
 Built at first use with `torch.utils.cpp_extension` (nvcc and ninja needed; about a minute, cached under
 ~/.cache/gorgon/cuda-<hash> afterwards), for the architecture of the GPU at hand (sm_90 on H100/H200).
 Tree attention in bfloat16/float16 with head_dim 64 or 128 runs a tensor-core kernel (`_auto_kernel`): on
-Hopper (sm_90) the warp-specialized one (ws: a TMA producer warp, two consumer warp groups on wgmma)
-where there is enough context to stream, else the wgmma forms of the mma.sync one; elsewhere the mma.sync one (FlashAttention-2 on raw PTX) in blocks of 4 or 8 warps; GORGON_CUDA_KERNEL
-forces one of KERNELS (wmma: the older WMMA kernel, for comparison); float32 and other head sizes run the
-exact warp-per-row kernel (GORGON_CUDA_KERNEL=exact forces it everywhere). The decode-step operations this
-backend has no CUDA kernel for (RMSNorm, RoPE + KV write, SiLU, decode attention, argmax) come from the
-Triton backend when Triton is installed, else from the reference.
+Hopper (sm_90) the warp-specialized one (ws: a TMA producer warp, two consumer warp groups on wgmma) where
+there is enough context to stream, else the mma.sync one's wgmma forms; elsewhere the mma.sync one
+(FlashAttention-2 on raw PTX) in blocks of 4 or 8 warps; GORGON_CUDA_KERNEL forces one of KERNELS (wmma: the
+older WMMA kernel, for comparison); float32 and other head sizes run the exact warp-per-row kernel
+(GORGON_CUDA_KERNEL=exact forces it everywhere). The decode-step operations this backend has no CUDA kernel
+for (RMSNorm, RoPE + KV write, SiLU, decode attention, argmax) come from the Triton backend when Triton is
+installed, else from the reference.
 """
 
 from __future__ import annotations

@@ -909,15 +909,11 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 // 176-slot tiles (148.9 -> 151.6 us) and its O rescale between Q K^T and P V (-> 169.9), code in bedc767;
 // L2 prefetch of tiles ahead (-> 176-207), d2c3400; 2-block clusters sharing tiles by TMA multicast
 // (147.1 -> 185.8), ac1d3f2; keeping the softmax ahead of the wait for P V t - 1 (147.8 -> 168.2), 3a297d2.
-// - DESC_ONCE (on): 158.2 -> 143.0 us at batch 8, N=64, within 1.5% elsewhere (desc_once/).
 #ifndef GORGON_WS_PINGPONG  // 0 never, 1 always, 2 at head_dim 64 only
 #define GORGON_WS_PINGPONG 2
 #endif
 #ifndef GORGON_WS_STAGES  // 0: the layout's own count
 #define GORGON_WS_STAGES 0
-#endif
-#ifndef GORGON_WS_DESC_ONCE  // 1: shared-memory descriptors of Q and the stages made once, then offset
-#define GORGON_WS_DESC_ONCE 1
 #endif
 #ifndef GORGON_WS_L2  // the TMA's L2 promotion: 0, 128 or 256 bytes
 #define GORGON_WS_L2 256
@@ -1143,9 +1139,9 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's columns only
 
   // A descriptor's address field is the byte address / 16 (shared memory is under 256 KB, so adding an
-  // offset / 16 to a descriptor never carries out of it): with GORGON_WS_DESC_ONCE the three bases are
-  // made once here, where the loop otherwise rebuilt each of its 24 descriptors a tile (masks and shifts,
-  // 42 of the loop's ~605 instructions a tile).
+  // offset / 16 to a descriptor never carries out of it): the three bases are made once here. Rebuilding
+  // each of the loop's 24 descriptors a tile (masks and shifts, 42 of its ~605 instructions a tile) made
+  // batch 8, N=64, P=8192 158.2 us against 143.0 (reports/h100-2026-11-27f/desc_once, same run).
   const uint64_t qdesc = smem_desc(qs, 16, 1024), kdesc = smem_desc(kbuf(0), 16, 1024);
   const uint64_t vdesc = smem_desc(vbuf(0), L::kRegion, 1024);
   auto issue_s = [&](int st) {
@@ -1154,9 +1150,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
 #pragma unroll
     for (int kd = 0; kd < KD; ++kd) {
       const uint32_t qoff = (kd / 4) * 64 * 128 + (kd % 4) * 32, koff = (kd / 4) * L::kRegion + (kd % 4) * 32;
-      const uint64_t da = GORGON_WS_DESC_ONCE ? qdesc + (qoff >> 4) : smem_desc(qs + qoff, 16, 1024);
-      const uint64_t db = GORGON_WS_DESC_ONCE ? kdesc + ((st * L::kTile + koff) >> 4)
-                                              : smem_desc(kbuf(st) + koff, 16, 1024);
+      const uint64_t da = qdesc + (qoff >> 4), db = kdesc + ((st * L::kTile + koff) >> 4);
       wgmma_ss(Tag<T, kWsBN>{}, sacc, da, db, kd > 0);
     }
     wgmma_commit();
@@ -1168,8 +1162,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kWsBN / 16; ++kk) {
-      const uint64_t desc = GORGON_WS_DESC_ONCE ? vdesc + ((st * L::kTile + kk * 16 * 128) >> 4)
-                                                : smem_desc(vbuf(st) + kk * 16 * 128, L::kRegion, 1024);
+      const uint64_t desc = vdesc + ((st * L::kTile + kk * 16 * 128) >> 4);
       if constexpr (D == 64) {  // two m64n32 halves, as the mma form found exact (see above)
         float(&olo)[16] = reinterpret_cast<float(&)[16]>(o[0]);
         float(&ohi)[16] = reinterpret_cast<float(&)[16]>(o[4]);
