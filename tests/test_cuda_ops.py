@@ -102,6 +102,24 @@ def test_split_plan_of_the_warp_specialized_kernel(monkeypatch):
     assert cuda_ops.split_plan(q, k, 8192 + 64, code) == (1, 8192)
 
 
+def test_split_plan_leaves_short_contexts_unsplit(monkeypatch):
+    # under SHORT_WORK (slots x head_dim) one block a row block does all: no merge kernel
+    monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: 264)
+    code = cuda_ops.KERNELS["wgmma4"]
+    for n, hq, hkv, d, p, unsplit in (
+        (16, 9, 3, 64, 256, True),  # the default model's verify step
+        (64, 9, 3, 64, 511, True),
+        (64, 9, 3, 64, 768, False),
+        (64, 32, 8, 128, 200, True),
+        (16, 32, 8, 128, 512, False),
+    ):
+        q, k, _, _ = _inputs(n, hq, hkv, d)
+        nsplit, split = cuda_ops.split_plan(q, k, p + n, code)
+        assert (nsplit == 1) == unsplit and (not unsplit or split == p)
+    q, k, _, _ = _inputs(16, 9, 3, 64)
+    assert cuda_ops.split_plan(q, k, 256 + 16, code, splits=2)[0] == 3  # forced splits still split
+
+
 def test_split_plan_counts_blocks_of_each_kernel(monkeypatch):
     # 132 SMs: two 4-warp blocks an SM at head_dim 128, one 8-warp block.
     monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: 264)

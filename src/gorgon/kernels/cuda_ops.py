@@ -46,6 +46,7 @@ WS_TILE = 128  # slots a tile of the warp-specialized kernel (fa2::kWsBN)
 MIN_SPLIT = 128  # committed slots per split, at least
 BALANCE_MIN_SPLIT = 2048  # committed slots per split, at least, where _splits balances a grid
 WS_MIN_WORK = 32768  # ws row blocks x committed slots from which _auto_kernel takes ws on Hopper
+SHORT_WORK = 32768  # committed slots x head_dim below which split_plan leaves the context unsplit
 
 
 def buildable() -> bool:
@@ -167,12 +168,20 @@ def split_plan(
 ) -> tuple[int, int]:
     """(programs per row block, committed slots per split) of tensor-core kernel `code`: nsplit 1 is one
     block for everything; otherwise nsplit - 1 splits of the context and a last one for the tree.
-    `splits` forces the count of context splits (a study knob, like the Triton backend's Launch.splits)."""
+    `splits` forces the count of context splits (a study knob, like the Triton backend's Launch.splits).
+    A context shorter than SHORT_WORK / head_dim slots (512 at head_dim 64, 256 at 128) is not split: there
+    a split saves less streaming than its merge kernel costs. The default model's verify step, SmolLM2
+    heads, batch 1, P=256, same run on the H100 (reports/h100-2026-11-27f/short_splits): 7.7-8.1 us
+    unsplit against 8.6-9.5 in 2 splits and the tree's; batch 8, N=64: 8.4 against 13.2. At P=768 the
+    splits win (8.6-9.7 against 13.8-14.4 unsplit), and so they do for Llama-3-8B heads at P=512 (batch 1,
+    N=16: 11.5 against 14.6)."""
     b, n, hq, d = q.shape
     hkv = cache_k.shape[2]
     span = max(kv_len - n, 1)
     ws = code == KERNELS["ws"]
     tile = WS_TILE if ws else 64
+    if not splits and span * d < SHORT_WORK:
+        return 1, span
     if splits:
         split = tile_split(span, splits, tile)
         count = -(-span // split)
