@@ -180,11 +180,11 @@ def split_plan(
     span = max(kv_len - n, 1)
     ws = code == KERNELS["ws"]
     tile = WS_TILE if ws else 64
-    if not splits and span * d < SHORT_WORK:
-        return 1, span
     if splits:
         split = tile_split(span, splits, tile)
         count = -(-span // split)
+    elif span * d < SHORT_WORK:
+        count, split = 1, span
     else:
         rows = BLOCK_ROWS[code]
         blocks = b * hkv * -(-n * (hq // hkv) // rows)
