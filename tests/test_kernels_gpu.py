@@ -64,14 +64,14 @@ GRID = [
 ]
 
 
-CUDA_KERNELS = ["mma4", "mma8", "wmma", "wgmma4", "wgmma8", "ws", "cluster"]
+CUDA_KERNELS = ["mma4", "mma8", "wmma", "wgmma4", "wgmma8", "ws", "deep"]
 
 
 def _skip_unless_runs(kernel: str) -> None:
     from gorgon.kernels import cuda_ops
 
     # a conditional skip: Hopper-only kernels
-    if kernel in ("wgmma4", "wgmma8", "ws", "cluster") and not cuda_ops.has_wgmma():
+    if kernel in ("wgmma4", "wgmma8", "ws", "deep") and not cuda_ops.has_wgmma():
         pytest.skip("the wgmma kernels need an sm_90 GPU")
 
 
@@ -100,21 +100,6 @@ def test_cuda_tree_attention_split_counts(n, hq, hkv, d, target, dtype, kernel, 
 
     monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: target)
     attend = lambda *args, **kw: cuda_ops.tree_attention(*args, **kw, kernel=kernel)
-    _check(attend, n, hq, hkv, d, dtype, "long")
-
-
-@pytest.mark.parametrize("size", [2, 3, 8, 13, 16])  # portable sizes and non-portable ones
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize(
-    "n, hq, hkv, d", [(1, 32, 8, 128), (16, 9, 3, 64), (64, 32, 8, 128), (128, 4, 1, 64)]
-)
-def test_cuda_cluster_form_at_every_cluster_size(n, hq, hkv, d, dtype, size):
-    """The cluster form's splits merged in distributed shared memory, clusters of 2 to 16 blocks; the
-    "long" contexts leave some splits of every row with nothing to see."""
-    from gorgon.kernels import cuda_ops
-
-    _skip_unless_runs("cluster")
-    attend = lambda *args, **kw: cuda_ops.tree_attention(*args, **kw, kernel="cluster", splits=size)
     _check(attend, n, hq, hkv, d, dtype, "long")
 
 

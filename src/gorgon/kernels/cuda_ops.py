@@ -37,18 +37,18 @@ from gorgon.kernels.attention import (
 SOURCES = [Path(__file__).parent / "cuda" / name for name in ("tree_attention.cu", "binding.cpp")]
 MAX_TREE = 128
 # the binding's codes
-KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3, "wgmma4": 4, "wgmma8": 5, "ws": 6, "cluster": 7}
+KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3, "wgmma4": 4, "wgmma8": 5, "ws": 6, "deep": 7}
 NAMES = (*KERNELS, "mma")  # "mma": whichever tensor-core kernel _auto_kernel picks
 # (node, head) rows a block of each tensor-core kernel
 BLOCK_ROWS = {1: 64, 2: 64, 3: 128, 4: 64, 5: 128, 6: 128, 7: 64}
-# Hopper's warp-group MMA (and the cluster form's thread-block clusters): sm_90 only
-WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"], KERNELS["ws"], KERNELS["cluster"]}
+# Hopper's warp-group MMA: sm_90 only
+WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"], KERNELS["ws"], KERNELS["deep"]}
+ONE_AN_SM = {KERNELS["ws"], KERNELS["deep"]}  # kernels whose shared memory holds them to one block an SM
 WS_TILE = 128  # slots a tile of the warp-specialized kernel (fa2::kWsBN)
 MIN_SPLIT = 128  # committed slots per split, at least
 BALANCE_MIN_SPLIT = 2048  # committed slots per split, at least, where _splits balances a grid
 WS_MIN_WORK = 32768  # ws row blocks x committed slots from which _auto_kernel takes ws on Hopper
 SHORT_WORK = 32768  # committed slots x head_dim below which split_plan leaves the context unsplit
-MAX_CLUSTER = 16  # blocks a cluster at most on the H100/H200 (8 portably)
 
 
 def buildable() -> bool:
@@ -180,11 +180,6 @@ def split_plan(
     b, n, hq, d = q.shape
     hkv = cache_k.shape[2]
     span = max(kv_len - n, 1)
-    if code == KERNELS["cluster"]:
-        blocks = b * hkv * -(-n * (hq // hkv) // BLOCK_ROWS[code])
-        size = splits or cluster_size(blocks, span, d, q.get_device())
-        split = tile_split(span, size, 64)
-        return -(-span // split), split
     ws = code == KERNELS["ws"]
     tile = WS_TILE if ws else 64
     if splits:
@@ -195,32 +190,13 @@ def split_plan(
     else:
         rows = BLOCK_ROWS[code]
         blocks = b * hkv * -(-n * (hq // hkv) // rows)
-        places = _target_blocks(q.get_device()) * 64 // rows
-        # the warp-specialized kernel's shared memory holds it to one block an SM at either head size
-        target = places if ws else places * max(128 // d, 1)
+        if code in ONE_AN_SM:  # at either head size
+            places = target = _target_blocks(q.get_device()) // 2
+        else:
+            places = _target_blocks(q.get_device()) * 64 // rows
+            target = places * max(128 // d, 1)
         count, split = _splits(blocks, span, target, places, n * (hq // hkv) > 64, tile)
     return (1 if count == 1 else count + 1), split
-
-
-@cache
-def _cluster_capacity(device: int, d: int, size: int) -> int:
-    with torch.cuda.device(device):
-        return extension().cluster_capacity(d, size)
-
-
-@cache
-def _sms(device: int) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
-def cluster_size(blocks: int, span: int, d: int, device: int) -> int:
-    """Splits (blocks a cluster) of the cluster form for `blocks` row blocks: a block an SM over the grid, at
-    most MAX_CLUSTER, no more than the committed span has MIN_SPLIT-slot pieces, and no more than let every
-    cluster run at once by the driver's count (a second wave of clusters would run nearly alone)."""
-    size = max(min(MAX_CLUSTER, _sms(device) // blocks, -(-span // MIN_SPLIT)), 1)
-    while size > 1 and _cluster_capacity(device, d, size) < blocks:
-        size -= 1
-    return size
 
 
 def _kernel_code(
@@ -321,8 +297,7 @@ def launch(ext, code: int, q, cache_k, cache_v, committed, bits, kv_len: int, sc
     b, n, hq, d = q.shape
     exact = code == KERNELS["exact"]
     nsplit, split = (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code, splits)
-    # the cluster form merges its splits in shared memory: no scratch
-    parts = b * n * hq * nsplit if nsplit > 1 and code != KERNELS["cluster"] else 1
+    parts = b * n * hq * nsplit if nsplit > 1 else 1
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
     part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)
     ext.tree_attention(

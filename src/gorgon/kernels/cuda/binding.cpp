@@ -22,7 +22,6 @@ struct TreeAttentionArgs {
 };
 cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
                                 cudaStream_t stream);
-int cluster_capacity(int d, int size);
 cudaError_t tree_attention_exact(TreeAttentionArgs a, int batch, int d, int dtype, cudaStream_t stream);
 cudaError_t keep_path(void* data, int elem_size, const int64_t* committed, const int64_t* path,
                       const int64_t* n_acc, int rows, int depth, int planes, int64_t plane_stride,
@@ -39,7 +38,7 @@ static int dtype_code(const torch::Tensor& t) {
 // q [B, N, Hq, D]; cache_k/v [B, S, Hkv, D]; committed [B] int64; bits [B, N, W] int32; out like q.
 // kernel: 0 the exact warp-per-row kernel, 1 the mma.sync tensor-core kernel (4 warps), 2 the WMMA one, 3 the
 // mma.sync one with 8 warps, 4 and 5 its wgmma form with 4 and 8 warps, 6 the warp-specialized form, 7 the
-// wgmma form with its splits as one cluster (sm_90: cuda_ops builds sm_90a code there). The tensor-core
+// wgmma form with 4 warps and a deep pipeline (sm_90: cuda_ops builds sm_90a code there). The tensor-core
 // kernels run `nsplit` blocks per row block, of `split` committed slots each, the last one taking the tree
 // (nsplit 1: one block does all); when nsplit > 1, lse [rows * nsplit] float32 and part
 // [rows * nsplit, D] of q's dtype hold each split's log2-sum-exp and normalized output for the merge.
@@ -63,7 +62,7 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   a.bits = bits.data_ptr<int32_t>();
   TORCH_CHECK(lse.scalar_type() == torch::kFloat32 && part.scalar_type() == q.scalar_type(),
               "tree attention: lse float32, partials of q's dtype");
-  TORCH_CHECK(nsplit == 1 || kernel == 7 || (lse.numel() >= q.size(0) * q.size(1) * q.size(2) * nsplit &&
+  TORCH_CHECK(nsplit == 1 || (lse.numel() >= q.size(0) * q.size(1) * q.size(2) * nsplit &&
                               part.numel() >= lse.numel() * q.size(3)),
               "tree attention: split scratch too small");
   a.lse_out = lse.data_ptr<float>();
@@ -85,7 +84,6 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   const int batch = (int)q.size(0), d = (int)q.size(3);
   auto stream = at::cuda::getCurrentCUDAStream().stream();
   TORCH_CHECK(kernel >= 0 && kernel <= 7, "tree attention: unknown kernel ", kernel);
-  TORCH_CHECK(kernel != 7 || (nsplit >= 1 && nsplit <= 16), "tree attention: clusters of 1-16 splits");
   TORCH_CHECK(kernel < 4 || (props->major == 9 && props->minor == 0),
               "tree attention: the wgmma kernels need an sm_90 GPU (H100/H200)");
   // the warp-specialized form reads K/V by TMA: 16-byte aligned base and strides, the same shape for both
@@ -112,14 +110,7 @@ void keep_path(torch::Tensor data, torch::Tensor committed, torch::Tensor path, 
   TORCH_CHECK(err == cudaSuccess, "keep_path launch: ", cudaGetErrorString(err));
 }
 
-// Clusters of `size` blocks of the cluster form (kernel 7) that the current GPU runs at once.
-int64_t cluster_capacity(int64_t d, int64_t size) {
-  TORCH_CHECK(d == 64 || d == 128, "cluster_capacity: head_dim 64 or 128");
-  return gorgon::cluster_capacity((int)d, (int)size);
-}
-
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("cluster_capacity", &cluster_capacity, "clusters of the cluster form that run at once");
   m.def("tree_attention", &tree_attention, "tree attention (see tree_attention.cu)");
   m.def("keep_path", &keep_path, "compact accepted KV slots in place");
 }

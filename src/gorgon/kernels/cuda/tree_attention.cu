@@ -23,7 +23,6 @@
 #include <cuda.h>  // CUtensorMap (the warp-specialized form's TMA)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#include <cooperative_groups.h>  // the cluster form's distributed shared memory
 #include <cuda_runtime.h>
 #include <mma.h>
 #include <stdint.h>
@@ -303,18 +302,23 @@ constexpr int kBN = 64;  // KV slots per tile (two words of ancestor bits on tre
 // either way, and the extra tile in flight bought nothing). 8 warps at head_dim 128 are one block an SM
 // (231 registers a thread), which then needs more tiles in flight of its own: three.
 //
-// The cluster form (X): the splits of a row block are one thread-block cluster, and they merge through
-// distributed shared memory instead of a merge kernel. Its grids are small (batch 1: a block an SM or
-// fewer), so it keeps more tiles in flight: four stages, one block an SM as the registers go.
-#ifndef GORGON_CLUSTER_STAGES  // the cluster form's stages (study knob): 4, one block an SM; 2-3, two
-#define GORGON_CLUSTER_STAGES 4
+// The deep form (P): one block an SM with a deeper pipeline, for grids that leave SMs idle (batch 1, short
+// contexts). A block's stream is latency bound there: it keeps kStages - 1 tiles in flight, and each
+// memory latency (1.5 us or so from DRAM on the H100) delivers that many.
+#ifndef GORGON_DEEP_STAGES_64  // study knobs: the deep form's stages at head_dim 64 and 128
+#define GORGON_DEEP_STAGES_64 6
 #endif
-template <int D, int W, bool G = false, bool X = false> struct Layout {
+#ifndef GORGON_DEEP_STAGES_128
+#define GORGON_DEEP_STAGES_128 4
+#endif
+template <int D, int W, bool G = false, bool P = false> struct Layout {
   static constexpr int kBM = 16 * W;  // rows per block
-  static constexpr int kStages = X ? GORGON_CLUSTER_STAGES : D <= 64 || W == 8 ? 3 : 2;
+  static constexpr int kStages = P   ? (D <= 64 ? GORGON_DEEP_STAGES_64 : GORGON_DEEP_STAGES_128)
+                                 : D <= 64 || W == 8 ? 3
+                                                     : 2;
   // Blocks an SM that the registers must allow (the split plan in cuda_ops.py counts on it): 64 K
   // registers over W * 32 threads, 128 a thread at head_dim 64, all that one block may use at 128.
-  static constexpr int kMinBlocks = X ? (kStages <= 3 ? 2 : 1) : (D <= 64 ? 4 : 2) * 4 / W;
+  static constexpr int kMinBlocks = P ? 1 : (D <= 64 ? 4 : 2) * 4 / W;
   // halves per smem row: 16 bytes of pad so that ldmatrix rows hit distinct banks; the wgmma form's
   // swizzled tiles need none (its Q staging, read once, takes the bank conflicts)
   static constexpr int LD = G ? D : D + 8;
@@ -322,9 +326,6 @@ template <int D, int W, bool G = false, bool X = false> struct Layout {
   static constexpr size_t bytes = sizeof(uint16_t) * (size_t)(2 * kStages * KV) + (G ? 1024 : 0);  // + align
   static_assert(kBM <= 2 * kBN, "the Q tile must fit the last K and V buffers");
   static_assert(!G || (W * 32 / (D / 8)) % 8 == 0, "a thread's tile rows must keep one swizzle phase");
-  // the cluster form's merge: each row's normalized output (float, padded rows) and log2-sum-exp
-  static constexpr int LDO = D + 8;  // 8 floats of pad: a half-warp's float2 stores hit 32 distinct banks
-  static_assert(!X || (kBM * LDO + kBM) * 4 <= 2 * kStages * KV * 2, "the merge must fit the K/V buffers");
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
@@ -570,75 +571,10 @@ __device__ __forceinline__ void write_row(const TreeAttentionArgs& a, const floa
     *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
 }
 
-// The cluster form's merge. Every block of the cluster (one split each, rank = split) leaves its rows'
-// normalized outputs and log2-sum-exps in its own shared memory (the K/V buffers, free after the loop);
-// after a cluster barrier, block r merges rows r, r + C, ... (C = the cluster's blocks), a warp a row:
-// lane c weighs split c, then each lane sums its D / 32 columns over the C splits, reading the other
-// blocks' shared memory directly (distributed shared memory), and writes the output. A second barrier
-// keeps every block's shared memory alive until the others have read it.
-template <typename T, int D, int W, int LDO>
-__device__ __forceinline__ void cluster_merge(const TreeAttentionArgs& a, const float (&o)[D / 8][4],
-                                              const float (&m)[2], const float (&l)[2], float* so, bool live,
-                                              int b, int kvh, int row0, int warp, int g, int tq) {
-  namespace cg = cooperative_groups;
-  constexpr int kBM = 16 * W, kCols = D / 32, kMaxSplits = 16;
-  float* slse = so + kBM * LDO;
-  if (live) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int r = warp * 16 + g + 8 * h;
-      const float lsum = quad_sum(l[h]);
-      const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j)
-        *reinterpret_cast<float2*>(so + r * LDO + 8 * j + 2 * tq) = make_float2(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
-      if (tq == 0) slse[r] = lsum > 0.f ? m[h] + log2f(lsum) : -INFINITY;
-    }
-  }
-  cg::cluster_group cluster = cg::this_cluster();
-  cluster.sync();  // release this block's rows, acquire the others'
-  const int splits = a.nsplit, rank = (int)cluster.block_rank(), lane = threadIdx.x & 31;
-  const int rows = min(kBM, a.n * a.group - row0);
-  for (int r = rank + splits * warp; r < rows; r += splits * W) {
-    const float lse = lane < splits ? *cluster.map_shared_rank(slse + r, lane) : -INFINITY;
-    float top = warp_max(lse);
-    if (top == -INFINITY) top = 0.f;  // a row that saw nothing: every weight 0, and so its output
-    const float w = lse == -INFINITY ? 0.f : exp2f(lse - top);
-    const float den = warp_sum(w);
-    float x[kMaxSplits][kCols];  // every split's columns in flight before any is summed
-#pragma unroll
-    for (int c = 0; c < kMaxSplits; ++c) {
-      if (c >= splits) break;
-      const float* src = cluster.map_shared_rank(so + r * LDO + lane * kCols, c);
-#pragma unroll
-      for (int e = 0; e < kCols; e += 2) {
-        const float2 v = *reinterpret_cast<const float2*>(src + e);
-        x[c][e] = v.x;
-        x[c][e + 1] = v.y;
-      }
-    }
-    float acc[kCols] = {};
-#pragma unroll
-    for (int c = 0; c < kMaxSplits; ++c) {
-      if (c >= splits) break;
-      const float wc = __shfl_sync(0xffffffffu, w, c);
-#pragma unroll
-      for (int e = 0; e < kCols; ++e) acc[e] += wc * x[c][e];
-    }
-    const int row = row0 + r, nd = row / a.group, head = kvh * a.group + row % a.group;
-    T* dst = static_cast<T*>(a.out) + b * a.sob + nd * a.son + head * a.soh + lane * kCols;
-    const float inv = den > 0.f ? 1.f / den : 0.f;
-#pragma unroll
-    for (int e = 0; e < kCols; e += 2)
-      *reinterpret_cast<uint32_t*>(dst + e) = pack2<T>(acc[e] * inv, acc[e + 1] * inv);
-  }
-  cluster.sync();  // the others may still be reading this block's shared memory
-}
-
-template <typename T, int D, int W, bool G, bool X = false>
-__global__ void __launch_bounds__(W * 32, Layout<D, W, G, X>::kMinBlocks)
+template <typename T, int D, int W, bool G, bool P = false>
+__global__ void __launch_bounds__(W * 32, Layout<D, W, G, P>::kMinBlocks)
     tree_attention_mma(TreeAttentionArgs a) {
-  using L = Layout<D, W, G, X>;
+  using L = Layout<D, W, G, P>;
   constexpr int kStages = L::kStages;
   constexpr int kBM = L::kBM;
   constexpr int KD = D / 16;    // k steps of QK^T (over head_dim)
@@ -667,13 +603,11 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, X>::kMinBlocks)
   const bool direct = a.nsplit == 1;
 
   // This block's share: all committed slots (direct), one split of them, or (the last split) the tree.
-  // The cluster form's last split takes its share of the context as well as the tree: a block with the
-  // tree alone would idle most of the call on one of the few SMs its grid has.
   int64_t lo = 0, hi = committed;
   const bool do_tree = direct || split == a.nsplit - 1;
   if (!direct) {
     lo = (int64_t)split * a.split;
-    hi = do_tree && !X ? lo : (lo + a.split < committed ? lo + a.split : committed);
+    hi = do_tree ? lo : (lo + a.split < committed ? lo + a.split : committed);
   }
   const int n_ctx = hi > lo ? (int)((hi - lo + kBN - 1) / kBN) : 0;
   const int n_tiles = n_ctx + (do_tree ? (a.n + kBN - 1) / kBN : 0);
@@ -950,12 +884,6 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, X>::kMinBlocks)
   asm volatile("griddepcontrol.launch_dependents;");
 #endif
 
-  if constexpr (X) {
-    if (!direct) {  // uniform: every block of the cluster takes part in its barriers
-      cluster_merge<T, D, W, L::LDO>(a, o, m, l, reinterpret_cast<float*>(sk), live, b, kvh, row0, warp, g, tq);
-      return;
-    }
-  }
   if (!live) return;
 #pragma unroll
   for (int h = 0; h < 2; ++h)
@@ -1601,47 +1529,15 @@ static cudaError_t launch_wmma(const TreeAttentionArgs& a, int batch, cudaStream
   return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
-template <typename T, int D, int W, bool G = false>
+template <typename T, int D, int W, bool G = false, bool P = false>
 static cudaError_t launch_mma(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
-  using L = fa2::Layout<D, W, G>;
-  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_mma<T, D, W, G>,
+  using L = fa2::Layout<D, W, G, P>;
+  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_mma<T, D, W, G, P>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes);
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (a.n * a.group + L::kBM - 1) / L::kBM, a.nsplit);
-  fa2::tree_attention_mma<T, D, W, G><<<grid, W * 32, L::bytes, stream>>>(a);
+  fa2::tree_attention_mma<T, D, W, G, P><<<grid, W * 32, L::bytes, stream>>>(a);
   return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
-}
-
-// The cluster form: a row block's nsplit splits (2-16) are one cluster along the grid's z; sizes over 8
-// are non-portable, allowed where the GPU has them (cluster_capacity tells the planner what fits).
-template <typename T, int D>
-static cudaError_t cluster_config(cudaLaunchConfig_t* config, cudaLaunchAttribute* attr, const TreeAttentionArgs& a,
-                                  int batch, int size, cudaStream_t stream) {
-  using L = fa2::Layout<D, 4, true, true>;
-  const auto kernel = fa2::tree_attention_mma<T, D, 4, true, true>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes);
-  if (err == cudaSuccess) err = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-  config->gridDim = dim3(batch * a.hkv, (a.n * a.group + L::kBM - 1) / L::kBM, size);
-  config->blockDim = dim3(4 * 32);
-  config->dynamicSmemBytes = L::bytes;
-  config->stream = stream;
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = 1;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = size;
-  config->attrs = attr;
-  config->numAttrs = 1;
-  return err;
-}
-
-template <typename T, int D>
-static cudaError_t launch_cluster(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
-  if (a.nsplit > 16) return cudaErrorInvalidValue;
-  cudaLaunchConfig_t config = {};
-  cudaLaunchAttribute attr[1];
-  cudaError_t err = cluster_config<T, D>(&config, attr, a, batch, a.nsplit, stream);
-  if (err != cudaSuccess) return err;
-  return cudaLaunchKernelEx(&config, fa2::tree_attention_mma<T, D, 4, true, true>, a);
 }
 
 // cuTensorMapEncodeTiled from the driver, through the runtime (no -lcuda at link time); null without it.
@@ -1709,32 +1605,15 @@ static cudaError_t launch_tc(const TreeAttentionArgs& a, int batch, int d, int v
   if (variant == 4 && d == 128) return launch_mma<T, 128, 8, true>(a, batch, stream);
   if (variant == 5 && d == 64) return launch_ws<T, 64>(a, batch, stream);
   if (variant == 5 && d == 128) return launch_ws<T, 128>(a, batch, stream);
-  if (variant == 6 && d == 64) return launch_cluster<T, 64>(a, batch, stream);
-  if (variant == 6 && d == 128) return launch_cluster<T, 128>(a, batch, stream);
+  if (variant == 6 && d == 64) return launch_mma<T, 64, 4, true, true>(a, batch, stream);
+  if (variant == 6 && d == 128) return launch_mma<T, 128, 4, true, true>(a, batch, stream);
   return cudaErrorInvalidValue;
-}
-
-// Clusters of `size` blocks of the cluster form (head_dim d, bfloat16; float16 is the same kernel's twin)
-// that the GPU runs at once, by the driver's count; 0 where that size cannot launch.
-int cluster_capacity(int d, int size) {
-  TreeAttentionArgs a = {};
-  a.n = 1, a.hkv = 1, a.group = 1;
-  cudaLaunchConfig_t config = {};
-  cudaLaunchAttribute attr[1];
-  int count = 0;
-  cudaError_t err = d == 64 ? cluster_config<__nv_bfloat16, 64>(&config, attr, a, 1, size, nullptr)
-                            : cluster_config<__nv_bfloat16, 128>(&config, attr, a, 1, size, nullptr);
-  if (err == cudaSuccess)
-    err = d == 64 ? cudaOccupancyMaxActiveClusters(&count, fa2::tree_attention_mma<__nv_bfloat16, 64, 4, true, true>, &config)
-                  : cudaOccupancyMaxActiveClusters(&count, fa2::tree_attention_mma<__nv_bfloat16, 128, 4, true, true>, &config);
-  cudaGetLastError();  // a size the GPU refuses leaves an error behind: not this call's caller's
-  return err == cudaSuccess ? count : 0;
 }
 
 // variant 0: the mma.sync kernel (tree_attention_mma) with 4 warps; 1: the WMMA kernel
 // (tree_attention_wmma); 2: the mma.sync kernel with 8 warps; 3 and 4: its wgmma form with 4 and 8 warps;
-// 5: the warp-specialized form (tree_attention_ws); 6: the wgmma form with 4 warps as clusters of its
-// splits (merged in distributed shared memory). 3-6 run on sm_90a builds only (the binding checks).
+// 5: the warp-specialized form (tree_attention_ws); 6: the wgmma form with 4 warps and a deep pipeline,
+// one block an SM. 3-6 run on sm_90a builds only (the binding checks).
 cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
                                 cudaStream_t stream) {
   if (dtype == 1) return launch_tc<__half>(a, batch, d, variant, stream);
