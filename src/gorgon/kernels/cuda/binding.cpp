@@ -38,7 +38,7 @@ static int dtype_code(const torch::Tensor& t) {
 // q [B, N, Hq, D]; cache_k/v [B, S, Hkv, D]; committed [B] int64; bits [B, N, W] int32; out like q.
 // kernel: 0 the exact warp-per-row kernel, 1 the mma.sync tensor-core kernel (4 warps), 2 the WMMA one, 3 the
 // mma.sync one with 8 warps, 4 and 5 its wgmma form with 4 and 8 warps, 6 the warp-specialized form, 7 the
-// wgmma form with 4 warps and a deep pipeline (sm_90: cuda_ops builds sm_90a code there). The tensor-core
+// wgmma form with 4 warps in 128-slot tiles (sm_90: cuda_ops builds sm_90a code there). The tensor-core
 // kernels run `nsplit` blocks per row block, of `split` committed slots each, the last one taking the tree
 // (nsplit 1: one block does all); when nsplit > 1, lse [rows * nsplit] float32 and part
 // [rows * nsplit, D] of q's dtype hold each split's log2-sum-exp and normalized output for the merge.

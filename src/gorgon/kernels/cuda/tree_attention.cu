@@ -302,29 +302,32 @@ constexpr int kBN = 64;  // KV slots per tile (two words of ancestor bits on tre
 // either way, and the extra tile in flight bought nothing). 8 warps at head_dim 128 are one block an SM
 // (231 registers a thread), which then needs more tiles in flight of its own: three.
 //
-// The deep form (P): one block an SM with a deeper pipeline, for grids that leave SMs idle (batch 1, short
-// contexts). A block's stream is latency bound there: it keeps kStages - 1 tiles in flight, and each
-// memory latency (1.5 us or so from DRAM on the H100) delivers that many.
-#ifndef GORGON_DEEP_STAGES_64  // study knobs: the deep form's stages at head_dim 64 and 128
-#define GORGON_DEEP_STAGES_64 6
+// The wide form (BN = 128, the wgmma form with 4 warps only): tiles of 128 slots. Where a block's stream is
+// short of work (batch 1, few rows a KV head) a tile's cost is mostly the loop's fixed latencies (the
+// wait for the tile, two barriers, two MMA round trips), which wider tiles pay half as often a slot. Its
+// shared memory holds it to one block an SM at head_dim 128 (two stages, 128 KB) and two at 64.
+#ifndef GORGON_WIDE_STAGES_64  // study knobs: the wide form's stages at head_dim 64 and 128
+#define GORGON_WIDE_STAGES_64 3
 #endif
-#ifndef GORGON_DEEP_STAGES_128
-#define GORGON_DEEP_STAGES_128 4
+#ifndef GORGON_WIDE_STAGES_128
+#define GORGON_WIDE_STAGES_128 2
 #endif
-template <int D, int W, bool G = false, bool P = false> struct Layout {
+template <int D, int W, bool G = false, int BN = kBN> struct Layout {
   static constexpr int kBM = 16 * W;  // rows per block
-  static constexpr int kStages = P   ? (D <= 64 ? GORGON_DEEP_STAGES_64 : GORGON_DEEP_STAGES_128)
-                                 : D <= 64 || W == 8 ? 3
-                                                     : 2;
+  static constexpr bool kWide = BN > kBN;
+  static constexpr int kStages = kWide ? (D <= 64 ? GORGON_WIDE_STAGES_64 : GORGON_WIDE_STAGES_128)
+                                       : D <= 64 || W == 8 ? 3 : 2;
   // Blocks an SM that the registers must allow (the split plan in cuda_ops.py counts on it): 64 K
-  // registers over W * 32 threads, 128 a thread at head_dim 64, all that one block may use at 128.
-  static constexpr int kMinBlocks = P ? 1 : (D <= 64 ? 4 : 2) * 4 / W;
+  // registers over W * 32 threads, 128 a thread at head_dim 64, all that one block may use at 128. The
+  // wide form's scores take twice the registers: two blocks at head_dim 64, one at 128.
+  static constexpr int kMinBlocks = kWide ? (D <= 64 ? 2 : 1) : (D <= 64 ? 4 : 2) * 4 / W;
   // halves per smem row: 16 bytes of pad so that ldmatrix rows hit distinct banks; the wgmma form's
   // swizzled tiles need none (its Q staging, read once, takes the bank conflicts)
   static constexpr int LD = G ? D : D + 8;
-  static constexpr int KV = kBN * LD;
+  static constexpr int KV = BN * LD;
   static constexpr size_t bytes = sizeof(uint16_t) * (size_t)(2 * kStages * KV) + (G ? 1024 : 0);  // + align
-  static_assert(kBM <= 2 * kBN, "the Q tile must fit the last K and V buffers");
+  static_assert(kBM <= 2 * BN, "the Q tile must fit the last K and V buffers");
+  static_assert(!kWide || (G && W == 4 && BN == 128), "the wide form is the 4-warp wgmma form's");
   static_assert(!G || (W * 32 / (D / 8)) % 8 == 0, "a thread's tile rows must keep one swizzle phase");
 };
 
@@ -382,6 +385,13 @@ template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, f
 template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
   const __half2 v = __floats2half2_rn(lo, hi);
   return (uint32_t)__half_as_ushort(v.x) | ((uint32_t)__half_as_ushort(v.y) << 16);
+}
+
+// 2^x in one MUFU op (ex2.approx.ftz, any architecture): exp2f adds a denormal range check and two multiplies
+__device__ __forceinline__ float ex2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
 }
 
 __device__ __forceinline__ float quad_max(float x) {
@@ -571,18 +581,18 @@ __device__ __forceinline__ void write_row(const TreeAttentionArgs& a, const floa
     *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
 }
 
-template <typename T, int D, int W, bool G, bool P = false>
-__global__ void __launch_bounds__(W * 32, Layout<D, W, G, P>::kMinBlocks)
+template <typename T, int D, int W, bool G, int BN = kBN>
+__global__ void __launch_bounds__(W * 32, Layout<D, W, G, BN>::kMinBlocks)
     tree_attention_mma(TreeAttentionArgs a) {
-  using L = Layout<D, W, G, P>;
+  using L = Layout<D, W, G, BN>;
   constexpr int kStages = L::kStages;
   constexpr int kBM = L::kBM;
   constexpr int KD = D / 16;    // k steps of QK^T (over head_dim)
-  constexpr int NB = kBN / 8;   // 8-slot score blocks per tile
+  constexpr int NB = BN / 8;   // 8-slot score blocks per tile
   constexpr int DB = D / 8;     // 8-wide output blocks
   constexpr int V8 = D / 8;     // 16-byte vectors per K/V/Q row
-  constexpr int kLoads = kBN * V8 / (W * 32);  // cp.async per thread per tile, for K and for V
-  static_assert(kBN * V8 % (W * 32) == 0, "tile loads must divide evenly");
+  constexpr int kLoads = BN * V8 / (W * 32);  // cp.async per thread per tile, for K and for V
+  static_assert(BN * V8 % (W * 32) == 0, "tile loads must divide evenly");
 
   extern __shared__ __align__(128) unsigned char smem[];
   // the wgmma form's swizzle is a function of the address: its tiles start on 1024-byte boundaries
@@ -609,19 +619,19 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, P>::kMinBlocks)
     lo = (int64_t)split * a.split;
     hi = do_tree ? lo : (lo + a.split < committed ? lo + a.split : committed);
   }
-  const int n_ctx = hi > lo ? (int)((hi - lo + kBN - 1) / kBN) : 0;
-  const int n_tiles = n_ctx + (do_tree ? (a.n + kBN - 1) / kBN : 0);
+  const int n_ctx = hi > lo ? (int)((hi - lo + BN - 1) / BN) : 0;
+  const int n_tiles = n_ctx + (do_tree ? (a.n + BN - 1) / BN : 0);
 
   const T* kbase = static_cast<const T*>(a.k) + b * a.skb + kvh * a.skh;
   const T* vbase = static_cast<const T*>(a.v) + b * a.svb + kvh * a.svh;
 
-  // Tile t: committed slots lo + t kBN .. (< hi), then tree slots committed + t0 .. (< committed + n).
+  // Tile t: committed slots lo + t BN .. (< hi), then tree slots committed + t0 .. (< committed + n).
   auto tile_range = [&](int t, int64_t& slot0, int64_t& limit) {
     if (t < n_ctx) {
-      slot0 = lo + (int64_t)t * kBN;
+      slot0 = lo + (int64_t)t * BN;
       limit = hi;
     } else {
-      slot0 = committed + (int64_t)(t - n_ctx) * kBN;
+      slot0 = committed + (int64_t)(t - n_ctx) * BN;
       limit = committed + a.n;
     }
   };
@@ -635,7 +645,7 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, P>::kMinBlocks)
   const int k_r0 = r0 * (int)a.sks, v_r0 = r0 * (int)a.svs;
   const int k_step = kRowStep * (int)a.sks, v_step = kRowStep * (int)a.svs;
   // the wgmma form: 64-dim region, 128-byte row, swizzled chunk (rows step by multiples of 8: one phase)
-  const uint32_t s_r0 = G ? (uint32_t)((c0 / 64) * kBN * 128 + r0 * 128 + ((((c0 % 64) / 8) ^ (r0 & 7)) << 4))
+  const uint32_t s_r0 = G ? (uint32_t)((c0 / 64) * BN * 128 + r0 * 128 + ((((c0 % 64) / 8) ^ (r0 & 7)) << 4))
                           : (uint32_t)(r0 * L::LD + c0) * sizeof(T);
   constexpr uint32_t kRowBytes = G ? 128 : L::LD * sizeof(T);
   auto load_tile = [&](int t, int buf) {
@@ -724,7 +734,7 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, P>::kMinBlocks)
         wgmma_fence();
 #pragma unroll
         for (int kd = 0; kd < KD; ++kd)
-          wgmma_rs<0>(Tag<T, kBN>{}, acc, qf[kd], smem_desc(kaddr + (kd / 4) * kBN * 128 + (kd % 4) * 32, 16, 1024));
+          wgmma_rs<0>(Tag<T, BN>{}, acc, qf[kd], smem_desc(kaddr + (kd / 4) * BN * 128 + (kd % 4) * 32, 16, 1024));
         wgmma_commit();
         wgmma_wait();
         fence_regs(acc);
@@ -744,18 +754,18 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, P>::kMinBlocks)
         }
       }
 
-      // Scale into the log2 domain and mask. Element e of block j: row g + 8 (e >> 1), column
-      // 8 j + 2 tq + (e & 1) of the tile.
+      // Mask the raw scores (the scale goes into the exponent's multiply-add below). Element e of block
+      // j: row g + 8 (e >> 1), column 8 j + 2 tq + (e & 1) of the tile.
       int64_t slot0, limit;
       tile_range(t, slot0, limit);
       if (t >= n_ctx) {
         const int t0 = (int)(slot0 - committed);  // tree node index of the tile's first column
         const int words = (a.n + 31) >> 5;
-        uint32_t word[2][2];  // [row half][32-column half of the tile]
+        uint32_t word[2][BN / 32];  // [row half][32 columns of the tile]
 #pragma unroll
         for (int h = 0; h < 2; ++h)
 #pragma unroll
-          for (int w = 0; w < 2; ++w) {
+          for (int w = 0; w < BN / 32; ++w) {
             const int wi = (t0 >> 5) + w;
             word[h][w] = node[h] < a.n && wi < words
                              ? (uint32_t)a.bits[b * a.sbb + (int64_t)node[h] * a.sbn + wi]
@@ -767,47 +777,50 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, P>::kMinBlocks)
           for (int e = 0; e < 4; ++e) {
             const int c = 8 * j + 2 * tq + (e & 1);
             const bool ok = t0 + c < a.n && ((word[e >> 1][c >> 5] >> (c & 31)) & 1u);
-            s[j][e] = ok ? s[j][e] * scale : -INFINITY;
+            s[j][e] = ok ? s[j][e] : -INFINITY;
           }
-      } else if (slot0 + kBN > limit) {  // the context's (or split's) last, partial tile
+      } else if (slot0 + BN > limit) {  // the context's (or split's) last, partial tile
         const int valid = (int)(limit - slot0);
 #pragma unroll
         for (int j = 0; j < NB; ++j)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
             const int c = 8 * j + 2 * tq + (e & 1);
-            s[j][e] = c < valid ? s[j][e] * scale : -INFINITY;
+            s[j][e] = c < valid ? s[j][e] : -INFINITY;
           }
-      } else {
-#pragma unroll
-        for (int j = 0; j < NB; ++j)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) s[j][e] *= scale;
       }
 
-      // Online softmax on the fragments. A row that has seen only masked slots keeps m = -inf and
-      // uses 0 as its reference, so exp2(-inf - 0) = 0 everywhere and nothing becomes NaN.
+      // Online softmax on the fragments, in base 2 with the scale applied in the exponent's argument:
+      // one FFMA and one MUFU a score (a separate scaling multiply and exp2f's denormal handling took
+      // three instructions more), and four independent max and sum chains a row, as in the ws kernel.
+      // A row that has seen only masked slots keeps m = -inf and uses 0 as its reference, so
+      // exp2(-inf - 0) = 0 everywhere and nothing becomes NaN.
       float alpha[2], ref[2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        float mx = -INFINITY;
+        float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
 #pragma unroll
-        for (int j = 0; j < NB; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * h], s[j][2 * h + 1]));
-        const float m_new = fmaxf(m[h], quad_max(mx));
+        for (int j = 0; j < NB; j += 2)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            mx[e] = fmaxf(mx[e], s[j][2 * h + e]);
+            mx[2 + e] = fmaxf(mx[2 + e], s[j + 1][2 * h + e]);
+          }
+        const float m_new = fmaxf(m[h], quad_max(fmaxf(fmaxf(mx[0], mx[1]), fmaxf(mx[2], mx[3]))) * scale);
         ref[h] = m_new == -INFINITY ? 0.f : m_new;
-        alpha[h] = exp2f(m[h] - ref[h]);
+        alpha[h] = ex2_ftz(m[h] - ref[h]);
         m[h] = m_new;
       }
-      float sum[2] = {0.f, 0.f};
+      float sum[2][4] = {};
 #pragma unroll
       for (int j = 0; j < NB; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          s[j][e] = exp2f(s[j][e] - ref[e >> 1]);
-          sum[e >> 1] += s[j][e];
+          s[j][e] = ex2_ftz(fmaf(s[j][e], scale, -ref[e >> 1]));
+          sum[e >> 1][(j & 1) * 2 + (e & 1)] += s[j][e];
         }
 #pragma unroll
-      for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + sum[h];
+      for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + ((sum[h][0] + sum[h][1]) + (sum[h][2] + sum[h][3]));
 #pragma unroll
       for (int j = 0; j < DB; ++j) {
         o[j][0] *= alpha[0];
@@ -827,26 +840,29 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, P>::kMinBlocks)
         pa[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
       };
       if constexpr (G) {
-        uint32_t pa[kBN / 16][4];  // all of P before the MMAs: they read their registers asynchronously
+        uint32_t pa[BN / 16][4];  // all of P before the MMAs: they read their registers asynchronously
 #pragma unroll
-        for (int kk = 0; kk < kBN / 16; ++kk) p_frag(kk, pa[kk]);
+        for (int kk = 0; kk < BN / 16; ++kk) p_frag(kk, pa[kk]);
         float(&acc)[DB * 4] = reinterpret_cast<float(&)[DB * 4]>(o);
         const uint32_t vaddr = smem_u32(vbuf(buf));
         fence_regs(acc);
 #pragma unroll
-        for (int kk = 0; kk < kBN / 16; ++kk) fence_regs(pa[kk]);
+        for (int kk = 0; kk < BN / 16; ++kk) fence_regs(pa[kk]);
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < kBN / 16; ++kk) {
-          const uint64_t desc = smem_desc(vaddr + kk * 16 * 128, kBN * 128, 1024);
-          if constexpr (D == kBN) {
-            // Two m64n32 halves (head dims 0-31, then 32-63: 64 bytes on in the swizzled row): with
-            // m64n64 for O as for S, the two products' accumulators went wrong from the second tile on
-            // (H100, every case with more than one tile), while either product alone on wgmma was exact.
+        for (int kk = 0; kk < BN / 16; ++kk) {
+          const uint64_t desc = smem_desc(vaddr + kk * 16 * 128, BN * 128, 1024);
+          if constexpr (D == BN || D == 64) {
+            // Two halves of the head dims, never the shape of S = Q K^T: with m64n64 for O as for S (64-slot
+            // tiles, head_dim 64), the two products' accumulators went wrong from the second tile on (H100,
+            // every case with more than one tile), while either product alone on wgmma was exact; so did
+            // m64n128 for both in the wide form at head_dim 128. The second half starts 64 bytes on in the
+            // swizzled row at head_dim 64 (dims 32-63), in the second 64-dim region at 128.
+            constexpr uint64_t kHalf = (D == 64 ? 64 : BN * 128) >> 4;
             float(&lo)[D / 4] = reinterpret_cast<float(&)[D / 4]>(o[0]);
             float(&hi)[D / 4] = reinterpret_cast<float(&)[D / 4]>(o[D / 16]);
             wgmma_rs<1>(Tag<T, D / 2>{}, lo, pa[kk], desc);
-            wgmma_rs<1>(Tag<T, D / 2>{}, hi, pa[kk], desc + (64 >> 4));
+            wgmma_rs<1>(Tag<T, D / 2>{}, hi, pa[kk], desc + kHalf);
           } else {
             wgmma_rs<1>(Tag<T, D>{}, acc, pa[kk], desc);
           }
@@ -855,11 +871,11 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, P>::kMinBlocks)
         wgmma_wait();
         fence_regs(acc);
 #pragma unroll
-        for (int kk = 0; kk < kBN / 16; ++kk) fence_regs(pa[kk]);
+        for (int kk = 0; kk < BN / 16; ++kk) fence_regs(pa[kk]);
       } else {
         const T* vt = vbuf(buf) + ((lane & 7) + ((lane >> 3) & 1) * 8) * L::LD + (lane >> 4) * 8;
 #pragma unroll
-        for (int kk = 0; kk < kBN / 16; ++kk) {
+        for (int kk = 0; kk < BN / 16; ++kk) {
           uint32_t pa[4];
           p_frag(kk, pa);
 #pragma unroll
@@ -1030,11 +1046,6 @@ __device__ __forceinline__ void turn_wait(int group) {
 }
 __device__ __forceinline__ void turn_pass(int group) {
   asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - group) : "memory");
-}
-__device__ __forceinline__ float ex2_ftz(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
 }
 #endif
 
@@ -1529,14 +1540,14 @@ static cudaError_t launch_wmma(const TreeAttentionArgs& a, int batch, cudaStream
   return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
-template <typename T, int D, int W, bool G = false, bool P = false>
+template <typename T, int D, int W, bool G = false, int BN = fa2::kBN>
 static cudaError_t launch_mma(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
-  using L = fa2::Layout<D, W, G, P>;
-  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_mma<T, D, W, G, P>,
+  using L = fa2::Layout<D, W, G, BN>;
+  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_mma<T, D, W, G, BN>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes);
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (a.n * a.group + L::kBM - 1) / L::kBM, a.nsplit);
-  fa2::tree_attention_mma<T, D, W, G, P><<<grid, W * 32, L::bytes, stream>>>(a);
+  fa2::tree_attention_mma<T, D, W, G, BN><<<grid, W * 32, L::bytes, stream>>>(a);
   return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
@@ -1605,15 +1616,15 @@ static cudaError_t launch_tc(const TreeAttentionArgs& a, int batch, int d, int v
   if (variant == 4 && d == 128) return launch_mma<T, 128, 8, true>(a, batch, stream);
   if (variant == 5 && d == 64) return launch_ws<T, 64>(a, batch, stream);
   if (variant == 5 && d == 128) return launch_ws<T, 128>(a, batch, stream);
-  if (variant == 6 && d == 64) return launch_mma<T, 64, 4, true, true>(a, batch, stream);
-  if (variant == 6 && d == 128) return launch_mma<T, 128, 4, true, true>(a, batch, stream);
+  if (variant == 6 && d == 64) return launch_mma<T, 64, 4, true, 128>(a, batch, stream);
+  if (variant == 6 && d == 128) return launch_mma<T, 128, 4, true, 128>(a, batch, stream);
   return cudaErrorInvalidValue;
 }
 
 // variant 0: the mma.sync kernel (tree_attention_mma) with 4 warps; 1: the WMMA kernel
 // (tree_attention_wmma); 2: the mma.sync kernel with 8 warps; 3 and 4: its wgmma form with 4 and 8 warps;
-// 5: the warp-specialized form (tree_attention_ws); 6: the wgmma form with 4 warps and a deep pipeline,
-// one block an SM. 3-6 run on sm_90a builds only (the binding checks).
+// 5: the warp-specialized form (tree_attention_ws); 6: the wgmma form with 4 warps in tiles of 128 slots
+// (the wide form). 3-6 run on sm_90a builds only (the binding checks).
 cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
                                 cudaStream_t stream) {
   if (dtype == 1) return launch_tc<__half>(a, batch, d, variant, stream);
