@@ -64,14 +64,14 @@ GRID = [
 ]
 
 
-CUDA_KERNELS = ["mma4", "mma8", "wmma", "wgmma4", "wgmma8", "ws", "wide"]
+CUDA_KERNELS = ["mma4", "mma8", "wmma", "wgmma4", "wgmma8", "ws"]
 
 
 def _skip_unless_runs(kernel: str) -> None:
     from gorgon.kernels import cuda_ops
 
     # a conditional skip: Hopper-only kernels
-    if kernel in ("wgmma4", "wgmma8", "ws", "wide") and not cuda_ops.has_wgmma():
+    if kernel in ("wgmma4", "wgmma8", "ws") and not cuda_ops.has_wgmma():
         pytest.skip("the wgmma kernels need an sm_90 GPU")
 
 

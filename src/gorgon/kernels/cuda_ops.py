@@ -37,13 +37,12 @@ from gorgon.kernels.attention import (
 SOURCES = [Path(__file__).parent / "cuda" / name for name in ("tree_attention.cu", "binding.cpp")]
 MAX_TREE = 128
 # the binding's codes
-KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3, "wgmma4": 4, "wgmma8": 5, "ws": 6, "wide": 7}
+KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3, "wgmma4": 4, "wgmma8": 5, "ws": 6}
 NAMES = (*KERNELS, "mma")  # "mma": whichever tensor-core kernel _auto_kernel picks
 # (node, head) rows a block of each tensor-core kernel
-BLOCK_ROWS = {1: 64, 2: 64, 3: 128, 4: 64, 5: 128, 6: 128, 7: 64}
-# Hopper's warp-group MMA: sm_90 only
-WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"], KERNELS["ws"], KERNELS["wide"]}
-WIDE_TILE = 128  # slots a tile of the warp-specialized kernel (fa2::kWsBN) and of the wide form
+BLOCK_ROWS = {1: 64, 2: 64, 3: 128, 4: 64, 5: 128, 6: 128}
+WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"], KERNELS["ws"]}  # Hopper's warp-group MMA: sm_90 only
+WS_TILE = 128  # slots a tile of the warp-specialized kernel (fa2::kWsBN)
 MIN_SPLIT = 128  # committed slots per split, at least
 BALANCE_MIN_SPLIT = 2048  # committed slots per split, at least, where _splits balances a grid
 WS_MIN_WORK = 32768  # ws row blocks x committed slots from which _auto_kernel takes ws on Hopper
@@ -179,8 +178,8 @@ def split_plan(
     b, n, hq, d = q.shape
     hkv = cache_k.shape[2]
     span = max(kv_len - n, 1)
-    ws, wide = code == KERNELS["ws"], code == KERNELS["wide"]
-    tile = WIDE_TILE if ws or wide else 64
+    ws = code == KERNELS["ws"]
+    tile = WS_TILE if ws else 64
     if splits:
         split = tile_split(span, splits, tile)
         count = -(-span // split)
@@ -190,9 +189,8 @@ def split_plan(
         rows = BLOCK_ROWS[code]
         blocks = b * hkv * -(-n * (hq // hkv) // rows)
         places = _target_blocks(q.get_device()) * 64 // rows
-        # the warp-specialized kernel's shared memory holds it to one block an SM at either head size, the
-        # wide form's to one at head_dim 128 and two at 64
-        target = places if ws else places // 2 * max(128 // d, 1) if wide else places * max(128 // d, 1)
+        # the warp-specialized kernel's shared memory holds it to one block an SM at either head size
+        target = places if ws else places * max(128 // d, 1)
         count, split = _splits(blocks, span, target, places, n * (hq // hkv) > 64, tile)
     return (1 if count == 1 else count + 1), split
 

@@ -37,8 +37,8 @@ static int dtype_code(const torch::Tensor& t) {
 
 // q [B, N, Hq, D]; cache_k/v [B, S, Hkv, D]; committed [B] int64; bits [B, N, W] int32; out like q.
 // kernel: 0 the exact warp-per-row kernel, 1 the mma.sync tensor-core kernel (4 warps), 2 the WMMA one, 3 the
-// mma.sync one with 8 warps, 4 and 5 its wgmma form with 4 and 8 warps, 6 the warp-specialized form, 7 the
-// wgmma form with 4 warps in 128-slot tiles (sm_90: cuda_ops builds sm_90a code there). The tensor-core
+// mma.sync one with 8 warps, 4 and 5 its wgmma form with 4 and 8 warps, 6 the warp-specialized form (sm_90:
+// cuda_ops builds sm_90a code there). The tensor-core
 // kernels run `nsplit` blocks per row block, of `split` committed slots each, the last one taking the tree
 // (nsplit 1: one block does all); when nsplit > 1, lse [rows * nsplit] float32 and part
 // [rows * nsplit, D] of q's dtype hold each split's log2-sum-exp and normalized output for the merge.
@@ -83,7 +83,7 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   a.sob = out.stride(0), a.son = out.stride(1), a.soh = out.stride(2);
   const int batch = (int)q.size(0), d = (int)q.size(3);
   auto stream = at::cuda::getCurrentCUDAStream().stream();
-  TORCH_CHECK(kernel >= 0 && kernel <= 7, "tree attention: unknown kernel ", kernel);
+  TORCH_CHECK(kernel >= 0 && kernel <= 6, "tree attention: unknown kernel ", kernel);
   TORCH_CHECK(kernel < 4 || (props->major == 9 && props->minor == 0),
               "tree attention: the wgmma kernels need an sm_90 GPU (H100/H200)");
   // the warp-specialized form reads K/V by TMA: 16-byte aligned base and strides, the same shape for both

@@ -301,33 +301,18 @@ constexpr int kBN = 64;  // KV slots per tile (two words of ancestor bits on tre
 // head_dim 128 two (three were 1-3% slower in every case: the registers hold the blocks to two an SM
 // either way, and the extra tile in flight bought nothing). 8 warps at head_dim 128 are one block an SM
 // (231 registers a thread), which then needs more tiles in flight of its own: three.
-//
-// The wide form (BN = 128, the wgmma form with 4 warps only): tiles of 128 slots. Where a block's stream is
-// short of work (batch 1, few rows a KV head) a tile's cost is mostly the loop's fixed latencies (the
-// wait for the tile, two barriers, two MMA round trips), which wider tiles pay half as often a slot. Its
-// shared memory holds it to one block an SM at head_dim 128 (two stages, 128 KB) and two at 64.
-#ifndef GORGON_WIDE_STAGES_64  // study knobs: the wide form's stages at head_dim 64 and 128
-#define GORGON_WIDE_STAGES_64 3
-#endif
-#ifndef GORGON_WIDE_STAGES_128
-#define GORGON_WIDE_STAGES_128 2
-#endif
-template <int D, int W, bool G = false, int BN = kBN> struct Layout {
+template <int D, int W, bool G = false> struct Layout {
   static constexpr int kBM = 16 * W;  // rows per block
-  static constexpr bool kWide = BN > kBN;
-  static constexpr int kStages = kWide ? (D <= 64 ? GORGON_WIDE_STAGES_64 : GORGON_WIDE_STAGES_128)
-                                       : D <= 64 || W == 8 ? 3 : 2;
+  static constexpr int kStages = D <= 64 || W == 8 ? 3 : 2;
   // Blocks an SM that the registers must allow (the split plan in cuda_ops.py counts on it): 64 K
-  // registers over W * 32 threads, 128 a thread at head_dim 64, all that one block may use at 128. The
-  // wide form's scores take twice the registers: two blocks at head_dim 64, one at 128.
-  static constexpr int kMinBlocks = kWide ? (D <= 64 ? 2 : 1) : (D <= 64 ? 4 : 2) * 4 / W;
+  // registers over W * 32 threads, 128 a thread at head_dim 64, all that one block may use at 128.
+  static constexpr int kMinBlocks = (D <= 64 ? 4 : 2) * 4 / W;
   // halves per smem row: 16 bytes of pad so that ldmatrix rows hit distinct banks; the wgmma form's
   // swizzled tiles need none (its Q staging, read once, takes the bank conflicts)
   static constexpr int LD = G ? D : D + 8;
-  static constexpr int KV = BN * LD;
+  static constexpr int KV = kBN * LD;
   static constexpr size_t bytes = sizeof(uint16_t) * (size_t)(2 * kStages * KV) + (G ? 1024 : 0);  // + align
-  static_assert(kBM <= 2 * BN, "the Q tile must fit the last K and V buffers");
-  static_assert(!kWide || (G && W == 4 && BN == 128), "the wide form is the 4-warp wgmma form's");
+  static_assert(kBM <= 2 * kBN, "the Q tile must fit the last K and V buffers");
   static_assert(!G || (W * 32 / (D / 8)) % 8 == 0, "a thread's tile rows must keep one swizzle phase");
 };
 
@@ -581,18 +566,18 @@ __device__ __forceinline__ void write_row(const TreeAttentionArgs& a, const floa
     *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
 }
 
-template <typename T, int D, int W, bool G, int BN = kBN>
-__global__ void __launch_bounds__(W * 32, Layout<D, W, G, BN>::kMinBlocks)
+template <typename T, int D, int W, bool G>
+__global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
     tree_attention_mma(TreeAttentionArgs a) {
-  using L = Layout<D, W, G, BN>;
+  using L = Layout<D, W, G>;
   constexpr int kStages = L::kStages;
   constexpr int kBM = L::kBM;
   constexpr int KD = D / 16;    // k steps of QK^T (over head_dim)
-  constexpr int NB = BN / 8;   // 8-slot score blocks per tile
+  constexpr int NB = kBN / 8;   // 8-slot score blocks per tile
   constexpr int DB = D / 8;     // 8-wide output blocks
   constexpr int V8 = D / 8;     // 16-byte vectors per K/V/Q row
-  constexpr int kLoads = BN * V8 / (W * 32);  // cp.async per thread per tile, for K and for V
-  static_assert(BN * V8 % (W * 32) == 0, "tile loads must divide evenly");
+  constexpr int kLoads = kBN * V8 / (W * 32);  // cp.async per thread per tile, for K and for V
+  static_assert(kBN * V8 % (W * 32) == 0, "tile loads must divide evenly");
 
   extern __shared__ __align__(128) unsigned char smem[];
   // the wgmma form's swizzle is a function of the address: its tiles start on 1024-byte boundaries
@@ -619,19 +604,19 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, BN>::kMinBlocks)
     lo = (int64_t)split * a.split;
     hi = do_tree ? lo : (lo + a.split < committed ? lo + a.split : committed);
   }
-  const int n_ctx = hi > lo ? (int)((hi - lo + BN - 1) / BN) : 0;
-  const int n_tiles = n_ctx + (do_tree ? (a.n + BN - 1) / BN : 0);
+  const int n_ctx = hi > lo ? (int)((hi - lo + kBN - 1) / kBN) : 0;
+  const int n_tiles = n_ctx + (do_tree ? (a.n + kBN - 1) / kBN : 0);
 
   const T* kbase = static_cast<const T*>(a.k) + b * a.skb + kvh * a.skh;
   const T* vbase = static_cast<const T*>(a.v) + b * a.svb + kvh * a.svh;
 
-  // Tile t: committed slots lo + t BN .. (< hi), then tree slots committed + t0 .. (< committed + n).
+  // Tile t: committed slots lo + t kBN .. (< hi), then tree slots committed + t0 .. (< committed + n).
   auto tile_range = [&](int t, int64_t& slot0, int64_t& limit) {
     if (t < n_ctx) {
-      slot0 = lo + (int64_t)t * BN;
+      slot0 = lo + (int64_t)t * kBN;
       limit = hi;
     } else {
-      slot0 = committed + (int64_t)(t - n_ctx) * BN;
+      slot0 = committed + (int64_t)(t - n_ctx) * kBN;
       limit = committed + a.n;
     }
   };
@@ -645,7 +630,7 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, BN>::kMinBlocks)
   const int k_r0 = r0 * (int)a.sks, v_r0 = r0 * (int)a.svs;
   const int k_step = kRowStep * (int)a.sks, v_step = kRowStep * (int)a.svs;
   // the wgmma form: 64-dim region, 128-byte row, swizzled chunk (rows step by multiples of 8: one phase)
-  const uint32_t s_r0 = G ? (uint32_t)((c0 / 64) * BN * 128 + r0 * 128 + ((((c0 % 64) / 8) ^ (r0 & 7)) << 4))
+  const uint32_t s_r0 = G ? (uint32_t)((c0 / 64) * kBN * 128 + r0 * 128 + ((((c0 % 64) / 8) ^ (r0 & 7)) << 4))
                           : (uint32_t)(r0 * L::LD + c0) * sizeof(T);
   constexpr uint32_t kRowBytes = G ? 128 : L::LD * sizeof(T);
   auto load_tile = [&](int t, int buf) {
@@ -734,7 +719,7 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, BN>::kMinBlocks)
         wgmma_fence();
 #pragma unroll
         for (int kd = 0; kd < KD; ++kd)
-          wgmma_rs<0>(Tag<T, BN>{}, acc, qf[kd], smem_desc(kaddr + (kd / 4) * BN * 128 + (kd % 4) * 32, 16, 1024));
+          wgmma_rs<0>(Tag<T, kBN>{}, acc, qf[kd], smem_desc(kaddr + (kd / 4) * kBN * 128 + (kd % 4) * 32, 16, 1024));
         wgmma_commit();
         wgmma_wait();
         fence_regs(acc);
@@ -761,11 +746,11 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, BN>::kMinBlocks)
       if (t >= n_ctx) {
         const int t0 = (int)(slot0 - committed);  // tree node index of the tile's first column
         const int words = (a.n + 31) >> 5;
-        uint32_t word[2][BN / 32];  // [row half][32 columns of the tile]
+        uint32_t word[2][2];  // [row half][32-column half of the tile]
 #pragma unroll
         for (int h = 0; h < 2; ++h)
 #pragma unroll
-          for (int w = 0; w < BN / 32; ++w) {
+          for (int w = 0; w < 2; ++w) {
             const int wi = (t0 >> 5) + w;
             word[h][w] = node[h] < a.n && wi < words
                              ? (uint32_t)a.bits[b * a.sbb + (int64_t)node[h] * a.sbn + wi]
@@ -779,7 +764,7 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, BN>::kMinBlocks)
             const bool ok = t0 + c < a.n && ((word[e >> 1][c >> 5] >> (c & 31)) & 1u);
             s[j][e] = ok ? s[j][e] : -INFINITY;
           }
-      } else if (slot0 + BN > limit) {  // the context's (or split's) last, partial tile
+      } else if (slot0 + kBN > limit) {  // the context's (or split's) last, partial tile
         const int valid = (int)(limit - slot0);
 #pragma unroll
         for (int j = 0; j < NB; ++j)
@@ -840,29 +825,27 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, BN>::kMinBlocks)
         pa[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
       };
       if constexpr (G) {
-        uint32_t pa[BN / 16][4];  // all of P before the MMAs: they read their registers asynchronously
+        uint32_t pa[kBN / 16][4];  // all of P before the MMAs: they read their registers asynchronously
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) p_frag(kk, pa[kk]);
+        for (int kk = 0; kk < kBN / 16; ++kk) p_frag(kk, pa[kk]);
         float(&acc)[DB * 4] = reinterpret_cast<float(&)[DB * 4]>(o);
         const uint32_t vaddr = smem_u32(vbuf(buf));
         fence_regs(acc);
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) fence_regs(pa[kk]);
+        for (int kk = 0; kk < kBN / 16; ++kk) fence_regs(pa[kk]);
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) {
-          const uint64_t desc = smem_desc(vaddr + kk * 16 * 128, BN * 128, 1024);
-          if constexpr (D == BN || D == 64) {
-            // Two halves of the head dims, never the shape of S = Q K^T: with m64n64 for O as for S (64-slot
-            // tiles, head_dim 64), the two products' accumulators went wrong from the second tile on (H100,
-            // every case with more than one tile), while either product alone on wgmma was exact; so did
-            // m64n128 for both in the wide form at head_dim 128. The second half starts 64 bytes on in the
-            // swizzled row at head_dim 64 (dims 32-63), in the second 64-dim region at 128.
-            constexpr uint64_t kHalf = (D == 64 ? 64 : BN * 128) >> 4;
+        for (int kk = 0; kk < kBN / 16; ++kk) {
+          const uint64_t desc = smem_desc(vaddr + kk * 16 * 128, kBN * 128, 1024);
+          if constexpr (D == kBN) {
+            // Two m64n32 halves (head dims 0-31, then 32-63: 64 bytes on in the swizzled row): with
+            // m64n64 for O as for S, the two products' accumulators went wrong from the second tile on
+            // (H100, every case with more than one tile), while either product alone on wgmma was exact.
+            // So did m64n128 for both in 128-slot tiles at head_dim 128 (reports/h100-2026-11-27g/wide).
             float(&lo)[D / 4] = reinterpret_cast<float(&)[D / 4]>(o[0]);
             float(&hi)[D / 4] = reinterpret_cast<float(&)[D / 4]>(o[D / 16]);
             wgmma_rs<1>(Tag<T, D / 2>{}, lo, pa[kk], desc);
-            wgmma_rs<1>(Tag<T, D / 2>{}, hi, pa[kk], desc + kHalf);
+            wgmma_rs<1>(Tag<T, D / 2>{}, hi, pa[kk], desc + (64 >> 4));
           } else {
             wgmma_rs<1>(Tag<T, D>{}, acc, pa[kk], desc);
           }
@@ -871,11 +854,11 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G, BN>::kMinBlocks)
         wgmma_wait();
         fence_regs(acc);
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) fence_regs(pa[kk]);
+        for (int kk = 0; kk < kBN / 16; ++kk) fence_regs(pa[kk]);
       } else {
         const T* vt = vbuf(buf) + ((lane & 7) + ((lane >> 3) & 1) * 8) * L::LD + (lane >> 4) * 8;
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) {
+        for (int kk = 0; kk < kBN / 16; ++kk) {
           uint32_t pa[4];
           p_frag(kk, pa);
 #pragma unroll
@@ -1540,14 +1523,14 @@ static cudaError_t launch_wmma(const TreeAttentionArgs& a, int batch, cudaStream
   return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
-template <typename T, int D, int W, bool G = false, int BN = fa2::kBN>
+template <typename T, int D, int W, bool G = false>
 static cudaError_t launch_mma(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
-  using L = fa2::Layout<D, W, G, BN>;
-  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_mma<T, D, W, G, BN>,
+  using L = fa2::Layout<D, W, G>;
+  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_mma<T, D, W, G>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes);
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (a.n * a.group + L::kBM - 1) / L::kBM, a.nsplit);
-  fa2::tree_attention_mma<T, D, W, G, BN><<<grid, W * 32, L::bytes, stream>>>(a);
+  fa2::tree_attention_mma<T, D, W, G><<<grid, W * 32, L::bytes, stream>>>(a);
   return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
@@ -1616,15 +1599,12 @@ static cudaError_t launch_tc(const TreeAttentionArgs& a, int batch, int d, int v
   if (variant == 4 && d == 128) return launch_mma<T, 128, 8, true>(a, batch, stream);
   if (variant == 5 && d == 64) return launch_ws<T, 64>(a, batch, stream);
   if (variant == 5 && d == 128) return launch_ws<T, 128>(a, batch, stream);
-  if (variant == 6 && d == 64) return launch_mma<T, 64, 4, true, 128>(a, batch, stream);
-  if (variant == 6 && d == 128) return launch_mma<T, 128, 4, true, 128>(a, batch, stream);
   return cudaErrorInvalidValue;
 }
 
 // variant 0: the mma.sync kernel (tree_attention_mma) with 4 warps; 1: the WMMA kernel
 // (tree_attention_wmma); 2: the mma.sync kernel with 8 warps; 3 and 4: its wgmma form with 4 and 8 warps;
-// 5: the warp-specialized form (tree_attention_ws); 6: the wgmma form with 4 warps in tiles of 128 slots
-// (the wide form). 3-6 run on sm_90a builds only (the binding checks).
+// 5: the warp-specialized form (tree_attention_ws). 3-5 run on sm_90a builds only (the binding checks).
 cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
                                 cudaStream_t stream) {
   if (dtype == 1) return launch_tc<__half>(a, batch, d, variant, stream);
