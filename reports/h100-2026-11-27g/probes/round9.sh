@@ -1,0 +1,18 @@
+# Round 9 (2026-11-27g): the mma kernels' unpredicated full-tile loads: the CUDA GPU tests of the mma
+# forms, then the A/B against the build before (HEAD's sources, carried in build/before).
+set -u
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 GORGON_CACHE=$PWD/build/cache
+mkdir -p $OUT/ab
+echo "[$(date +%T)] build"
+python3 -c "from gorgon.kernels import cuda_ops; cuda_ops.extension()" 2>&1 | tail -3
+(python3 -c "
+from pathlib import Path
+from gorgon.kernels import cuda_ops
+cuda_ops.extension()
+cuda_ops.build('gorgon_cuda_before2', [Path('build/before/tree_attention.cu'), Path('build/before/binding.cpp')], 'before2', ['-lineinfo'])
+" > $OUT/build_before.log 2>&1) &
+timeout 200 python3 -m pytest -q tests/test_kernels_gpu.py -k "cuda and (mma4 or mma8 or wgmma4 or wgmma8 or graph)" -p no:cacheprovider 2>&1 | tail -4 | tee $OUT/cuda_tests.log
+wait
+echo "[$(date +%T)] ab"
+timeout 240 python3 scripts/.loads_ab.py $OUT/ab build/before 2>&1 | grep -v "^{" | tail -5
+echo "[$(date +%T)] done"
