@@ -388,6 +388,44 @@ __device__ __forceinline__ float quad_sum(float x) {
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
 }
 
+// The online softmax of one tile on a thread's score fragments s[j][e] (rows g and g + 8: e >> 1; raw,
+// masked scores, -inf where masked): folds them into the rows' running max m and sum l (base 2, the scale
+// applied in the exponent's FFMA), turns them into probabilities, and returns in alpha what O must be
+// rescaled by. ex2.approx.ftz is one MUFU op where exp2f adds a denormal range check and two multiplies;
+// four independent max and sum chains a row (one chain of 64 dependent operations was the critical path).
+// A row that has seen only masked slots keeps m = -inf and uses 0 as its reference, so exp2(-inf - 0) = 0
+// everywhere and nothing becomes NaN.
+template <int NB>
+__device__ __forceinline__ void online_softmax(float (&s)[NB][4], float (&m)[2], float (&l)[2], float (&alpha)[2],
+                                               float scale) {
+  float ref[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < NB; j += 2)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        mx[e] = fmaxf(mx[e], s[j][2 * h + e]);
+        mx[2 + e] = fmaxf(mx[2 + e], s[j + 1][2 * h + e]);
+      }
+    const float m_new = fmaxf(m[h], quad_max(fmaxf(fmaxf(mx[0], mx[1]), fmaxf(mx[2], mx[3]))) * scale);
+    ref[h] = m_new == -INFINITY ? 0.f : m_new;
+    alpha[h] = ex2_ftz(m[h] - ref[h]);
+    m[h] = m_new;
+  }
+  float sum[2][4] = {};
+#pragma unroll
+  for (int j = 0; j < NB; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      s[j][e] = ex2_ftz(fmaf(s[j][e], scale, -ref[e >> 1]));
+      sum[e >> 1][(j & 1) * 2 + (e & 1)] += s[j][e];
+    }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + ((sum[h][0] + sum[h][1]) + (sum[h][2] + sum[h][3]));
+}
+
 // ---------------------------------------------------------------------------------------------------
 // wgmma (sm_90a only): Hopper's asynchronous warp-group MMA, for the kernel's wgmma form (G). A warp
 // group (4 warps) multiplies a 64-row A from registers, in the same per-warp fragments as mma.m16n8k16's
@@ -775,37 +813,10 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
           }
       }
 
-      // Online softmax on the fragments, in base 2 with the scale applied in the exponent's argument:
-      // one FFMA and one MUFU a score (a separate scaling multiply and exp2f's denormal handling took
-      // three instructions more), and four independent max and sum chains a row, as in the ws kernel.
-      // A row that has seen only masked slots keeps m = -inf and uses 0 as its reference, so
-      // exp2(-inf - 0) = 0 everywhere and nothing becomes NaN.
-      float alpha[2], ref[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-#pragma unroll
-        for (int j = 0; j < NB; j += 2)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            mx[e] = fmaxf(mx[e], s[j][2 * h + e]);
-            mx[2 + e] = fmaxf(mx[2 + e], s[j + 1][2 * h + e]);
-          }
-        const float m_new = fmaxf(m[h], quad_max(fmaxf(fmaxf(mx[0], mx[1]), fmaxf(mx[2], mx[3]))) * scale);
-        ref[h] = m_new == -INFINITY ? 0.f : m_new;
-        alpha[h] = ex2_ftz(m[h] - ref[h]);
-        m[h] = m_new;
-      }
-      float sum[2][4] = {};
-#pragma unroll
-      for (int j = 0; j < NB; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          s[j][e] = ex2_ftz(fmaf(s[j][e], scale, -ref[e >> 1]));
-          sum[e >> 1][(j & 1) * 2 + (e & 1)] += s[j][e];
-        }
-#pragma unroll
-      for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + ((sum[h][0] + sum[h][1]) + (sum[h][2] + sum[h][3]));
+      // Online softmax on the fragments (with the scale: a separate scaling multiply and exp2f took three
+      // instructions a score more; 2-5% at the default model's verify shapes, reports/h100-2026-11-27g).
+      float alpha[2];
+      online_softmax(s, m, l, alpha, scale);
 #pragma unroll
       for (int j = 0; j < DB; ++j) {
         o[j][0] *= alpha[0];
@@ -1201,34 +1212,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
           if (!ok) s[j][e] = -INFINITY;
         }
     }
-    float ref[2];
-    // Four independent chains a row for the max and the sum (one chain of 64 dependent operations was the
-    // critical path of the softmax), and ex2.approx.ftz: one MUFU op, where exp2f adds denormal handling.
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-#pragma unroll
-      for (int j = 0; j < NB; j += 2)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          mx[e] = fmaxf(mx[e], s[j][2 * h + e]);
-          mx[2 + e] = fmaxf(mx[2 + e], s[j + 1][2 * h + e]);
-        }
-      const float m_new = fmaxf(m[h], quad_max(fmaxf(fmaxf(mx[0], mx[1]), fmaxf(mx[2], mx[3]))) * scale);
-      ref[h] = m_new == -INFINITY ? 0.f : m_new;  // a row that has seen nothing stays empty
-      alpha[h] = ex2_ftz(m[h] - ref[h]);
-      m[h] = m_new;
-    }
-    float sum[2][4] = {};
-#pragma unroll
-    for (int j = 0; j < NB; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[j][e] = ex2_ftz(fmaf(s[j][e], scale, -ref[e >> 1]));
-        sum[e >> 1][(j & 1) * 2 + (e & 1)] += s[j][e];
-      }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + ((sum[h][0] + sum[h][1]) + (sum[h][2] + sum[h][3]));
+    online_softmax(s, m, l, alpha, scale);
   };
   auto pack_p = [&]() {
 #pragma unroll
