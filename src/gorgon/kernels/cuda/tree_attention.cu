@@ -391,8 +391,8 @@ __device__ __forceinline__ float quad_sum(float x) {
 // The online softmax of one tile on a thread's score fragments s[j][e] (rows g and g + 8: e >> 1; raw,
 // masked scores, -inf where masked): folds them into the rows' running max m and sum l (base 2, the scale
 // applied in the exponent's FFMA), turns them into probabilities, and returns in alpha what O must be
-// rescaled by. ex2.approx.ftz is one MUFU op where exp2f adds a denormal range check and two multiplies;
-// four independent max and sum chains a row (one chain of 64 dependent operations was the critical path).
+// rescaled by. Four independent max and sum chains a row (one chain of 64 dependent operations was the
+// critical path), exponents in ex2_ftz.
 // A row that has seen only masked slots keeps m = -inf and uses 0 as its reference, so exp2(-inf - 0) = 0
 // everywhere and nothing becomes NaN.
 template <int NB>
@@ -813,8 +813,8 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
           }
       }
 
-      // Online softmax on the fragments (with the scale: a separate scaling multiply and exp2f took three
-      // instructions a score more; 2-5% at the default model's verify shapes, reports/h100-2026-11-27g).
+      // Online softmax on the fragments, shared with the ws kernel (before it, a scaling multiply and exp2f
+      // a score made this kernel 2-4% slower at the default model's verify shapes, reports/h100-2026-11-27g).
       float alpha[2];
       online_softmax(s, m, l, alpha, scale);
 #pragma unroll
@@ -924,7 +924,7 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 // - STAGES=3 at head_dim 128 (fits 227 KB): 2% faster at batch 8, N=64, 17% slower at batch 8, N=1.
 // - L2 (the TMA's L2 promotion) 128 instead of 256: within 2%.
 // Measured and removed (their code is in commit ea04c74): exp2f and one max/sum chain a row instead of
-// the softmax below (batch 8, N=64 147.6 -> 163.3 us, batch 1, N=128 50.3 -> 57.1); 64-slot tiles in
+// online_softmax (batch 8, N=64 147.6 -> 163.3 us, batch 1, N=128 50.3 -> 57.1); 64-slot tiles in
 // twice the stages (6-22% slower); Q K^T with Q in registers (up to 7% slower at batch 1, N=64, within
 // 2% elsewhere); skipping O *= alpha where no row's max rose (slower in 13 of 14 cases).
 // Measured and removed on 2026-11-27f (reports/h100-2026-11-27f, batch 8, N=64): FlashAttention-3's
