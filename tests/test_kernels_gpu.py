@@ -187,6 +187,52 @@ def test_wgmma_tree_attention(shape, launch, dtype, context):
     _check(attend, n, hq, hkv, d, dtype, context)
 
 
+# the dynamic-tile kernel (opt-in): at most 64 rows a KV head, every GQA ratio and head size, its two tile
+# shapes and a deeper ring; the long contexts (spans past DYNAMIC_MIN_SPAN) with an empty row among them
+DYNAMIC_CASES = [(c, {}) for c in GRID if c[0] * c[1] // c[2] <= 64]
+DYNAMIC_CASES += [(c, launch) for c in [(16, 32, 8, 128), (7, 9, 3, 64)]
+                  for launch in (dict(block_n=64, num_stages=2), dict(block_n=128, num_stages=3),
+                                 dict(half_partials=True))]  # fmt: skip
+
+
+@pytest.mark.skipif(not _hopper(), reason="wgmma needs a Hopper GPU (sm_90)")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape, launch", DYNAMIC_CASES)
+def test_dynamic_tree_attention(shape, launch, dtype, monkeypatch):
+    """Equal to float64 three calls in a row (each launch's last claim must zero its counters for the
+    next), and the counters zero after them; the plan must take the dynamic kernel for these shapes."""
+    from gorgon.kernels import tree_attention as ta
+
+    n, hq, hkv, d = shape
+    q = torch.empty(1, n, hq, d, device="cuda", dtype=dtype)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    monkeypatch.setattr(ta, "DYNAMIC_PROGRAMS", (2, 1000))  # every grid of the test's batch of four trees
+    plan = ta._dynamic_plan(q, ta.Launch(dynamic=True), n * hq // hkv, len(KINDS) * hkv, 4100, sms)
+    assert plan >= 2
+    attend = lambda *args, **kw: ta.tree_attention(*args, **kw, launch=ta.Launch(dynamic=True, **launch))
+    for _ in range(3):
+        _check(attend, n, hq, hkv, d, dtype, "long")
+    assert int(ta.claim_counters(torch.device("cuda", torch.cuda.current_device())).abs().sum()) == 0
+
+
+def test_dynamic_tree_attention_is_opt_in(monkeypatch):
+    from gorgon.kernels import tree_attention as ta
+
+    q = torch.empty(1, 16, 32, 128, device="cuda", dtype=torch.bfloat16)
+    monkeypatch.delenv("GORGON_DYNAMIC", raising=False)
+    assert ta._dynamic_plan(q, ta.Launch(), 64, 8, 8192, 132) == 0
+    assert ta._dynamic_plan(q, ta.Launch(dynamic=False), 64, 8, 8192, 132) == 0
+    assert ta._dynamic_plan(q.float(), ta.Launch(dynamic=True), 64, 8, 8192, 132) == 0  # no float32 form
+    assert ta._dynamic_plan(q, ta.Launch(dynamic=True), 128, 8, 8192, 132) == 0  # two row blocks a head
+    assert ta._dynamic_plan(q, ta.Launch(dynamic=True), 64, 8, 1000, 132) == 0  # a short context
+    assert ta._dynamic_plan(q, ta.Launch(dynamic=True), 64, 64, 8192, 132) == 0  # one program a row block
+    assert ta._dynamic_plan(q, ta.Launch(dynamic=True), 64, 3, 8192, 132) == 0  # 43 short programs a head
+    if _hopper():
+        assert ta._dynamic_plan(q, ta.Launch(dynamic=True), 64, 8, 8192, 132) == 15
+        monkeypatch.setenv("GORGON_DYNAMIC", "1")
+        assert ta._dynamic_plan(q, ta.Launch(), 64, 8, 8192, 132) == 15
+
+
 @pytest.mark.parametrize("backend", ["triton", "cuda"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_keep_path_kernels_match_the_reference(backend, dtype):
@@ -211,19 +257,31 @@ def test_keep_path_kernels_match_the_reference(backend, dtype):
     torch.testing.assert_close(caches[1].data, caches[0].data, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("backend", ["triton", "cuda"])
+@pytest.mark.parametrize("backend", ["triton", "cuda", "triton_dynamic"])
 @pytest.mark.parametrize(
     "n, context", [(1, "long"), (16, "long"), (64, "short"), (64, "long"), (128, "long")]
 )
-def test_tree_attention_replays_in_a_cuda_graph(backend, n, context):
+def test_tree_attention_replays_in_a_cuda_graph(backend, n, context, monkeypatch):
     """Captured once and replayed on new queries and keys: split, merged (the merge launched dependent on
-    the attention grid where the GPU allows), and equal to float64 on the new inputs."""
+    the attention grid where the GPU allows), and equal to float64 on the new inputs. The dynamic-tile
+    kernel's claim counters must be zero again after every replay."""
     from gorgon.kernels import cuda_ops
-    from gorgon.kernels.tree_attention import tree_attention
+    from gorgon.kernels.tree_attention import Launch, tree_attention
 
     if backend == "cuda" and not cuda_ops.buildable():
         pytest.skip("no nvcc / ninja here")
-    attend = tree_attention if backend == "triton" else cuda_ops.tree_attention
+    if backend == "triton_dynamic":
+        if not _hopper():
+            pytest.skip("the dynamic-tile kernel needs a Hopper GPU (sm_90)")
+        from gorgon.kernels import tree_attention as ta
+
+        monkeypatch.setattr(ta, "DYNAMIC_PROGRAMS", (2, 1000))  # the test's grids: 32 row blocks
+        monkeypatch.setattr(ta, "DYNAMIC_MIN_SPAN", 64)
+    attend = {
+        "triton": tree_attention,
+        "cuda": cuda_ops.tree_attention,
+        "triton_dynamic": lambda *args, **kw: tree_attention(*args, **kw, launch=Launch(dynamic=True)),
+    }[backend]
     q, k, v, tree, kv_len, _ = _case(n, 32, 8, 128, torch.bfloat16, context)
     out = torch.empty_like(q)
     attend(q, k, v, tree.committed, tree.bits, kv_len, 128**-0.5, out=out)  # compiled before capture
@@ -237,3 +295,7 @@ def test_tree_attention_replays_in_a_cuda_graph(backend, n, context):
         graph.replay()
         torch.cuda.synchronize()
         torch.testing.assert_close(out.double(), ref, **TOL[torch.bfloat16])
+    if backend == "triton_dynamic":
+        from gorgon.kernels.tree_attention import claim_counters
+
+        assert int(claim_counters(q.device).abs().sum()) == 0

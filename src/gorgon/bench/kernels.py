@@ -5,7 +5,8 @@
 
 For the heads of SmolLM2-135M (9 query, 3 KV, dim 64) and Llama-3-8B (32, 8, 128), batch 1 and 8, tree
 sizes N in {1, 16, 64, 128} over P in {512, 2048, 8192} committed tokens (bf16, random full top-4
-trees): milliseconds per call inside a CUDA graph (median), for Gorgon's Triton kernel, PyTorch SDPA with
+trees): milliseconds per call inside a CUDA graph (median), for Gorgon's Triton kernel (and, where it would
+run, its opt-in dynamic-tile kernel: backend triton_dynamic), its CUDA kernels, PyTorch SDPA with
 a dense boolean mask, and FlexAttention with a tree mask_mod where it runs (compiled once per shape, so
 by default only at batch 1, N=64; --flex all times it everywhere, --shapes splits the table over calls);
 and the memory floor, the K/V bytes read over the measured copy bandwidth. Timed with a cold L2 (each call
@@ -105,7 +106,7 @@ def measure(
     """Milliseconds per call of each backend for one case (bf16, a full top-4 tree), over input_sets
     copies of the inputs."""
     from gorgon.kernels import cuda_ops
-    from gorgon.kernels.tree_attention import tree_attention
+    from gorgon.kernels.tree_attention import Launch, _dynamic_plan, _num_sms, tree_attention
 
     sets = input_sets(batch, p + n, hkv, d, cold)
     cases = [_case(batch, n, p, hq, hkv, d, torch.bfloat16) for _ in range(sets)]
@@ -123,7 +124,14 @@ def measure(
     def cuda_tree(q, k, v, tree):
         return lambda: cuda_ops.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale)
 
+    def triton_dynamic(q, k, v, tree):
+        dynamic = Launch(dynamic=True)
+        return lambda: tree_attention(q, k, v, tree.committed, tree.bits, kv_len, scale, launch=dynamic)
+
     makers = {"sdpa_dense_mask": sdpa, "triton": triton_tree}
+    q0 = cases[0][0]
+    if _dynamic_plan(q0, Launch(dynamic=True), n * hq // hkv, batch * hkv, p, _num_sms(q0.device)):
+        makers["triton_dynamic"] = triton_dynamic  # the opt-in dynamic-tile kernel, where it would run
     if cuda_ops.buildable():
         cuda_ops.extension()  # built (or loaded from the cache) before any timing or graph capture
         makers["cuda"] = cuda_tree

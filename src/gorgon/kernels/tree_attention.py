@@ -28,6 +28,7 @@ from gorgon.kernels.tree_attention_wgmma import HAVE_GLUON
 
 if HAVE_GLUON:
     from gorgon.kernels.tree_attention_wgmma import (
+        _dyn_tree_attention_kernel,
         _wgmma_tree_attention_kernel,
         _ws_tree_attention_kernel,
         kv_descriptors,
@@ -221,6 +222,13 @@ class Launch:
     Llama-3-8B heads, P=8192, batch 1 N=1 17.5 -> 17.8 us, N=16 19.4 -> 19.5, N=64 27.3 either way,
     batch 8 N=16 93.4 -> 99.8, and batch 1 N=128 44.2 -> 51.4 (the warp-specialized kernel's TMA needs
     the token-major layout).
+    dynamic: the dynamic-tile kernel (tree_attention_wgmma._dyn_tree_attention_kernel: context tiles
+    claimed one at a time from a counter a row block, so that the programs end together), where it
+    applies (_dynamic_plan: Hopper, half precision, at most 64 rows a KV head, a grid that leaves room for
+    two programs a row block or more); None: only with GORGON_DYNAMIC=1. Opt-in because which program
+    sums which tiles varies from run to run, so its output is not reproducible to the bit (the static
+    splits are: eager calls and graph replays agree). block_n and num_stages set its tile and ring
+    (default 64 slots and 4 stages for 16 rows or fewer, else 128 and 2).
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
@@ -238,6 +246,7 @@ class Launch:
     tree_split: bool | None = None
     occupancy: bool = True
     splits: int | None = None
+    dynamic: bool | None = None
 
 
 DEFAULT_LAUNCH = Launch()
@@ -336,6 +345,47 @@ def _wgmma_kind(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: in
     blocks = heads * triton.cdiv(rows, 128)  # its programs before splitting
     big = rows >= 128 and ((span >= 4096 and blocks >= 24) or (span >= 2048 and blocks >= 128))
     return "ws" if q.shape[-1] == 128 and big else None
+
+
+# Where Launch(dynamic=True) takes the dynamic-tile kernel: committed spans from DYNAMIC_MIN_SPAN and
+# DYNAMIC_PROGRAMS context programs a row block, where it measured faster than the default launch
+# (reports/h100-2026-11-27h/dyn_sweep, cold L2, H100, bf16, dynamic / default: Llama-3-8B heads, P=8192,
+# batch 1 N=1 0.98, N=16 0.96, batch 2 0.96 and 0.98; SmolLM2 heads, P=8192, batch 2 0.89 and 0.88,
+# batch 4 0.95 and 0.93). Outside it was slower: SmolLM2 heads at batch 1 (43 programs of three tiles a
+# head: 1.04), Llama-3-8B heads at batch 4 (3 programs: up to 1.02), N=16 at P=2048 and 512 (1.03-1.23).
+DYNAMIC_MIN_SPAN = 4096
+DYNAMIC_PROGRAMS = (7, 32)
+MAX_CLAIM_COUNTERS = 1 << 16  # row blocks a dynamic-tile launch may count: 256 KiB a device
+_claim_counters: dict[torch.device, torch.Tensor] = {}
+
+
+def claim_counters(device: torch.device) -> torch.Tensor:
+    """The dynamic-tile kernel's claim counters, one a row block, zero between launches (each launch's
+    last claim zeroes its counter). One buffer a device, allocated once and never freed, so that CUDA
+    graphs may capture its address. Launches on concurrent streams would share it: Gorgon's steps run on
+    one stream."""
+    if device not in _claim_counters:
+        _claim_counters[device] = torch.zeros(MAX_CLAIM_COUNTERS, dtype=torch.int32, device=device)
+    return _claim_counters[device]
+
+
+def _dynamic_plan(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: int, sms: int) -> int:
+    """Context programs a row block for the dynamic-tile kernel (one round, one program an SM, the tree's
+    own program beside them), or 0 where it does not run: not asked for (Launch.dynamic, GORGON_DYNAMIC),
+    no wgmma, more than one 64-row block a KV head (measured slower: batch 1, N=64, Llama-3-8B heads,
+    P=8192 35 us against 28 for the Triton kernel, reports/h100-2026-11-27h), a context shorter than
+    DYNAMIC_MIN_SPAN, or a program count a row block outside DYNAMIC_PROGRAMS."""
+    wanted = launch.dynamic if launch.dynamic is not None else os.environ.get("GORGON_DYNAMIC", "0") == "1"
+    if (
+        not wanted
+        or not _wgmma_capable(q)
+        or rows > 64
+        or heads > MAX_CLAIM_COUNTERS
+        or span < DYNAMIC_MIN_SPAN
+    ):
+        return 0
+    nprog = sms // heads - 1
+    return nprog if DYNAMIC_PROGRAMS[0] <= nprog <= DYNAMIC_PROGRAMS[1] else 0
 
 
 def _merge_warps(block_s: int, d: int) -> int:
@@ -444,6 +494,13 @@ def tree_attention(
     rows = n * group
     sms = _num_sms(q.device)
     span = max(kv_len - nt, 1)
+    nprog = _dynamic_plan(q, launch, rows, b * hkv, split_span or span, sms)
+    if nprog:
+        dyn_block_n = launch.block_n or (64 if rows <= 16 else 128)
+        descs = kv_descriptors(cache_k, cache_v, dyn_block_n)
+        if descs is not None:
+            return _dynamic(q, descs, committed, bits, nt, hkv, cache_k.shape[1], scale, out, nprog, dyn_block_n,
+                            launch, context_offset)  # fmt: skip
     kind = _wgmma_kind(q, launch, rows, b * hkv, split_span or span)  # split_span: graphs and eager agree
     descs = kv_descriptors(cache_k, cache_v, launch.block_n or 128) if kind == "ws" else None
     if kind == "ws" and descs is None:  # caches not laid out for TMA
@@ -525,4 +582,32 @@ def tree_attention(
             lse, part, out, nparts, n, hq, out.stride(0), out.stride(1), out.stride(2),
             BLOCK_S=block_s, D=d, PDL=pdl, launch_pdl=pdl, num_warps=_merge_warps(block_s, d),
         )  # fmt: skip
+    return out
+
+
+def _dynamic(q, descs, committed, bits, nt, hkv, slots, scale, out, nprog, block_n, launch, offset):
+    """tree_attention on the dynamic-tile kernel: nprog context programs and the tree's a row block (one
+    64-row block a KV head), then the merge kernel over their partials."""
+    b, n, hq, d = q.shape
+    if bits is None and nt != 0:
+        raise ValueError("tree_attention: bits may be None only with tree_len 0")
+    bits = committed.view(-1, 1, 1) if bits is None else bits  # a valid pointer the kernel never reads
+    out = torch.empty_like(q) if out is None else out
+    nparts = nprog + 1
+    rows = n * (hq // hkv)
+    half = (
+        launch.half_partials if launch.half_partials is not None else rows > 16 and nparts >= HALF_MIN_PARTS
+    )
+    lse = torch.empty(b * n * hq * nparts, device=q.device, dtype=torch.float32)
+    part = torch.empty(b * n * hq * nparts, d, device=q.device, dtype=q.dtype if half else torch.float32)
+    _dyn_tree_attention_kernel[(b * hkv, 1, nparts)](
+        q, *descs, committed, bits, lse, part, claim_counters(q.device), scale, n, nt, hkv, slots, nprog, offset,
+        q.stride(0), q.stride(1), q.stride(2), bits.stride(0), bits.stride(1), G=hq // hkv, D=d, BLOCK_N=block_n,
+        STAGES=launch.num_stages or (4 if block_n == 64 else 2), num_warps=4,
+    )  # fmt: skip
+    block_s = triton.next_power_of_2(nparts)
+    _merge_kernel[(b * n * hq,)](
+        lse, part, out, nparts, n, hq, out.stride(0), out.stride(1), out.stride(2),
+        BLOCK_S=block_s, D=d, PDL=False, num_warps=_merge_warps(block_s, d),
+    )  # fmt: skip
     return out

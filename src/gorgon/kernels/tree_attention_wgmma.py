@@ -14,6 +14,11 @@ are issued together and the softmax of tile t runs while P V t-1 is still on the
   stages guarded by mbarriers, two consumer warp groups of 64 rows each take turns on the tensor cores.
   Up to 1.27x faster than the Triton kernel with many rows over long contexts; tree_attention picks it
   there by default (tree_attention._wgmma_kind).
+- _dyn_tree_attention_kernel (dynamic tiles): 64 rows a program on one consumer warp group fed by a TMA
+  producer warp, the context's tiles claimed one at a time from a counter a row block instead of split
+  statically, so that SMs that stream faster take more tiles and a row block's programs end together.
+  Faster at batch 1 with few rows a KV head over long contexts; not reproducible to the bit (which
+  program sums which tiles varies run to run), so opt-in: Launch(dynamic=True) or GORGON_DYNAMIC=1.
 
 Only half precision (bf16/fp16) on sm_90.
 """
@@ -415,6 +420,197 @@ if HAVE_GLUON:
             ],
             [4, 1],
             [CONSUMER_REGS, 24],
+        )  # fmt: skip
+
+    # ---- dynamic-tile form. Measured on the H100 (reports/h100-2026-11-27h): the static splits' programs
+    # of a batch-1 call end up to 1.8 us apart (SMs stream at different rates, the same SMs every run),
+    # and the call waits for the last. Claimed tile by tile, the programs of a row block end within
+    # 0.7 us of their mean at N=1.
+    #
+    # The counter of a row block: program s starts on context tile s, its producer then claims tile
+    # NPROG + c with c from an atomic add, until a claim fails (tile past the row block's context). Every
+    # context program makes exactly one failing claim, so a launch makes max(tiles, NPROG) claims, and the
+    # one that returns the last value zeroes the counter for the next launch or graph replay: no memset.
+
+    @gluon.jit
+    def _dyn_claim(CTR, CLAIMS):
+        claim = gl.atomic_add(CTR, 1, sem="relaxed")
+        if claim == CLAIMS - 1:  # the launch's last claim on this counter
+            gl.atomic_xchg(CTR, 0, sem="relaxed")
+        return claim
+
+    @gluon.jit
+    def _dyn_producer(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, idx_smem, CTR,
+                      row0, col, sp, NPROG, TILES, lo, NT, CLAIMS,
+                      BLOCK_N: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+        """Streams the program's tiles into the ring, each stage's first slot in idx_smem beside it; after
+        the last, slot -1 in the next stage (arrived on without a copy) ends the consumer's loop."""
+        one: gl.constexpr = gl.BlockedLayout([1], [32], [1], [0])
+        if sp == NPROG:  # the tree's program: its own tiles in order, no claims
+            t = 0
+            count = gl.cdiv(NT, BLOCK_N)
+        else:
+            t = sp
+            count = TILES
+        i = 0
+        while t < count:
+            st = i % STAGES
+            free = ((i // STAGES) & 1) ^ 1  # a fresh barrier's previous phase counts as complete
+            mbarrier.wait(k_empty.index(st), free)
+            idx_smem.index(st).store(gl.zeros([1], gl.int32, one) + (lo + t * BLOCK_N))
+            mbarrier.expect(k_ready.index(st), k_desc.block_type.nbytes)  # releases the slot's store too
+            _tma_load(k_desc, [row0 + lo + t * BLOCK_N, col], k_ready.index(st), k_smem.index(st))
+            mbarrier.wait(v_empty.index(st), free)
+            mbarrier.expect(v_ready.index(st), v_desc.block_type.nbytes)
+            _tma_load(v_desc, [row0 + lo + t * BLOCK_N, col], v_ready.index(st), v_smem.index(st))
+            if sp == NPROG:
+                t += 1
+            else:
+                t = _dyn_claim(CTR, CLAIMS) + NPROG
+            i += 1
+        if (sp < NPROG) & (sp >= TILES):  # no tile of its own: its one failing claim still counts
+            _dyn_claim(CTR, CLAIMS)
+        st = i % STAGES
+        mbarrier.wait(k_empty.index(st), ((i // STAGES) & 1) ^ 1)
+        idx_smem.index(st).store(gl.zeros([1], gl.int32, one) - 1)
+        mbarrier.arrive(k_ready.index(st))
+
+    @gluon.jit
+    def _dyn_write_rows(acc, m_i, l_i, r0, b, kvh, sp, N, HKV, NPROG, LSE, PART,
+                        G: gl.constexpr, D: gl.constexpr, s_layout: gl.constexpr, o_layout: gl.constexpr,
+                        ld_layout: gl.constexpr):  # fmt: skip
+        """The program's partial output and log2-sum-exp (one split of NPROG + 1), stored from a blocked
+        layout, 16 bytes a thread a store: from the wgmma layout (as _write_rows stores) it took 1.2 us."""
+        l_o = gl.convert_layout(l_i, gl.SliceLayout(1, o_layout))
+        out = acc / gl.expand_dims(gl.where(l_o == 0, 1.0, l_o), 1)  # l is 0 only where nothing was seen
+        out = gl.convert_layout(out.to(PART.dtype.element_ty), ld_layout)
+        r = r0 + gl.arange(0, 64, layout=gl.SliceLayout(1, ld_layout))
+        d = gl.arange(0, D, layout=gl.SliceLayout(0, ld_layout))
+        parts = ((b * N + r // G) * (HKV * G) + kvh * G + r % G) * (NPROG + 1) + sp
+        gl.store(
+            PART + gl.expand_dims(parts * D, 1) + gl.expand_dims(d, 0),
+            out,
+            mask=gl.expand_dims(r // G < N, 1),
+        )
+        r_s = r0 + gl.arange(0, 64, layout=gl.SliceLayout(1, s_layout))
+        parts_s = ((b * N + r_s // G) * (HKV * G) + kvh * G + r_s % G) * (NPROG + 1) + sp
+        lse = gl.where(l_i == 0, float("-inf"), m_i + gl.log2(gl.where(l_i == 0, 1.0, l_i)))
+        gl.store(LSE + parts_s, lse, mask=r_s // G < N)
+
+    @gluon.jit
+    def _dyn_consumer(Q, BITS, LSE, PART, q_smem, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, idx_smem,
+                      scale, N, HKV, NPROG, NT, b, kvh, sp, hi, committed, r0, sqb, sqn, sqh, sbb, sbn,
+                      G: gl.constexpr, D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+        """64 rows (r0 onward) over the tiles the producer hands over, one at a time (the softmax and the
+        products in turn: the stream, not the tile, bounds these programs)."""
+        dtype: gl.constexpr = Q.dtype.element_ty
+        s_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16]
+        )
+        o_layout: gl.constexpr = gl.NVMMADistributedLayout(
+            version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, D, 16]
+        )
+        p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
+        lanes_d: gl.constexpr = D // 8
+        ld_layout: gl.constexpr = gl.BlockedLayout([1, 8], [32 // lanes_d, lanes_d], [4, 1], [1, 0])
+        row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
+        one: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
+        qk_scale = scale * 1.4426950408889634
+
+        r_ld = r0 + gl.arange(0, 64, layout=gl.SliceLayout(1, ld_layout))
+        d_ld = gl.arange(0, D, layout=gl.SliceLayout(0, ld_layout))
+        node_ld = r_ld // G
+        q_ptr = (
+            Q
+            + b * sqb
+            + gl.expand_dims(node_ld * sqn + (kvh * G + r_ld % G) * sqh, 1)
+            + gl.expand_dims(d_ld, 0)
+        )
+        q_smem.store(gl.load(q_ptr, mask=gl.expand_dims(node_ld < N, 1), other=0.0))
+        fence_async_shared()
+        _barrier()
+
+        r_s = r0 + gl.arange(0, 64, layout=row_s)
+        node_s = r_s // G
+        live_s = node_s < N
+        limit = gl.minimum(hi, committed)  # tiles ending past it are masked
+        m_i = gl.full([64], float("-inf"), gl.float32, row_s)
+        l_i = gl.zeros([64], gl.float32, row_s)
+        acc = gl.zeros([64, D], gl.float32, o_layout)
+        s_zero = gl.zeros([64, BLOCK_N], gl.float32, s_layout)
+        i = 0
+        mbarrier.wait(k_ready.index(0), 0)
+        slot = gl.max(idx_smem.index(0).load(one), 0)
+        while slot >= 0:
+            st = i % STAGES
+            s = warpgroup_mma(q_smem, k_smem.index(st).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+            s = warpgroup_mma_wait(0, deps=[s])
+            mbarrier.arrive(k_empty.index(st))
+            if slot + BLOCK_N > limit:
+                s = _ws_mask(
+                    s, slot, 0, hi, committed, NT, BITS, b, sbb, sbn, node_s, live_s, s_layout, BLOCK_N
+                )
+            m_i, l_i, p, alpha = _softmax_step(s, m_i, l_i, qk_scale)
+            acc = acc * gl.expand_dims(gl.convert_layout(alpha, gl.SliceLayout(1, o_layout)), 1)
+            p_op = gl.convert_layout(p.to(dtype), p_layout)
+            mbarrier.wait(v_ready.index(st), (i // STAGES) & 1)
+            acc = warpgroup_mma_wait(0, deps=[warpgroup_mma(p_op, v_smem.index(st), acc, is_async=True)])
+            mbarrier.arrive(v_empty.index(st))
+            i += 1
+            mbarrier.wait(k_ready.index(i % STAGES), (i // STAGES) & 1)
+            slot = gl.max(idx_smem.index(i % STAGES).load(one), 0)
+        _dyn_write_rows(acc, m_i, l_i, r0, b, kvh, sp, N, HKV, NPROG, LSE, PART, G, D, s_layout, o_layout,
+                        ld_layout)  # fmt: skip
+
+    @gluon.jit
+    def _dyn_tree_attention_kernel(
+        Q, k_desc, v_desc, COMMITTED, BITS, LSE, PART, CTRS, scale, N, NT, HKV, SLOTS, NPROG, OFFSET,
+        sqb, sqn, sqh, sbb, sbn,
+        G: gl.constexpr, D: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+    ):  # fmt: skip
+        """Grid (batch * KV heads, row blocks of 64, NPROG + 1): NPROG programs a row block over its context
+        tiles (claimed), the last over the tree's slots; always partials, for the merge kernel."""
+        dtype: gl.constexpr = Q.dtype.element_ty
+        bh = gl.program_id(0)
+        mb = gl.program_id(1)
+        sp = gl.program_id(2)
+        b = bh // HKV
+        kvh = bh % HKV
+        committed = gl.load(COMMITTED + b).to(gl.int32) + OFFSET
+        tiles = gl.cdiv(committed, BLOCK_N)
+        lo = gl.where(sp == NPROG, committed, 0)
+        hi = gl.where(sp == NPROG, committed + NT, committed)
+        ctr = CTRS + bh * gl.num_programs(1) + mb
+
+        q_sl: gl.constexpr = gl.NVMMASharedLayout.get_default_for([64, D], dtype)
+        q_smem = gl.allocate_shared_memory(dtype, [64, D], q_sl)
+        k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, D], k_desc.layout)
+        v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, D], v_desc.layout)
+        idx_smem = gl.allocate_shared_memory(
+            gl.int32, [STAGES, 1], gl.SwizzledSharedLayout(1, 1, 1, order=[0])
+        )
+        k_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        v_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        k_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        v_empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+        for i in gl.static_range(STAGES):
+            mbarrier.init(k_ready.index(i), count=1)
+            mbarrier.init(v_ready.index(i), count=1)
+            mbarrier.init(k_empty.index(i), count=1)
+            mbarrier.init(v_empty.index(i), count=1)
+        fence_async_shared()
+
+        gl.warp_specialize(
+            [
+                (_dyn_consumer, (Q, BITS, LSE, PART, q_smem, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
+                                 idx_smem, scale, N, HKV, NPROG, NT, b, kvh, sp, hi, committed, mb * 64,
+                                 sqb, sqn, sqh, sbb, sbn, G, D, BLOCK_N, STAGES)),
+                (_dyn_producer, (k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty, idx_smem,
+                                 ctr, b * SLOTS, kvh * D, sp, NPROG, tiles, lo, NT, gl.maximum(tiles, NPROG),
+                                 BLOCK_N, STAGES)),
+            ],
+            [1],
+            [24],
         )  # fmt: skip
 
 
