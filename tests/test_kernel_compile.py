@@ -139,7 +139,8 @@ def _descriptor_type(block: list[int]) -> str:
 
 
 def compile_gluon() -> None:
-    """The Hopper wgmma kernels (Gluon) for sm_90: plain and warp-specialized, split and direct."""
+    """The Hopper wgmma kernels (Gluon) for sm_90: plain and warp-specialized, split and direct, and the
+    dynamic-tile kernel in both its tile shapes."""
     from triton.experimental.gluon._runtime import GluonASTSource
 
     from gorgon.kernels import tree_attention_wgmma as tw
@@ -153,10 +154,13 @@ def compile_gluon() -> None:
                                          "CONSUMER_REGS": 232}),
         (tw._ws_tree_attention_kernel, {"G": 3, "D": 64, "BLOCK_N": 64, "STAGES": 3, "DIRECT": True,
                                          "CONSUMER_REGS": 232}),
+        (tw._dyn_tree_attention_kernel, {"G": 4, "D": 128, "BLOCK_N": 64, "STAGES": 4}),
+        (tw._dyn_tree_attention_kernel, {"G": 3, "D": 64, "BLOCK_N": 128, "STAGES": 2}),
     ]  # fmt: skip
     for kernel, constants in cases:
         sig = _signature(kernel, constants)
-        sig.update({k: t for k, t in {"PART": "*fp32", "SPLIT": "i32", "SLOTS": "i32"}.items() if k in sig})
+        named = {"PART": "*fp32", "SPLIT": "i32", "SLOTS": "i32", "CTRS": "*i32", "NPROG": "i32"}
+        sig.update({k: t for k, t in named.items() if k in sig})
         for name in ("k_desc", "v_desc"):
             if name in sig:  # the warp-specialized kernel's K/V
                 sig[name] = _descriptor_type([constants["BLOCK_N"], constants["D"]])
@@ -192,7 +196,7 @@ def test_wgmma_kernels_compile_for_sm90():
     proc = subprocess.run([sys.executable, "-c", "import test_kernel_compile as t; t.compile_gluon()"],
                           cwd=os.path.dirname(__file__), env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("compiled") == 4
+    assert proc.stdout.count("compiled") == 6
 
 
 def test_cuda_kernels_compile_for_sm90():
