@@ -3,6 +3,7 @@ that the compiler may still reject, and GPU time is too scarce to find that out 
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -40,6 +41,9 @@ CASES = [
                                  "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True}),
     (ta._tree_attention_kernel, {"G": 4, "BLOCK_M": 16, "D": 128, "SPLIT": 512, "BLOCK_N": 128, "DIRECT": False,
                                  "PRECISION": "tf32", "PDL": True, "TREE_SPLIT": False}),
+    (ta._tree_attention_kernel, {"G": 4, "BLOCK_M": 16, "D": 128, "SPLIT": 512, "BLOCK_N": 128, "DIRECT": False,
+                                 "PRECISION": "tf32", "PDL": False, "TREE_SPLIT": True, "FUSE": True, "BLOCK_S": 16,
+                                 "ROWS_F": 4}),
     (ta._merge_kernel, {"BLOCK_S": 16, "D": 128, "PDL": False}),
     (ta._merge_kernel, {"BLOCK_S": 16, "D": 128, "PDL": True}),
     (to._keep_path_kernel, {"BLOCK": 1024}),
@@ -55,6 +59,7 @@ CASES = [
 ]  # fmt: skip
 # arguments whose type the naming rules below would get wrong, per kernel
 OVERRIDES = {
+    "_tree_attention_kernel": {"COUNT": "*i32"},
     "_chunk_kernel": {"M": "*fp32", "S": "*fp32", "TV": "*fp32", "TI": "*i32", "V": "i32"},
     "_select_kernel": {"M": "*fp32", "S": "*fp32", "TV": "*fp32", "TI": "*i32", "PS": "*fp32", "VOCAB": "*i64",
                        "OS": "*fp32", "OT": "*i64", "OP": "*i64", "R": "i32"},
@@ -107,9 +112,19 @@ def _signature(kernel, constants: dict) -> dict:
     return sig
 
 
+def _constexpr_defaults(kernel) -> dict:
+    """The kernel's constexpr parameters that have defaults (what the JIT fills in when a launch omits them)."""
+    return {
+        p.name: p.default
+        for p in kernel.params
+        if p.is_constexpr and p.default is not inspect.Parameter.empty
+    }
+
+
 def compile_all() -> None:
     """Compile every case for sm_90 (needs kernels imported without TRITON_INTERPRET)."""
     for kernel, constants in CASES:
+        constants = {**_constexpr_defaults(kernel), **constants}
         constexprs = {(kernel.arg_names.index(k),): v for k, v in constants.items()}
         source = ASTSource(fn=kernel, signature=_signature(kernel, constants), constexprs=constexprs)
         compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))

@@ -219,6 +219,39 @@ def test_tree_attention_launch_settings_in_half_precision(launch):
     torch.testing.assert_close(out.double(), ref, rtol=5e-3, atol=5e-3)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("n, heads, kv_heads, dim", [(1, 8, 2, 64), (2, 6, 2, 32), (5, 4, 4, 16)])
+def test_tree_attention_fused_merge(n, heads, kv_heads, dim, dtype, monkeypatch):
+    """The last program of each row block merges its splits (no merge kernel may run): equal to float64
+    three calls in a row, so each call's last arrival must have zeroed the counters for the next."""
+    from gorgon.kernels import TreeMask
+    from gorgon.kernels import tree_attention as ta
+    from gorgon.spec.tree import ancestor_matrix
+
+    class NoMerge:
+        def __getitem__(self, grid):
+            raise AssertionError("the merge kernel ran: the splits were not fused")
+
+    monkeypatch.setattr(ta, "_merge_kernel", NoMerge())
+    g = torch.Generator().manual_seed(n)
+    b = 3
+    committed = torch.tensor([0, 37, 300])
+    kv_len = 300 + n
+    parents = torch.stack([torch.tensor(_random_parents("random", n, g)) for _ in range(b)])
+    tree = TreeMask(committed.to(DEVICE), ancestor_matrix(parents).to(DEVICE))
+    meta = AttentionMeta(torch.zeros(b, n, dtype=torch.long, device=DEVICE), kv_len, tree=tree)
+    for _ in range(3):
+        q, k, v = (torch.randn(b, s, h, dim, generator=g).to(DEVICE, dtype)
+                   for s, h in ((n, heads), (kv_len + 5, kv_heads), (kv_len + 5, kv_heads)))  # fmt: skip
+        out = torch.full_like(q, float("nan"))
+        launch = ta.Launch(min_split=32, waves=4, fuse_merge=True)
+        ta.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, dim**-0.5, out=out, launch=launch)
+        ref = reference.attend(q.double(), k.double(), v.double(), meta, dim**-0.5)
+        tol = 1e-4 if dtype == torch.float32 else 5e-3
+        torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
+    assert int(ta.claim_counters(q.device).abs().sum()) == 0
+
+
 def test_tree_attention_with_scores_growing_along_the_context():
     """Keys grow along the context, so each row's maximum keeps rising, by far more than the scores'
     spread within a tile: every tile rescales the running sum and output, and the result stays exact."""
@@ -431,7 +464,7 @@ def test_partials_precision_follows_the_split_count(monkeypatch, min_split, half
     tree = TreeMask(committed.to(DEVICE), ancestor_matrix(parents).to(DEVICE))
     q, k, v = (torch.randn(b, s, h, dim, generator=g).to(DEVICE, dtype)
                for s, h in ((n, heads), (kv_len, kv_heads), (kv_len, kv_heads)))  # fmt: skip
-    launch = ta.Launch(min_split=min_split, waves=8)
+    launch = ta.Launch(min_split=min_split, waves=8, fuse_merge=False)  # the merge kernel sees the partials
     out = ta.tree_attention(q, k, v, tree.committed, tree.bits, kv_len, dim**-0.5, launch=launch)
     assert seen == [torch.float16 if half else torch.float32]
     meta = AttentionMeta(torch.zeros(b, n, dtype=torch.long, device=DEVICE), kv_len, tree=tree)

@@ -56,9 +56,10 @@ def _online(x, m_i, l_i, acc, v, qk_scale, PRECISION: tl.constexpr):
 @triton.jit
 def _tree_attention_kernel(
     Q, K, V, COMMITTED, BITS, LSE, PART, OUT, scale, N, NT, HKV, NSPLIT, SPLIT, OFFSET,
-    sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh,
+    sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh, COUNT,
     G: tl.constexpr, BLOCK_M: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr,
     DIRECT: tl.constexpr, PRECISION: tl.constexpr, PDL: tl.constexpr, TREE_SPLIT: tl.constexpr,
+    FUSE: tl.constexpr = False, BLOCK_S: tl.constexpr = 1, ROWS_F: tl.constexpr = 1,
 ):  # fmt: skip
     bh = tl.program_id(0)
     mb = tl.program_id(1)
@@ -130,6 +131,46 @@ def _tree_attention_kernel(
         lse = tl.where(l_i == 0, float("-inf"), m_i + tl.math.log2(tl.where(l_i == 0, 1.0, l_i)))
         tl.store(LSE + parts, lse, mask=live)
         tl.store(PART + parts[:, None] * D + d[None, :], out.to(PART.dtype.element_ty), mask=live[:, None])
+        if FUSE:  # the row block's last program to finish merges it: no merge kernel (Launch.fuse_merge)
+            # Every thread's partials are issued before one thread counts them (CUTLASS's semaphore: a CTA
+            # barrier, then a release); the count is acquire-release, so the last program sees them all.
+            tl.debug_barrier()
+            counter = COUNT + bh * tl.num_programs(1) + mb
+            ticket = tl.atomic_add(counter, 1, sem="acq_rel", scope="gpu")
+            tl.debug_barrier()
+            if ticket == NSPLIT + TREE_SPLIT - 1:
+                tl.atomic_xchg(counter, 0, sem="relaxed", scope="gpu")  # zero for the next launch or replay
+                _merge_block(LSE, PART, OUT, b, kvh, mb * BLOCK_M, N, HKV, NSPLIT + TREE_SPLIT, sob, son, soh,
+                             G, ROWS_F, BLOCK_S, D)  # fmt: skip
+
+
+@triton.jit
+def _merge_block(
+    LSE, PART, OUT, b, kvh, row0, N, HKV, NPARTS, sob, son, soh,
+    G: tl.constexpr, ROWS: tl.constexpr, BLOCK_S: tl.constexpr, D: tl.constexpr,
+):  # fmt: skip
+    """The fused merge: rows row0 .. row0 + ROWS of a row block (their live ones), every partial of every
+    row loaded at once (one memory latency; a loop over the splits, pipelined three deep, cost a batch-1
+    call 2.2 us more than the merge kernel in 4cd819b), weighed as _merge_kernel weighs them. The loads
+    skip L1 (.cg): other SMs wrote these lines during this launch."""
+    r = row0 + tl.arange(0, ROWS)
+    node = r // G
+    head = kvh * G + r % G
+    live = node < N
+    s = tl.arange(0, BLOCK_S)
+    d = tl.arange(0, D)
+    first = ((b * N + node) * (HKV * G) + head) * NPARTS
+    cell = live[:, None] & (s < NPARTS)[None, :]  # [ROWS, S]
+    lse = tl.load(LSE + first[:, None] + s[None, :], mask=cell, other=float("-inf"), cache_modifier=".cg")
+    ptr = PART + (first[:, None, None] + s[None, :, None]) * D + d[None, None, :]
+    part = tl.load(ptr, mask=cell[:, :, None], other=0.0, cache_modifier=".cg")
+    top = tl.max(lse, 1)
+    top = tl.where(top == float("-inf"), 0.0, top)  # rows past the tree: nothing to weigh
+    w = tl.where(lse == float("-inf"), 0.0, tl.math.exp2(lse - top[:, None]))  # empty splits weigh nothing
+    total = tl.sum(w, 1)
+    out = tl.sum(part.to(tl.float32) * w[:, :, None], 1) / tl.where(total == 0, 1.0, total)[:, None]
+    dst = OUT + b * sob + node[:, None] * son + head[:, None] * soh + d[None, :]
+    tl.store(dst, out.to(OUT.dtype.element_ty), mask=live[:, None])
 
 
 @triton.jit
@@ -229,6 +270,15 @@ class Launch:
     sums which tiles varies from run to run, so its output is not reproducible to the bit (the static
     splits are: eager calls and graph replays agree). block_n and num_stages set its tile and ring
     (default 64 slots and 4 stages for 16 rows or fewer, else 128 and 2).
+    fuse_merge: the Triton kernel's splits merged by the last program of each row block to finish (an
+    acquire-release counter a row block, zeroed by that program), every partial of its rows loaded at
+    once, instead of by the merge kernel; only where those partials fit FUSE_MAX_CELLS values (a few rows
+    a block: N=1 and decode steps at head_dim 128) and the merge's registers leave the driver's count of
+    resident programs as it was. None: there (the same order of sums every run: graphs replay eager calls
+    to the bit); False: never. Same run, cold L2, H100 (reports/h100-2026-11-27h/fuse): Llama-3-8B heads,
+    N=1, batch 1, P=8192 17.31 -> 16.86 us, P=2048 9.33 -> 8.81, P=512 7.57 -> 7.01; batch 2 and 4, P=8192
+    28.30 -> 27.79 and 49.80 -> 49.11. With every partial loaded at once this wins where 4cd819b's fused
+    merge, a loop over the splits three loads deep, lost 2.2 us.
     scripts/tree_attention_sweep.py times alternatives on a GPU."""
 
     block_n: int | None = None
@@ -247,6 +297,7 @@ class Launch:
     occupancy: bool = True
     splits: int | None = None
     dynamic: bool | None = None
+    fuse_merge: bool | None = None
 
 
 DEFAULT_LAUNCH = Launch()
@@ -292,7 +343,7 @@ def _resident_per_sm(example: tuple, strides: tuple, consts: dict) -> int:
         lse = torch.empty(1, device=q.device, dtype=torch.float32)
         part = torch.empty(1, q.shape[-1], device=q.device, dtype=part_dtype)
         args = (q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, 2, consts["BLOCK_N"], offset)  # fmt: skip
-        compiled = _tree_attention_kernel.warmup(*args, *strides, grid=(1, 1, 2), DIRECT=False, **consts)
+        compiled = _tree_attention_kernel.warmup(*args, *strides, lse, grid=(1, 1, 2), DIRECT=False, **consts)
         _resident[key] = _resident_blocks(compiled)
     return _resident[key]
 
@@ -360,10 +411,10 @@ _claim_counters: dict[torch.device, torch.Tensor] = {}
 
 
 def claim_counters(device: torch.device) -> torch.Tensor:
-    """The dynamic-tile kernel's claim counters, one a row block, zero between launches (each launch's
-    last claim zeroes its counter). One buffer a device, allocated once and never freed, so that CUDA
-    graphs may capture its address. Launches on concurrent streams would share it: Gorgon's steps run on
-    one stream."""
+    """Counters a row block, zero between launches: the dynamic-tile kernel's claims (each launch's last
+    claim zeroes its counter) and the fused merge's arrivals (the last arrival zeroes it). One buffer a
+    device, allocated once and never freed, so that CUDA graphs may capture its address. Launches on
+    concurrent streams would share it: Gorgon's steps run on one stream."""
     if device not in _claim_counters:
         _claim_counters[device] = torch.zeros(MAX_CLAIM_COUNTERS, dtype=torch.int32, device=device)
     return _claim_counters[device]
@@ -386,6 +437,15 @@ def _dynamic_plan(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: 
         return 0
     nprog = sms // heads - 1
     return nprog if DYNAMIC_PROGRAMS[0] <= nprog <= DYNAMIC_PROGRAMS[1] else 0
+
+
+FUSE_MAX_CELLS = 8192  # partial values (rows x splits x head_dim) the fused merge loads at once: 64 a thread
+
+
+def _fuse_merge(launch: Launch, cells: int, programs: int) -> bool:
+    """Whether the Triton kernel merges its own splits (Launch.fuse_merge, None: on): a counter for every
+    row block, and the partials of a row block's rows few enough to load at once."""
+    return launch.fuse_merge is not False and programs <= MAX_CLAIM_COUNTERS and cells <= FUSE_MAX_CELLS
 
 
 def _merge_warps(block_s: int, d: int) -> int:
@@ -560,7 +620,18 @@ def tree_attention(
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
     part = torch.empty(parts, d, device=q.device, dtype=part_dtype)
     grid = (b * hkv, triton.cdiv(rows, block_m), 1 if direct else nparts)
-    pdl = pdl_wanted and not direct  # a direct launch has no merge to overlap
+    rows_f = triton.next_power_of_2(min(block_m, rows))  # a row block's rows the fused merge holds
+    block_s = triton.next_power_of_2(nparts)
+    fuse = not direct and kind is None and _fuse_merge(launch, rows_f * block_s * d, programs)
+    if fuse and launch.per_sm is None and launch.occupancy and q.device.type == "cuda":
+        # the split rounds were sized for the unfused kernel: fused only where the merge's registers leave
+        # the driver's count of resident programs as it was
+        example = (q, cache_k, cache_v, committed, bits, part_dtype, out, scale, n, nt, hkv, context_offset)
+        fused = dict(consts, PDL=False, FUSE=True, BLOCK_S=block_s, ROWS_F=rows_f)
+        fuse = _resident_per_sm(example, strides, fused) >= _resident_per_sm(
+            example, strides, dict(consts, PDL=pdl_wanted)
+        )
+    pdl = pdl_wanted and not direct and not fuse  # a direct or fused launch has no merge to overlap
     args = (q, cache_k, cache_v, committed, bits, lse, part, out, scale, n, nt, hkv, nsplit, split, context_offset)  # fmt: skip
     if kind == "ws":
         _ws_tree_attention_kernel[grid](
@@ -575,9 +646,11 @@ def tree_attention(
             DIRECT=direct, num_warps=warps, **_regs(launch),
         )  # fmt: skip
     else:
-        _tree_attention_kernel[grid](*args, *strides, DIRECT=direct, PDL=pdl, **consts)
-    if not direct:
-        block_s = triton.next_power_of_2(nparts)
+        count = claim_counters(q.device) if fuse else lse  # a valid pointer the kernel never reads unfused
+        _tree_attention_kernel[grid](
+            *args, *strides, count, DIRECT=direct, PDL=pdl, FUSE=fuse, BLOCK_S=block_s, ROWS_F=rows_f, **consts
+        )  # fmt: skip
+    if not direct and not fuse:
         _merge_kernel[(b * n * hq,)](
             lse, part, out, nparts, n, hq, out.stride(0), out.stride(1), out.stride(2),
             BLOCK_S=block_s, D=d, PDL=pdl, launch_pdl=pdl, num_warps=_merge_warps(block_s, d),
