@@ -212,7 +212,7 @@ def test_dynamic_tree_attention(shape, launch, dtype, monkeypatch):
     attend = lambda *args, **kw: ta.tree_attention(*args, **kw, launch=ta.Launch(dynamic=True, **launch))
     for _ in range(3):
         _check(attend, n, hq, hkv, d, dtype, "long")
-    assert int(ta.claim_counters(torch.device("cuda", torch.cuda.current_device())).abs().sum()) == 0
+    assert int(ta.block_counters(torch.device("cuda", torch.cuda.current_device())).abs().sum()) == 0
 
 
 def test_dynamic_tree_attention_is_opt_in(monkeypatch):
@@ -296,6 +296,6 @@ def test_tree_attention_replays_in_a_cuda_graph(backend, n, context, monkeypatch
         torch.cuda.synchronize()
         torch.testing.assert_close(out.double(), ref, **TOL[torch.bfloat16])
     if backend == "triton_dynamic":
-        from gorgon.kernels.tree_attention import claim_counters
+        from gorgon.kernels.tree_attention import block_counters
 
-        assert int(claim_counters(q.device).abs().sum()) == 0
+        assert int(block_counters(q.device).abs().sum()) == 0

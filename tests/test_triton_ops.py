@@ -249,7 +249,7 @@ def test_tree_attention_fused_merge(n, heads, kv_heads, dim, dtype, monkeypatch)
         ref = reference.attend(q.double(), k.double(), v.double(), meta, dim**-0.5)
         tol = 1e-4 if dtype == torch.float32 else 5e-3
         torch.testing.assert_close(out.double(), ref, rtol=tol, atol=tol)
-    assert int(ta.claim_counters(q.device).abs().sum()) == 0
+    assert int(ta.block_counters(q.device).abs().sum()) == 0
 
 
 def test_tree_attention_with_scores_growing_along_the_context():

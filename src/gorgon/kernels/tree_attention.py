@@ -265,8 +265,8 @@ class Launch:
     the token-major layout).
     dynamic: the dynamic-tile kernel (tree_attention_wgmma._dyn_tree_attention_kernel: context tiles
     claimed one at a time from a counter a row block, so that the programs end together), where it
-    applies (_dynamic_plan: Hopper, half precision, at most 64 rows a KV head, a grid that leaves room for
-    two programs a row block or more); None: only with GORGON_DYNAMIC=1. Opt-in because which program
+    applies (_dynamic_plan: Hopper, half precision, at most 64 rows a KV head, a long context and
+    DYNAMIC_PROGRAMS programs a row block, where it measured faster); None: only with GORGON_DYNAMIC=1. Opt-in because which program
     sums which tiles varies from run to run, so its output is not reproducible to the bit (the static
     splits are: eager calls and graph replays agree). block_n and num_stages set its tile and ring
     (default 64 slots and 4 stages for 16 rows or fewer, else 128 and 2).
@@ -406,18 +406,18 @@ def _wgmma_kind(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: in
 # head: 1.04), Llama-3-8B heads at batch 4 (3 programs: up to 1.02), N=16 at P=2048 and 512 (1.03-1.23).
 DYNAMIC_MIN_SPAN = 4096
 DYNAMIC_PROGRAMS = (7, 32)
-MAX_CLAIM_COUNTERS = 1 << 16  # row blocks a dynamic-tile launch may count: 256 KiB a device
-_claim_counters: dict[torch.device, torch.Tensor] = {}
+MAX_BLOCK_COUNTERS = 1 << 16  # row blocks a launch may count on (block_counters): 256 KiB a device
+_block_counters: dict[torch.device, torch.Tensor] = {}
 
 
-def claim_counters(device: torch.device) -> torch.Tensor:
+def block_counters(device: torch.device) -> torch.Tensor:
     """Counters a row block, zero between launches: the dynamic-tile kernel's claims (each launch's last
     claim zeroes its counter) and the fused merge's arrivals (the last arrival zeroes it). One buffer a
     device, allocated once and never freed, so that CUDA graphs may capture its address. Launches on
     concurrent streams would share it: Gorgon's steps run on one stream."""
-    if device not in _claim_counters:
-        _claim_counters[device] = torch.zeros(MAX_CLAIM_COUNTERS, dtype=torch.int32, device=device)
-    return _claim_counters[device]
+    if device not in _block_counters:
+        _block_counters[device] = torch.zeros(MAX_BLOCK_COUNTERS, dtype=torch.int32, device=device)
+    return _block_counters[device]
 
 
 def _dynamic_plan(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: int, sms: int) -> int:
@@ -427,13 +427,7 @@ def _dynamic_plan(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: 
     P=8192 35 us against 28 for the Triton kernel, reports/h100-2026-11-27h), a context shorter than
     DYNAMIC_MIN_SPAN, or a program count a row block outside DYNAMIC_PROGRAMS."""
     wanted = launch.dynamic if launch.dynamic is not None else os.environ.get("GORGON_DYNAMIC", "0") == "1"
-    if (
-        not wanted
-        or not _wgmma_capable(q)
-        or rows > 64
-        or heads > MAX_CLAIM_COUNTERS
-        or span < DYNAMIC_MIN_SPAN
-    ):
+    if not wanted or not _wgmma_capable(q) or rows > 64 or span < DYNAMIC_MIN_SPAN:
         return 0
     nprog = sms // heads - 1
     return nprog if DYNAMIC_PROGRAMS[0] <= nprog <= DYNAMIC_PROGRAMS[1] else 0
@@ -445,7 +439,7 @@ FUSE_MAX_CELLS = 8192  # partial values (rows x splits x head_dim) the fused mer
 def _fuse_merge(launch: Launch, cells: int, programs: int) -> bool:
     """Whether the Triton kernel merges its own splits (Launch.fuse_merge, None: on): a counter for every
     row block, and the partials of a row block's rows few enough to load at once."""
-    return launch.fuse_merge is not False and programs <= MAX_CLAIM_COUNTERS and cells <= FUSE_MAX_CELLS
+    return launch.fuse_merge is not False and programs <= MAX_BLOCK_COUNTERS and cells <= FUSE_MAX_CELLS
 
 
 def _merge_warps(block_s: int, d: int) -> int:
@@ -554,6 +548,10 @@ def tree_attention(
     rows = n * group
     sms = _num_sms(q.device)
     span = max(kv_len - nt, 1)
+    if bits is None and nt != 0:
+        raise ValueError("tree_attention: bits may be None only with tree_len 0")
+    bits = committed.view(-1, 1, 1) if bits is None else bits  # a valid pointer the kernel never reads
+    out = torch.empty_like(q) if out is None else out
     nprog = _dynamic_plan(q, launch, rows, b * hkv, split_span or span, sms)
     if nprog:
         dyn_block_n = launch.block_n or (64 if rows <= 16 else 128)
@@ -574,10 +572,6 @@ def tree_attention(
         launch = replace(launch, num_stages=launch.num_stages or 2)
     else:
         block_m, block_n, warps = _tiles(rows, q.element_size(), b * hkv * triton.cdiv(rows, 64), sms, launch)
-    if bits is None and nt != 0:
-        raise ValueError("tree_attention: bits may be None only with tree_len 0")
-    bits = committed.view(-1, 1, 1) if bits is None else bits  # a valid pointer the kernel never reads
-    out = torch.empty_like(q) if out is None else out
     # the pointer-based kernels' common arguments (the warp-specialized one reads K/V through descriptors)
     strides = (q.stride(0), q.stride(1), q.stride(2), cache_k.stride(0), cache_k.stride(1), cache_k.stride(2),
                cache_v.stride(0), cache_v.stride(1), cache_v.stride(2), bits.stride(0), bits.stride(1),
@@ -646,26 +640,29 @@ def tree_attention(
             DIRECT=direct, num_warps=warps, **_regs(launch),
         )  # fmt: skip
     else:
-        count = claim_counters(q.device) if fuse else lse  # a valid pointer the kernel never reads unfused
+        count = block_counters(q.device) if fuse else lse  # a valid pointer the kernel never reads unfused
         _tree_attention_kernel[grid](
             *args, *strides, count, DIRECT=direct, PDL=pdl, FUSE=fuse, BLOCK_S=block_s, ROWS_F=rows_f, **consts
         )  # fmt: skip
     if not direct and not fuse:
-        _merge_kernel[(b * n * hq,)](
-            lse, part, out, nparts, n, hq, out.stride(0), out.stride(1), out.stride(2),
-            BLOCK_S=block_s, D=d, PDL=pdl, launch_pdl=pdl, num_warps=_merge_warps(block_s, d),
-        )  # fmt: skip
+        _merge(lse, part, out, nparts, pdl)
     return out
+
+
+def _merge(lse: torch.Tensor, part: torch.Tensor, out: torch.Tensor, nparts: int, pdl: bool = False) -> None:
+    """The merge kernel over every row's nparts partials (LSE / PART as the attention kernels write them)."""
+    b, n, hq, d = out.shape
+    block_s = triton.next_power_of_2(nparts)
+    _merge_kernel[(b * n * hq,)](
+        lse, part, out, nparts, n, hq, out.stride(0), out.stride(1), out.stride(2),
+        BLOCK_S=block_s, D=d, PDL=pdl, launch_pdl=pdl, num_warps=_merge_warps(block_s, d),
+    )  # fmt: skip
 
 
 def _dynamic(q, descs, committed, bits, nt, hkv, slots, scale, out, nprog, block_n, launch, offset):
     """tree_attention on the dynamic-tile kernel: nprog context programs and the tree's a row block (one
     64-row block a KV head), then the merge kernel over their partials."""
     b, n, hq, d = q.shape
-    if bits is None and nt != 0:
-        raise ValueError("tree_attention: bits may be None only with tree_len 0")
-    bits = committed.view(-1, 1, 1) if bits is None else bits  # a valid pointer the kernel never reads
-    out = torch.empty_like(q) if out is None else out
     nparts = nprog + 1
     rows = n * (hq // hkv)
     half = (
@@ -674,13 +671,9 @@ def _dynamic(q, descs, committed, bits, nt, hkv, slots, scale, out, nprog, block
     lse = torch.empty(b * n * hq * nparts, device=q.device, dtype=torch.float32)
     part = torch.empty(b * n * hq * nparts, d, device=q.device, dtype=q.dtype if half else torch.float32)
     _dyn_tree_attention_kernel[(b * hkv, 1, nparts)](
-        q, *descs, committed, bits, lse, part, claim_counters(q.device), scale, n, nt, hkv, slots, nprog, offset,
+        q, *descs, committed, bits, lse, part, block_counters(q.device), scale, n, nt, hkv, slots, nprog, offset,
         q.stride(0), q.stride(1), q.stride(2), bits.stride(0), bits.stride(1), G=hq // hkv, D=d, BLOCK_N=block_n,
         STAGES=launch.num_stages or (4 if block_n == 64 else 2), num_warps=4,
     )  # fmt: skip
-    block_s = triton.next_power_of_2(nparts)
-    _merge_kernel[(b * n * hq,)](
-        lse, part, out, nparts, n, hq, out.stride(0), out.stride(1), out.stride(2),
-        BLOCK_S=block_s, D=d, PDL=False, num_warps=_merge_warps(block_s, d),
-    )  # fmt: skip
+    _merge(lse, part, out, nparts)
     return out
