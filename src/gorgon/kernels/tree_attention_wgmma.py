@@ -283,6 +283,24 @@ if HAVE_GLUON:
         return gl.where(vis, s, float("-inf"))
 
     @gluon.jit
+    def _stage_q(Q, q_smem, r0, b, kvh, N, sqb, sqn, sqh, G: gl.constexpr, D: gl.constexpr,
+                 ld_layout: gl.constexpr):  # fmt: skip
+        """A consumer warp group's 64 rows of Q (r0 onward; rows past the tree zero) into q_smem, fenced for
+        wgmma's reads and synchronized over the group's four warps."""
+        r_ld = r0 + gl.arange(0, 64, layout=gl.SliceLayout(1, ld_layout))
+        d_ld = gl.arange(0, D, layout=gl.SliceLayout(0, ld_layout))
+        node_ld = r_ld // G
+        q_ptr = (
+            Q
+            + b * sqb
+            + gl.expand_dims(node_ld * sqn + (kvh * G + r_ld % G) * sqh, 1)
+            + gl.expand_dims(d_ld, 0)
+        )
+        q_smem.store(gl.load(q_ptr, mask=gl.expand_dims(node_ld < N, 1), other=0.0))
+        fence_async_shared()
+        _barrier()
+
+    @gluon.jit
     def _ws_consumer(Q, BITS, LSE, PART, OUT, q_smem, k_smem, v_smem, k_ready, v_ready, k_empty, v_empty,
                      scale, N, HKV, NSPLIT, NT, b, kvh, sp, lo, hi, committed, T, r0,
                      sqb, sqn, sqh, sbb, sbn, sob, son, soh,
@@ -303,18 +321,7 @@ if HAVE_GLUON:
         row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
         qk_scale = scale * 1.4426950408889634
 
-        r_ld = r0 + gl.arange(0, 64, layout=gl.SliceLayout(1, ld_layout))
-        d_ld = gl.arange(0, D, layout=gl.SliceLayout(0, ld_layout))
-        node_ld = r_ld // G
-        q_ptr = (
-            Q
-            + b * sqb
-            + gl.expand_dims(node_ld * sqn + (kvh * G + r_ld % G) * sqh, 1)
-            + gl.expand_dims(d_ld, 0)
-        )
-        q_smem.store(gl.load(q_ptr, mask=gl.expand_dims(node_ld < N, 1), other=0.0))
-        fence_async_shared()
-        _barrier()  # this warp group's four warps
+        _stage_q(Q, q_smem, r0, b, kvh, N, sqb, sqn, sqh, G, D, ld_layout)
 
         r_s = r0 + gl.arange(0, 64, layout=row_s)
         node_s = r_s // G
@@ -517,18 +524,7 @@ if HAVE_GLUON:
         one: gl.constexpr = gl.BlockedLayout([1], [32], [4], [0])
         qk_scale = scale * 1.4426950408889634
 
-        r_ld = r0 + gl.arange(0, 64, layout=gl.SliceLayout(1, ld_layout))
-        d_ld = gl.arange(0, D, layout=gl.SliceLayout(0, ld_layout))
-        node_ld = r_ld // G
-        q_ptr = (
-            Q
-            + b * sqb
-            + gl.expand_dims(node_ld * sqn + (kvh * G + r_ld % G) * sqh, 1)
-            + gl.expand_dims(d_ld, 0)
-        )
-        q_smem.store(gl.load(q_ptr, mask=gl.expand_dims(node_ld < N, 1), other=0.0))
-        fence_async_shared()
-        _barrier()
+        _stage_q(Q, q_smem, r0, b, kvh, N, sqb, sqn, sqh, G, D, ld_layout)
 
         r_s = r0 + gl.arange(0, 64, layout=row_s)
         node_s = r_s // G
