@@ -154,3 +154,19 @@ def test_split_plan_balances_grids_short_of_the_sms(monkeypatch):
     assert splits(8, 64, 8192) == 1  # 256 blocks: a full round
     assert splits(12, 16, 8192) == 1  # 96 blocks of 64 rows, one a KV head: they stream K/V, one round
     assert splits(1, 64, 8192) == 7  # batch 1 (32 blocks): one round of 264 (7 splits + the tree's)
+
+
+def test_cuda_fused_merge_rule():
+    """Fused where a KV head has at most FUSE_MAX_ROWS rows whose partials one warp loads at once, never
+    for the exact and WMMA kernels, and as forced otherwise."""
+    ws, exact, wmma = (cuda_ops.KERNELS[k] for k in ("ws", "exact", "wmma"))
+    rows, values = cuda_ops.FUSE_MAX_ROWS, cuda_ops.FUSE_MAX_VALUES
+    assert cuda_ops.fuse_merge(ws, rows, 8, values)
+    assert not cuda_ops.fuse_merge(ws, rows + 1, 8, values)
+    assert not cuda_ops.fuse_merge(ws, rows, 8, values + 64)
+    assert cuda_ops.fuse_merge(ws, 64, 8, 10**5, fuse=True) and not cuda_ops.fuse_merge(
+        ws, 4, 8, 64, fuse=False
+    )
+    assert not cuda_ops.fuse_merge(exact, 4, 8, 64, fuse=True) and not cuda_ops.fuse_merge(
+        wmma, 4, 8, 64, fuse=True
+    )

@@ -103,6 +103,34 @@ def test_cuda_tree_attention_split_counts(n, hq, hkv, d, target, dtype, kernel, 
     _check(attend, n, hq, hkv, d, dtype, "long")
 
 
+FUSE_CASES = [
+    (1, 32, 8, 128),
+    (1, 9, 3, 64),
+    (1, 4, 4, 64),
+    (2, 32, 8, 128),
+    (16, 32, 8, 128),
+    (64, 9, 3, 64),
+]
+
+
+@pytest.mark.parametrize("kernel", ["mma4", "mma8", "wgmma4", "wgmma8", "ws"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("target", [8, 10**6])  # a few splits; the most
+@pytest.mark.parametrize("n, hq, hkv, d", FUSE_CASES)
+def test_cuda_fused_merge(n, hq, hkv, d, target, dtype, kernel, monkeypatch):
+    """The split kernels merging their own splits (the row block's last split to finish), at the rows
+    the rule fuses (one a warp) and forced beyond them (several rows a warp, rows past a block's first
+    warps): equal to float64, and every arrival counter zero again afterwards."""
+    from gorgon.kernels import cuda_ops
+    from gorgon.kernels.attention import block_counters
+
+    _skip_unless_runs(kernel)
+    monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: target)
+    attend = lambda *args, **kw: cuda_ops.tree_attention(*args, **kw, kernel=kernel, fuse=True)
+    _check(attend, n, hq, hkv, d, dtype, "long")
+    assert int(block_counters(torch.device("cuda", torch.cuda.current_device())).abs().sum()) == 0
+
+
 @pytest.mark.parametrize("context", list(CONTEXTS))
 @pytest.mark.parametrize("n, hq, hkv, d", [(7, 9, 3, 64), (64, 32, 8, 128)])
 def test_cuda_exact_kernel_in_half_precision(n, hq, hkv, d, context):
@@ -262,9 +290,9 @@ def test_keep_path_kernels_match_the_reference(backend, dtype):
     "n, context", [(1, "long"), (16, "long"), (64, "short"), (64, "long"), (128, "long")]
 )
 def test_tree_attention_replays_in_a_cuda_graph(backend, n, context, monkeypatch):
-    """Captured once and replayed on new queries and keys: split, merged (the merge launched dependent on
-    the attention grid where the GPU allows), and equal to float64 on the new inputs. The dynamic-tile
-    kernel's claim counters must be zero again after every replay."""
+    """Captured once and replayed on new queries and keys: split, merged (by a merge kernel, or by the
+    kernel itself at N=1), and equal to float64 on the new inputs. The dynamic-tile kernel's claim
+    counters and the CUDA kernels' arrival counters must be zero again after every replay."""
     from gorgon.kernels import cuda_ops
     from gorgon.kernels.tree_attention import Launch, tree_attention
 
@@ -295,7 +323,7 @@ def test_tree_attention_replays_in_a_cuda_graph(backend, n, context, monkeypatch
         graph.replay()
         torch.cuda.synchronize()
         torch.testing.assert_close(out.double(), ref, **TOL[torch.bfloat16])
-    if backend == "triton_dynamic":
-        from gorgon.kernels.tree_attention import block_counters
+    if backend != "triton":  # the dynamic claims' and the CUDA kernels' fused merge's counters
+        from gorgon.kernels.attention import block_counters
 
         assert int(block_counters(q.device).abs().sum()) == 0

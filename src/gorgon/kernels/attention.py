@@ -169,3 +169,18 @@ def attention(
         enable_gqa=q.shape[2] != cache_k.shape[2],
     )
     return out.transpose(1, 2)
+
+
+MAX_BLOCK_COUNTERS = 1 << 16  # row blocks a launch may count on (block_counters): 256 KiB a device
+_block_counters: dict[torch.device, torch.Tensor] = {}
+
+
+def block_counters(device: torch.device) -> torch.Tensor:
+    """Counters a row block, zero between launches: the Triton dynamic-tile kernel's claims (each
+    launch's last claim zeroes its counter) and the fused merges' arrivals, Triton's and CUDA's (the last
+    arrival zeroes it). One buffer a device, allocated once and never freed, so that CUDA graphs may
+    capture its address. Launches on concurrent streams would share it: Gorgon's steps run on one
+    stream."""
+    if device not in _block_counters:
+        _block_counters[device] = torch.zeros(MAX_BLOCK_COUNTERS, dtype=torch.int32, device=device)
+    return _block_counters[device]

@@ -28,8 +28,10 @@ import torch
 from gorgon.errors import GorgonError
 from gorgon.kernels import reference
 from gorgon.kernels.attention import (
+    MAX_BLOCK_COUNTERS,
     AttentionMeta,
     balanced_splits,
+    block_counters,
     split_in_rounds,
     tile_split,
 )
@@ -47,6 +49,8 @@ MIN_SPLIT = 128  # committed slots per split, at least
 BALANCE_MIN_SPLIT = 2048  # committed slots per split, at least, where _splits balances a grid
 WS_MIN_WORK = 32768  # ws row blocks x committed slots from which _auto_kernel takes ws on Hopper
 SHORT_WORK = 32768  # committed slots x head_dim below which split_plan leaves the context unsplit
+FUSE_MAX_ROWS = 4  # (node, head) rows a KV head up to which the kernels merge their own splits (fused)
+FUSE_MAX_VALUES = 4096  # a row's partial values (splits x head_dim) that one warp's loads cover at once
 
 
 def buildable() -> bool:
@@ -275,30 +279,57 @@ def tree_attention(
     fast: bool | None = None,
     kernel: str | None = None,
     splits: int | None = None,
+    fuse: bool | None = None,
 ) -> torch.Tensor:
     """Same contract as gorgon.kernels.tree_attention.tree_attention (q [B, N, Hq, D], N <= 128).
     `fast`: force a tensor-core (True) or the exact (False) kernel; default: tensor cores where they
     apply. `kernel`: "mma" (default: _auto_kernel's choice), "mma4", "mma8", "wgmma4", "wgmma8" (their forms
     on Hopper's warp-group MMA, sm_90 only), "ws" (the warp-specialized wgmma form: TMA producer, two
     consumer warp groups; sm_90 only), "wmma" or "exact"; default: $GORGON_CUDA_KERNEL, else "mma".
-    `splits`: force this many context splits (split_plan's study knob)."""
+    `splits`: force this many context splits (split_plan's study knob). `fuse`: whether split kernels
+    merge their own splits (fuse_merge's rule where None)."""
     out = torch.empty_like(q) if out is None else out
     code = _kernel_code(q, (q, cache_k, cache_v, out), fast, kernel, max(kv_len - q.shape[1], 1))
-    return launch(extension(), code, q, cache_k, cache_v, committed, bits, kv_len, scale, out, splits)
+    tensors = (q, cache_k, cache_v, committed, bits)
+    return launch(extension(), code, *tensors, kv_len, scale, out, splits=splits, fuse=fuse)
 
 
-def launch(ext, code: int, q, cache_k, cache_v, committed, bits, kv_len: int, scale: float, out, splits=None):
+def fuse_merge(code: int, rows: int, row_blocks: int, values: int, fuse: bool | None = None) -> bool:
+    """Whether kernel `code`, split, merges its splits itself (the row block's last split to finish, a warp
+    a row: merge_if_last in tree_attention.cu) instead of launching the merge kernel: the mma, wgmma and ws
+    kernels (not the exact one, nor wmma), a counter for each of the `row_blocks` row blocks, and, unless
+    forced by `fuse`, at most FUSE_MAX_ROWS (node, head) rows a KV head (`rows`), each row's partials
+    (`values`: splits x head_dim) within FUSE_MAX_VALUES, so that each row takes one warp and one round
+    of loads.
+
+    On the H100, same run, cold L2, us (reports/h100-2026-11-27i/cuda_fuse): Llama-3-8B heads, N=1, batch
+    1, P=8192 19.11 -> 18.47, P=2048 11.62 -> 11.07, P=512 10.05 -> 9.40, batch 2 31.06 -> 30.15; SmolLM2
+    heads, batch 8 27.42 -> 25.97. Lost: 8 rows a KV head (Llama-3-8B heads, N=2: 19.28 -> 20.98, two rows
+    a warp), and 65 splits at head_dim 64 (SmolLM2 heads, batch 1, P=8192: 10.96 -> 13.39, two rounds of
+    loads a warp where the merge kernel spreads a row over four warps)."""
+    if code in (KERNELS["exact"], KERNELS["wmma"]) or row_blocks > MAX_BLOCK_COUNTERS or fuse is False:
+        return False
+    return fuse is True or (rows <= FUSE_MAX_ROWS and values <= FUSE_MAX_VALUES)
+
+
+def launch(ext, code: int, q, cache_k, cache_v, committed, bits, kv_len: int, scale: float, out, **plan):
     """Kernel `code` of the extension `ext` (extension(), or a study build of the same binding) into `out`,
-    with split_plan's splits and their scratch."""
+    with split_plan's splits and their scratch, merged by fuse_merge's choice; `plan`: tree_attention's
+    `splits` and `fuse` knobs."""
     b, n, hq, d = q.shape
     exact = code == KERNELS["exact"]
-    nsplit, split = (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code, splits)
+    nsplit, split = (
+        (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code, plan.get("splits"))
+    )
     parts = b * n * hq * nsplit if nsplit > 1 else 1
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
     part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)
-    ext.tree_attention(
-        q, cache_k, cache_v, committed, bits, out, lse, part, scale, nsplit, split, code, _pdl()
-    )
+    rows = n * (hq // cache_k.shape[2])
+    row_blocks = b * cache_k.shape[2] * -(-rows // 64)
+    fused = nsplit > 1 and fuse_merge(code, rows, row_blocks, nsplit * d, plan.get("fuse"))
+    counters = block_counters(q.device) if fused else lse  # a valid tensor the kernels never read unfused
+    args = (q, cache_k, cache_v, committed, bits, out, lse, part, scale, nsplit, split, code)
+    ext.tree_attention(*args, _pdl(), fused, counters)
     return out
 
 

@@ -23,7 +23,13 @@ import torch
 import triton
 import triton.language as tl
 
-from gorgon.kernels.attention import balanced_splits, split_in_rounds, tile_split
+from gorgon.kernels.attention import (
+    MAX_BLOCK_COUNTERS,
+    balanced_splits,
+    block_counters,
+    split_in_rounds,
+    tile_split,
+)
 from gorgon.kernels.tree_attention_wgmma import HAVE_GLUON
 
 if HAVE_GLUON:
@@ -406,18 +412,6 @@ def _wgmma_kind(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: in
 # head: 1.04), Llama-3-8B heads at batch 4 (3 programs: up to 1.02), N=16 at P=2048 and 512 (1.03-1.23).
 DYNAMIC_MIN_SPAN = 4096
 DYNAMIC_PROGRAMS = (7, 32)
-MAX_BLOCK_COUNTERS = 1 << 16  # row blocks a launch may count on (block_counters): 256 KiB a device
-_block_counters: dict[torch.device, torch.Tensor] = {}
-
-
-def block_counters(device: torch.device) -> torch.Tensor:
-    """Counters a row block, zero between launches: the dynamic-tile kernel's claims (each launch's last
-    claim zeroes its counter) and the fused merge's arrivals (the last arrival zeroes it). One buffer a
-    device, allocated once and never freed, so that CUDA graphs may capture its address. Launches on
-    concurrent streams would share it: Gorgon's steps run on one stream."""
-    if device not in _block_counters:
-        _block_counters[device] = torch.zeros(MAX_BLOCK_COUNTERS, dtype=torch.int32, device=device)
-    return _block_counters[device]
 
 
 def _dynamic_plan(q: torch.Tensor, launch: Launch, rows: int, heads: int, span: int, sms: int) -> int:

@@ -17,6 +17,8 @@ struct TreeAttentionArgs {
   float scale;
   int n, hkv, group, nsplit, split;
   int pdl;
+  int fuse;
+  int* counters;
   int64_t sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh;
   int64_t slots;
 };
@@ -43,9 +45,12 @@ static int dtype_code(const torch::Tensor& t) {
 // (nsplit 1: one block does all); when nsplit > 1, lse [rows * nsplit] float32 and part
 // [rows * nsplit, D] of q's dtype hold each split's log2-sum-exp and normalized output for the merge.
 // pdl: launch the merge with programmatic dependent launch where the GPU has it (sm_90 and up).
+// fuse (the mma, wgmma and ws kernels, nsplit > 1): no merge kernel; the last split of each row block to finish
+// merges it, counting arrivals on counters (int32, zero, one a row block; left zero).
 void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor committed,
                     torch::Tensor bits, torch::Tensor out, torch::Tensor lse, torch::Tensor part,
-                    double scale, int64_t nsplit, int64_t split, int64_t kernel, bool pdl) {
+                    double scale, int64_t nsplit, int64_t split, int64_t kernel, bool pdl, bool fuse,
+                    torch::Tensor counters) {
   TORCH_CHECK(q.is_cuda() && q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "tree attention: bad inputs");
   TORCH_CHECK(q.stride(3) == 1 && k.stride(3) == 1 && v.stride(3) == 1 && out.stride(3) == 1,
               "tree attention: head_dim must be contiguous");
@@ -93,6 +98,13 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
                               v.stride(0) % 8 == 0 && v.stride(1) % 8 == 0 && v.stride(2) % 8 == 0),
               "tree attention: the ws kernel needs K and V of one shape with 16-byte aligned rows");
   a.slots = k.size(1);
+  // row blocks of the grid (the tensor-core kernels: 64 rows a block, fewer blocks for 128)
+  const int64_t row_blocks = q.size(0) * k.size(2) * ((q.size(1) * (q.size(2) / k.size(2)) + 63) / 64);
+  a.fuse = fuse && nsplit > 1 && kernel != 0 && kernel != 2;  // the mma, wgmma and ws forms merge their own
+  TORCH_CHECK(!a.fuse || (counters.is_cuda() && counters.scalar_type() == torch::kInt32 &&
+                          counters.is_contiguous() && counters.numel() >= row_blocks),
+              "tree attention: the fused merge needs an int32 counter a row block");
+  a.counters = a.fuse ? counters.data_ptr<int32_t>() : nullptr;
   cudaError_t err = kernel == 0 ? gorgon::tree_attention_exact(a, batch, d, dtype_code(q), stream)
                                 : gorgon::tree_attention_fast(a, batch, d, dtype_code(q), (int)kernel - 1, stream);
   TORCH_CHECK(err == cudaSuccess, "tree attention launch: ", cudaGetErrorString(err));

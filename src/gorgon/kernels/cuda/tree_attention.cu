@@ -15,7 +15,8 @@
 // an mbarrier ring of K/V stages and two consumer warp groups on wgmma (see "warp-specialized" below).
 // `tree_attention_wmma` is the earlier WMMA kernel with the same
 // contract (scores round-trip through shared memory, per-row softmax in a warp), kept for comparison.
-// Long contexts are split over blocks (the tree being one more split) and merged by `merge_splits`.
+// Long contexts are split over blocks (the tree being one more split) and merged by `merge_splits`, or,
+// where a row block has few rows, by its last split to finish (`merge_if_last`).
 // `tree_attention_simple` (any dtype incl. float32, any head_dim <= 256) is a warp per row and exists for
 // exactness, not speed.
 // The file needs no torch headers, so it compiles (and is checked in CI) with nvcc alone.
@@ -50,6 +51,8 @@ struct TreeAttentionArgs {
   float scale;
   int n, hkv, group, nsplit, split;
   int pdl;  // launch the merge with programmatic stream serialization (sm_90 and up)
+  int fuse;  // nsplit > 1: the row block's last split to finish merges it (merge_if_last), no merge kernel
+  int* counters;  // fuse: a zeroed counter a row block (blockIdx.x * gridDim.y + blockIdx.y), left zero
   int64_t sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh;
   int64_t slots;  // the caches' slots a row (the warp-specialized form's TMA bounds)
 };
@@ -285,6 +288,153 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_wmma(TreeAttention
 //   C 16x8  (4 x f32): c[0], c[1] = (g, 2t), (g, 2t+1); c[2], c[3] = (g+8, 2t), (g+8, 2t+1)
 // ldmatrix .x4: lanes 8i..8i+7 give the row addresses of matrix i, which lands in register i; each lane
 // receives (row lane / 4, columns 2 (lane % 4) + {0, 1}) of every matrix, transposed with .trans.
+
+// The output offset of merge row (b * n + node) * hq + head.
+__device__ __forceinline__ int64_t out_offset(const TreeAttentionArgs& a, int row) {
+  const int hq = a.hkv * a.group;
+  const int b = row / (a.n * hq), node = (row / hq) % a.n, head = row % hq;
+  return b * a.sob + node * a.son + head * a.soh;
+}
+
+// How a warp reads a row's partials: 16-byte vectors, kVecs to a split, kStride splits one warp-wide
+// load, kLoads vectors a lane in flight.
+template <typename T, int D> struct MergeShape {
+  static constexpr int kPer = 16 / sizeof(T);  // values in a 16-byte vector
+  static constexpr int kVecs = D / kPer;       // vectors in a split's row
+  static constexpr int kStride = 32 / kVecs;   // splits one warp-wide load covers
+  static constexpr int kLoads = 16;            // vectors a lane has in flight
+  static_assert(32 % kVecs == 0, "a split's row tiles the warp");
+};
+
+// Combine the `nsplit` splits of merge row `row`: weights 2^(lse - max lse), empty splits weigh 0. W
+// warps a row, this one its `part_of_row`-th. A lane's loads are all issued before the weights are worked
+// out: one memory latency for up to 32 W splits at head_dim 128 in half precision. The loads skip L1
+// (.cg): where the attention kernel merges its own splits (merge_if_last), other blocks of the same grid
+// wrote these lines. Returns the row's softmax sum (every lane has it); `acc` gets this warp's weighted
+// sum of columns (lane % kVecs) * kPer .. + kPer - 1, added up over the lanes that hold them.
+template <typename T, int D, int W>
+__device__ __forceinline__ float merge_row(const TreeAttentionArgs& a, int row, int nsplit, int lane, int part_of_row,
+                                           float (&acc)[MergeShape<T, D>::kPer]) {
+  using M = MergeShape<T, D>;
+  constexpr int kPer = M::kPer, kVecs = M::kVecs, kLoads = M::kLoads;
+  constexpr int kStep = W * M::kStride;
+  const int first = part_of_row * M::kStride + lane / kVecs;  // this lane's first split; then every kStep
+  const float* lse = a.lse_out + (int64_t)row * a.nsplit;
+  const uint4* part =
+      reinterpret_cast<const uint4*>(static_cast<const T*>(a.part_out) + (int64_t)row * a.nsplit * D) + lane % kVecs;
+  uint4 raw[kLoads];
+  auto issue = [&](int s0) {  // this lane's vectors of splits s0 + first, + kStep, ...
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const int s = s0 + first + i * kStep;
+      if (s < nsplit) raw[i] = __ldcg(part + (int64_t)s * kVecs);
+    }
+  };
+  issue(0);  // in flight while the weights are worked out
+  // The row's log-sum-exps, kLse a lane loaded at once (a loop that loaded one at a time would wait
+  // a memory latency each: 1-2 us where a row merges 34-90 splits)
+  constexpr int kLse = 4;
+  float top = -INFINITY, den = 0.f, l[kLse];
+  for (int s0 = 0; s0 < nsplit; s0 += 32 * kLse) {
+#pragma unroll
+    for (int j = 0; j < kLse; ++j) {
+      const int s = s0 + lane + 32 * j;
+      l[j] = s < nsplit ? __ldcg(lse + s) : -INFINITY;
+    }
+    const float old_top = top;
+#pragma unroll
+    for (int j = 0; j < kLse; ++j) top = fmaxf(top, l[j]);
+    const float m = top == -INFINITY ? 0.f : top;
+    den *= old_top == -INFINITY ? 0.f : exp2f(old_top - m);  // rescaled to the new maximum
+#pragma unroll
+    for (int j = 0; j < kLse; ++j) den += l[j] == -INFINITY ? 0.f : exp2f(l[j] - m);
+  }
+  const float lane_top = top;
+  top = warp_max(top);
+  if (top == -INFINITY) top = 0.f;  // a row that saw nothing: every weight 0, and so its output
+  den = warp_sum(lane_top == -INFINITY ? 0.f : den * exp2f(lane_top - top));
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) acc[e] = 0.f;
+  // Up to 32 kLse splits (one pass above), the weights come from the lanes holding the log-sum-exps:
+  // reading them again waits another memory latency, as the loads skip L1.
+  const bool held = nsplit <= 32 * kLse;
+  for (int s0 = 0; s0 < nsplit; s0 += kLoads * kStep) {
+    if (s0 > 0) issue(s0);
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const int s = s0 + first + i * kStep;
+      float ls = -INFINITY;
+      if (held) {  // every lane shuffles (s may pass nsplit: its weight is not used)
+#pragma unroll
+        for (int j = 0; j < kLse; ++j) {
+          const float x = __shfl_sync(0xffffffffu, l[j], s & 31);
+          if ((s >> 5) == j) ls = x;
+        }
+      } else if (s < nsplit) {
+        ls = __ldcg(lse + s);
+      }
+      if (s >= nsplit) continue;
+      const float w = ls == -INFINITY ? 0.f : exp2f(ls - top);
+      const T* x = reinterpret_cast<const T*>(&raw[i]);
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) acc[e] += w * to_float(x[e]);
+    }
+  }
+#pragma unroll
+  for (int o = kVecs; o < 32; o <<= 1) {
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) acc[e] += __shfl_xor_sync(0xffffffffu, acc[e], o);
+  }
+  return den;
+}
+
+// A merged row (merge_row's sum and softmax sum) into out: the lanes below kVecs hold all its columns.
+template <typename T, int D>
+__device__ __forceinline__ void store_merged(const TreeAttentionArgs& a, int row, int lane,
+                                             const float (&acc)[MergeShape<T, D>::kPer], float den) {
+  using M = MergeShape<T, D>;
+  if (lane >= M::kVecs) return;
+  const float inv = den > 0.f ? 1.f / den : 0.f;
+  T* out = static_cast<T*>(a.out) + out_offset(a, row) + lane * M::kPer;
+#pragma unroll
+  for (int e = 0; e < M::kPer; ++e) out[e] = from_float<T>(acc[e] * inv);
+}
+
+// The fused merge (TreeAttentionArgs.fuse), called by the `threads` threads of a split block that meet at
+// named barrier `bar` (this one the `tid`-th) once they have written the block's partials of rows
+// first .. end - 1 of its KV head. One thread counts the block's arrival on the row block's counter after
+// a barrier (CUTLASS's semaphore: the barrier orders every thread's partial stores before the count,
+// whose release publishes them at GPU scope; its acquire, in the last block, and the barrier after it
+// make the other blocks' partials visible to all threads there). The last split to arrive zeroes the
+// counter for the next launch or graph replay and merges the rows, a warp a row, as the merge kernel's
+// one-warp form does; the launcher fuses only row blocks of few rows (cuda_ops.FUSE_MAX_ROWS), where
+// every row gets a warp of its own, and so one memory latency.
+template <typename T, int D>
+__device__ __forceinline__ void merge_if_last(const TreeAttentionArgs& a, int b, int kvh, int first, int end, int bar,
+                                              int threads, int tid) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(bar), "r"(threads) : "memory");
+  int last = 0;
+  if (tid == 0) {
+    int* counter = a.counters + blockIdx.x * gridDim.y + blockIdx.y;
+    int ticket;
+    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;\n" : "=r"(ticket) : "l"(counter) : "memory");
+    last = ticket == a.nsplit - 1;
+    if (last) asm volatile("st.relaxed.gpu.global.s32 [%0], %1;\n" ::"l"(counter), "r"(0) : "memory");
+  }
+  asm volatile(
+      "{\n.reg .pred p, q;\nsetp.ne.s32 p, %1, 0;\nbar.red.or.pred q, %2, %3, p;\nselp.s32 %0, 1, 0, q;\n}\n"
+      : "=r"(last)
+      : "r"(last), "r"(bar), "r"(threads)
+      : "memory");
+  if (!last) return;
+  const int warp = tid >> 5, lane = tid & 31, hq = a.hkv * a.group;
+  for (int r = first + warp; r < end; r += threads >> 5) {
+    const int row = (b * a.n + r / a.group) * hq + kvh * a.group + r % a.group;
+    float acc[MergeShape<T, D>::kPer];
+    const float den = merge_row<T, D, 1>(a, row, a.nsplit, lane, 0, acc);
+    store_merged<T, D>(a, row, lane, acc, den);
+  }
+}
 
 namespace fa2 {
 
@@ -894,10 +1044,12 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
   asm volatile("griddepcontrol.launch_dependents;");
 #endif
 
-  if (!live) return;
+  if (live) {
 #pragma unroll
-  for (int h = 0; h < 2; ++h)
-    write_row<T, D>(a, o, h, m[h], quad_sum(l[h]), b, kvh, row0 + warp * 16 + g + 8 * h, split, tq);
+    for (int h = 0; h < 2; ++h)
+      write_row<T, D>(a, o, h, m[h], quad_sum(l[h]), b, kvh, row0 + warp * 16 + g + 8 * h, split, tq);
+  }
+  if (a.fuse && !direct) merge_if_last<T, D>(a, b, kvh, row0, min(row0 + kBM, rows), 0, W * 32, tid);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1288,6 +1440,11 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
 #pragma unroll
   for (int h = 0; h < 2; ++h)
     write_row<T, D>(a, o, h, m[h], quad_sum(l[h]), b, kvh, row0 + gwarp * 16 + g + 8 * h, split, tq);
+  // the computing consumer groups (warps 0 .. 4 groups - 1) meet at named barrier 5 (1-4 are taken)
+  if (a.fuse && !direct) {
+    const int first = (int)blockIdx.y * 128;
+    merge_if_last<T, D>(a, b, kvh, first, min(first + 128, rows), 5, groups * 128, tid);
+  }
 #else
   __trap();  // launched on sm_90a builds only (the binding checks the GPU)
 #endif
@@ -1295,32 +1452,19 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
 
 }  // namespace fa2
 
-// The output offset of merge row (b * n + node) * hq + head.
-__device__ __forceinline__ int64_t out_offset(const TreeAttentionArgs& a, int row) {
-  const int hq = a.hkv * a.group;
-  const int b = row / (a.n * hq), node = (row / hq) % a.n, head = row % hq;
-  return b * a.sob + node * a.son + head * a.soh;
-}
-
-// Combine the splits of each (row, node, head): weights 2^(lse - max lse), empty splits weigh 0. W warps
-// a row (a block of kMergeWarps holds kMergeWarps / W rows). The warps read a row's partials in 16-byte
-// vectors, kVecs to a split, several splits a load, up to kLoads vectors a lane in flight at once, issued
-// before the weights are worked out: one memory latency for up to 32 W splits at head_dim 128 in half
-// precision. Lanes holding the same columns add theirs up by shuffles, a row's warps through shared
-// memory. The launcher takes W = 4 where rows are few (a batch-1 decode or small tree: the loads of a
-// row spread over more warps), else 1. Two earlier forms were latency bound: a block of 128 threads a
-// row with two block-wide reductions (1.5-3 us slower than this form at batch 1 with 64-128 tree tokens
-// on the H100), and a warp a row for every shape (1-1.6 us slower than the block where a few dozen rows
-// merge 34-90 splits). reports/h100-2026-11-27 has the A/Bs.
+// The merge kernel: merge_row for each (row, node, head), W warps a row (a block of kMergeWarps holds
+// kMergeWarps / W rows), a row's warps adding up their sums through shared memory. The launcher takes
+// W = 4 where rows are few (a batch-1 decode or small tree: the loads of a row spread over more warps),
+// else 1. Two earlier forms were latency bound: a block of 128 threads a row with two block-wide
+// reductions (1.5-3 us slower than this form at batch 1 with 64-128 tree tokens on the H100), and a warp
+// a row for every shape (1-1.6 us slower than the block where a few dozen rows merge 34-90 splits).
+// reports/h100-2026-11-27 has the A/Bs.
 constexpr int kMergeWarps = 4;
 
 template <typename T, int D, int W>
 __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits(TreeAttentionArgs a, int rows) {
-  constexpr int kPer = 16 / sizeof(T);  // values in a 16-byte vector
-  constexpr int kVecs = D / kPer;       // vectors in a split's row
-  constexpr int kStride = 32 / kVecs;   // splits one warp-wide load covers
-  constexpr int kLoads = 16;            // vectors a lane has in flight
-  static_assert(32 % kVecs == 0 && kMergeWarps % W == 0, "a split's row tiles the warp, rows the block");
+  constexpr int kPer = MergeShape<T, D>::kPer;
+  static_assert(kMergeWarps % W == 0, "rows tile the block");
   __shared__ float sums[kMergeWarps][32][kPer];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, part_of_row = warp % W;
   const int row = blockIdx.x * (kMergeWarps / W) + warp / W;  // (b * n + node) * hq + head
@@ -1328,63 +1472,8 @@ __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits(TreeAttentionAr
   asm volatile("griddepcontrol.wait;" ::: "memory");  // the attention grid has ended, its writes visible
 #endif
   const bool live = row < rows;  // no early return: W > 1 meets at a barrier
-  const int nsplit = live ? a.nsplit : 0, vec = lane % kVecs;
-  const int first = part_of_row * kStride + lane / kVecs;  // this lane's first split; then every kStep
-  constexpr int kStep = W * kStride;
-  const float* lse = a.lse_out + (int64_t)row * a.nsplit;
-  const uint4* part =
-      reinterpret_cast<const uint4*>(static_cast<const T*>(a.part_out) + (int64_t)row * a.nsplit * D) + vec;
-  uint4 raw[kLoads];
-  auto issue = [&](int s0) {  // this lane's vectors of splits s0 + first, + kStep, ...
-#pragma unroll
-    for (int i = 0; i < kLoads; ++i) {
-      const int s = s0 + first + i * kStep;
-      if (s < nsplit) raw[i] = part[(int64_t)s * kVecs];
-    }
-  };
-  issue(0);  // in flight while the weights are worked out
-  // The row's log-sum-exps, kLse a lane loaded at once (a loop that loaded one at a time would wait
-  // a memory latency each: 1-2 us where a row merges 34-90 splits)
-  constexpr int kLse = 4;
-  float top = -INFINITY, den = 0.f;
-  for (int s0 = 0; s0 < nsplit; s0 += 32 * kLse) {
-    float l[kLse];
-#pragma unroll
-    for (int j = 0; j < kLse; ++j) {
-      const int s = s0 + lane + 32 * j;
-      l[j] = s < nsplit ? lse[s] : -INFINITY;
-    }
-    const float old_top = top;
-#pragma unroll
-    for (int j = 0; j < kLse; ++j) top = fmaxf(top, l[j]);
-    const float m = top == -INFINITY ? 0.f : top;
-    den *= old_top == -INFINITY ? 0.f : exp2f(old_top - m);  // rescaled to the new maximum
-#pragma unroll
-    for (int j = 0; j < kLse; ++j) den += l[j] == -INFINITY ? 0.f : exp2f(l[j] - m);
-  }
-  const float lane_top = top;
-  top = warp_max(top);
-  if (top == -INFINITY) top = 0.f;  // a row that saw nothing: every weight 0, and so its output
-  den = warp_sum(lane_top == -INFINITY ? 0.f : den * exp2f(lane_top - top));
-  float acc[kPer] = {};
-  for (int s0 = 0; s0 < nsplit; s0 += kLoads * kStep) {
-    if (s0 > 0) issue(s0);
-#pragma unroll
-    for (int i = 0; i < kLoads; ++i) {
-      const int s = s0 + first + i * kStep;
-      if (s >= nsplit) continue;
-      const float l = lse[s];
-      const float w = l == -INFINITY ? 0.f : exp2f(l - top);
-      const T* x = reinterpret_cast<const T*>(&raw[i]);
-#pragma unroll
-      for (int e = 0; e < kPer; ++e) acc[e] += w * to_float(x[e]);
-    }
-  }
-#pragma unroll
-  for (int o = kVecs; o < 32; o <<= 1) {
-#pragma unroll
-    for (int e = 0; e < kPer; ++e) acc[e] += __shfl_xor_sync(0xffffffffu, acc[e], o);
-  }
+  float acc[kPer];
+  const float den = merge_row<T, D, W>(a, live ? row : 0, live ? a.nsplit : 0, lane, part_of_row, acc);
   if constexpr (W > 1) {  // the row's other warps hand their sums to its first
 #pragma unroll
     for (int e = 0; e < kPer; ++e) sums[warp][lane][e] = acc[e];
@@ -1395,11 +1484,7 @@ __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits(TreeAttentionAr
       for (int e = 0; e < kPer; ++e) acc[e] += sums[warp + w][lane][e];
     }
   }
-  if (!live || lane >= kVecs) return;
-  const float inv = den > 0.f ? 1.f / den : 0.f;
-  T* out = static_cast<T*>(a.out) + out_offset(a, row) + vec * kPer;
-#pragma unroll
-  for (int e = 0; e < kPer; ++e) out[e] = from_float<T>(acc[e] * inv);
+  if (live) store_merged<T, D>(a, row, lane, acc, den);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1504,7 +1589,7 @@ static cudaError_t launch_wmma(const TreeAttentionArgs& a, int batch, cudaStream
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (a.n * a.group + kBM - 1) / kBM, a.nsplit);
   tree_attention_wmma<T, D><<<grid, kWarps * 32, bytes, stream>>>(a);
-  return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
+  return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();  // never fused
 }
 
 template <typename T, int D, int W, bool G = false>
@@ -1515,7 +1600,7 @@ static cudaError_t launch_mma(const TreeAttentionArgs& a, int batch, cudaStream_
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (a.n * a.group + L::kBM - 1) / L::kBM, a.nsplit);
   fa2::tree_attention_mma<T, D, W, G><<<grid, W * 32, L::bytes, stream>>>(a);
-  return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
+  return a.nsplit > 1 && !a.fuse ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
 // cuTensorMapEncodeTiled from the driver, through the runtime (no -lcuda at link time); null without it.
@@ -1566,7 +1651,7 @@ static cudaError_t launch_ws(const TreeAttentionArgs& a, int batch, cudaStream_t
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (a.n * a.group + 127) / 128, a.nsplit);
   fa2::tree_attention_ws<T, D><<<grid, fa2::kWsThreads, L::bytes, stream>>>(a, maps);
-  return a.nsplit > 1 ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
+  return a.nsplit > 1 && !a.fuse ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
 template <typename T>
