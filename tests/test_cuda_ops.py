@@ -156,17 +156,11 @@ def test_split_plan_balances_grids_short_of_the_sms(monkeypatch):
     assert splits(1, 64, 8192) == 7  # batch 1 (32 blocks): one round of 264 (7 splits + the tree's)
 
 
-def test_cuda_fused_merge_rule():
-    """Fused where a KV head has at most FUSE_MAX_ROWS rows whose partials one warp loads at once, never
-    for the exact and WMMA kernels, and as forced otherwise."""
+def test_cuda_fused_merge_is_opt_in():
+    """The kernels merge their own splits only where asked, never the exact and WMMA kernels, and only
+    with a counter for every row block."""
     ws, exact, wmma = (cuda_ops.KERNELS[k] for k in ("ws", "exact", "wmma"))
-    rows, values = cuda_ops.FUSE_MAX_ROWS, cuda_ops.FUSE_MAX_VALUES
-    assert cuda_ops.fuse_merge(ws, rows, 8, values)
-    assert not cuda_ops.fuse_merge(ws, rows + 1, 8, values)
-    assert not cuda_ops.fuse_merge(ws, rows, 8, values + 64)
-    assert cuda_ops.fuse_merge(ws, 64, 8, 10**5, fuse=True) and not cuda_ops.fuse_merge(
-        ws, 4, 8, 64, fuse=False
-    )
-    assert not cuda_ops.fuse_merge(exact, 4, 8, 64, fuse=True) and not cuda_ops.fuse_merge(
-        wmma, 4, 8, 64, fuse=True
-    )
+    assert cuda_ops.fuse_merge(ws, 8, fuse=True)
+    assert not cuda_ops.fuse_merge(ws, 8) and not cuda_ops.fuse_merge(ws, 8, fuse=False)
+    assert not cuda_ops.fuse_merge(exact, 8, fuse=True) and not cuda_ops.fuse_merge(wmma, 8, fuse=True)
+    assert not cuda_ops.fuse_merge(ws, cuda_ops.MAX_BLOCK_COUNTERS + 1, fuse=True)

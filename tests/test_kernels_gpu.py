@@ -118,9 +118,9 @@ FUSE_CASES = [
 @pytest.mark.parametrize("target", [8, 10**6])  # a few splits; the most
 @pytest.mark.parametrize("n, hq, hkv, d", FUSE_CASES)
 def test_cuda_fused_merge(n, hq, hkv, d, target, dtype, kernel, monkeypatch):
-    """The split kernels merging their own splits (the row block's last split to finish), at the rows
-    the rule fuses (one a warp) and forced beyond them (several rows a warp, rows past a block's first
-    warps): equal to float64, and every arrival counter zero again afterwards."""
+    """The split kernels merging their own splits (opt-in: the row block's last split to finish), a row a
+    warp and several (rows past a block's first warps), one round of loads a warp and several: equal to
+    float64, and every arrival counter zero again afterwards."""
     from gorgon.kernels import cuda_ops
     from gorgon.kernels.attention import block_counters
 
@@ -285,18 +285,19 @@ def test_keep_path_kernels_match_the_reference(backend, dtype):
     torch.testing.assert_close(caches[1].data, caches[0].data, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("backend", ["triton", "cuda", "triton_dynamic"])
+@pytest.mark.parametrize("backend", ["triton", "cuda", "cuda_fused", "triton_dynamic"])
 @pytest.mark.parametrize(
     "n, context", [(1, "long"), (16, "long"), (64, "short"), (64, "long"), (128, "long")]
 )
 def test_tree_attention_replays_in_a_cuda_graph(backend, n, context, monkeypatch):
     """Captured once and replayed on new queries and keys: split, merged (by a merge kernel, or by the
-    kernel itself at N=1), and equal to float64 on the new inputs. The dynamic-tile kernel's claim
-    counters and the CUDA kernels' arrival counters must be zero again after every replay."""
+    kernel itself: Triton's at N=1, CUDA's where asked), and equal to float64 on the new inputs. The
+    dynamic-tile kernel's claim counters and the fused merges' arrival counters must be zero again after
+    every replay."""
     from gorgon.kernels import cuda_ops
     from gorgon.kernels.tree_attention import Launch, tree_attention
 
-    if backend == "cuda" and not cuda_ops.buildable():
+    if backend.startswith("cuda") and not cuda_ops.buildable():
         pytest.skip("no nvcc / ninja here")
     if backend == "triton_dynamic":
         if not _hopper():
@@ -308,6 +309,7 @@ def test_tree_attention_replays_in_a_cuda_graph(backend, n, context, monkeypatch
     attend = {
         "triton": tree_attention,
         "cuda": cuda_ops.tree_attention,
+        "cuda_fused": lambda *args, **kw: cuda_ops.tree_attention(*args, **kw, fuse=True),
         "triton_dynamic": lambda *args, **kw: tree_attention(*args, **kw, launch=Launch(dynamic=True)),
     }[backend]
     q, k, v, tree, kv_len, _ = _case(n, 32, 8, 128, torch.bfloat16, context)

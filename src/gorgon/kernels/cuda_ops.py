@@ -49,8 +49,6 @@ MIN_SPLIT = 128  # committed slots per split, at least
 BALANCE_MIN_SPLIT = 2048  # committed slots per split, at least, where _splits balances a grid
 WS_MIN_WORK = 32768  # ws row blocks x committed slots from which _auto_kernel takes ws on Hopper
 SHORT_WORK = 32768  # committed slots x head_dim below which split_plan leaves the context unsplit
-FUSE_MAX_ROWS = 4  # (node, head) rows a KV head up to which the kernels merge their own splits (fused)
-FUSE_MAX_VALUES = 4096  # a row's partial values (splits x head_dim) that one warp's loads cover at once
 
 
 def buildable() -> bool:
@@ -286,30 +284,30 @@ def tree_attention(
     apply. `kernel`: "mma" (default: _auto_kernel's choice), "mma4", "mma8", "wgmma4", "wgmma8" (their forms
     on Hopper's warp-group MMA, sm_90 only), "ws" (the warp-specialized wgmma form: TMA producer, two
     consumer warp groups; sm_90 only), "wmma" or "exact"; default: $GORGON_CUDA_KERNEL, else "mma".
-    `splits`: force this many context splits (split_plan's study knob). `fuse`: whether split kernels
-    merge their own splits (fuse_merge's rule where None)."""
+    `splits`: force this many context splits (split_plan's study knob). `fuse`: True for split kernels
+    that merge their own splits (fuse_merge; off by default)."""
     out = torch.empty_like(q) if out is None else out
     code = _kernel_code(q, (q, cache_k, cache_v, out), fast, kernel, max(kv_len - q.shape[1], 1))
     tensors = (q, cache_k, cache_v, committed, bits)
     return launch(extension(), code, *tensors, kv_len, scale, out, splits=splits, fuse=fuse)
 
 
-def fuse_merge(code: int, rows: int, row_blocks: int, values: int, fuse: bool | None = None) -> bool:
+def fuse_merge(code: int, row_blocks: int, fuse: bool | None = None) -> bool:
     """Whether kernel `code`, split, merges its splits itself (the row block's last split to finish, a warp
-    a row: merge_if_last in tree_attention.cu) instead of launching the merge kernel: the mma, wgmma and ws
-    kernels (not the exact one, nor wmma), a counter for each of the `row_blocks` row blocks, and, unless
-    forced by `fuse`, at most FUSE_MAX_ROWS (node, head) rows a KV head (`rows`), each row's partials
-    (`values`: splits x head_dim) within FUSE_MAX_VALUES, so that each row takes one warp and one round
-    of loads.
+    a row: merge_if_last in tree_attention.cu) instead of launching the merge kernel: only where asked
+    (`fuse`), for the mma, wgmma and ws kernels (not the exact one, nor wmma), with a counter for each of
+    the `row_blocks` row blocks.
 
-    On the H100, same run, cold L2, us (reports/h100-2026-11-27i/cuda_fuse): Llama-3-8B heads, N=1, batch
-    1, P=8192 19.11 -> 18.47, P=2048 11.62 -> 11.07, P=512 10.05 -> 9.40, batch 2 31.06 -> 30.15; SmolLM2
-    heads, batch 8 27.42 -> 25.97. Lost: 8 rows a KV head (Llama-3-8B heads, N=2: 19.28 -> 20.98, two rows
-    a warp), and 65 splits at head_dim 64 (SmolLM2 heads, batch 1, P=8192: 10.96 -> 13.39, two rounds of
-    loads a warp where the merge kernel spreads a row over four warps)."""
-    if code in (KERNELS["exact"], KERNELS["wmma"]) or row_blocks > MAX_BLOCK_COUNTERS or fuse is False:
+    Off by default: it bought nothing on the H100 against the merge kernel (same run, cold L2, us,
+    reports/h100-2026-11-27i/cuda_fuse round 7). Llama-3-8B heads, N=1, batch 1, P=8192 18.83 -> 18.81,
+    P=2048 11.07 -> 11.18, P=512 9.47 -> 9.40, batch 2 31.18 -> 31.13; SmolLM2 heads, batch 8 26.42 ->
+    26.06, batch 1, P=2048 8.43 -> 9.13. It loses more where a warp merges several rows (Llama-3-8B heads,
+    N=2: 18.85 -> 21.24) or needs two rounds of loads (SmolLM2 heads, batch 1, P=8192, 65 splits: 10.49 ->
+    13.43). The Triton kernel's fused merge, which loads a row block's partials with all its threads at
+    once, does pay (tree_attention.FUSE_MAX_CELLS)."""
+    if code in (KERNELS["exact"], KERNELS["wmma"]) or row_blocks > MAX_BLOCK_COUNTERS:
         return False
-    return fuse is True or (rows <= FUSE_MAX_ROWS and values <= FUSE_MAX_VALUES)
+    return fuse is True
 
 
 def launch(ext, code: int, q, cache_k, cache_v, committed, bits, kv_len: int, scale: float, out, **plan):
@@ -326,7 +324,7 @@ def launch(ext, code: int, q, cache_k, cache_v, committed, bits, kv_len: int, sc
     part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)
     rows = n * (hq // cache_k.shape[2])
     row_blocks = b * cache_k.shape[2] * -(-rows // 64)
-    fused = nsplit > 1 and fuse_merge(code, rows, row_blocks, nsplit * d, plan.get("fuse"))
+    fused = nsplit > 1 and fuse_merge(code, row_blocks, plan.get("fuse"))
     counters = block_counters(q.device) if fused else lse  # a valid tensor the kernels never read unfused
     args = (q, cache_k, cache_v, committed, bits, out, lse, part, scale, nsplit, split, code)
     ext.tree_attention(*args, _pdl(), fused, counters)

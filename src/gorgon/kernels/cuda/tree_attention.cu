@@ -16,7 +16,7 @@
 // `tree_attention_wmma` is the earlier WMMA kernel with the same
 // contract (scores round-trip through shared memory, per-row softmax in a warp), kept for comparison.
 // Long contexts are split over blocks (the tree being one more split) and merged by `merge_splits`, or,
-// where a row block has few rows, by its last split to finish (`merge_if_last`).
+// where asked (opt-in), by each row block's last split to finish (`merge_if_last`).
 // `tree_attention_simple` (any dtype incl. float32, any head_dim <= 256) is a warp per row and exists for
 // exactness, not speed.
 // The file needs no torch headers, so it compiles (and is checked in CI) with nvcc alone.
@@ -308,11 +308,15 @@ template <typename T, int D> struct MergeShape {
 
 // Combine the `nsplit` splits of merge row `row`: weights 2^(lse - max lse), empty splits weigh 0. W
 // warps a row, this one its `part_of_row`-th. A lane's loads are all issued before the weights are worked
-// out: one memory latency for up to 32 W splits at head_dim 128 in half precision. The loads skip L1
-// (.cg): where the attention kernel merges its own splits (merge_if_last), other blocks of the same grid
-// wrote these lines. Returns the row's softmax sum (every lane has it); `acc` gets this warp's weighted
-// sum of columns (lane % kVecs) * kPer .. + kPer - 1, added up over the lanes that hold them.
-template <typename T, int D, int W>
+// out: one memory latency for up to 32 W splits at head_dim 128 in half precision. Returns the row's
+// softmax sum (every lane has it); `acc` gets this warp's weighted sum of columns (lane % kVecs) * kPer ..
+// + kPer - 1, added up over the lanes that hold them.
+// kFused (merge_if_last): other blocks of the same grid wrote the partials, so the loads skip L1 (.cg),
+// and the weights come by shuffle from the lanes that loaded the log-sum-exps, as reading them again would
+// wait on L2 once more. The merge kernel reads through L1 and reads them again (there from L1): its
+// shuffling form took 0.7 us longer at batch 1, N=1 and 3 us at SmolLM2 heads, N=64
+// (reports/h100-2026-11-27i/old_new).
+template <typename T, int D, int W, bool kFused>
 __device__ __forceinline__ float merge_row(const TreeAttentionArgs& a, int row, int nsplit, int lane, int part_of_row,
                                            float (&acc)[MergeShape<T, D>::kPer]) {
   using M = MergeShape<T, D>;
@@ -327,7 +331,7 @@ __device__ __forceinline__ float merge_row(const TreeAttentionArgs& a, int row, 
 #pragma unroll
     for (int i = 0; i < kLoads; ++i) {
       const int s = s0 + first + i * kStep;
-      if (s < nsplit) raw[i] = __ldcg(part + (int64_t)s * kVecs);
+      if (s < nsplit) raw[i] = kFused ? __ldcg(part + (int64_t)s * kVecs) : part[(int64_t)s * kVecs];
     }
   };
   issue(0);  // in flight while the weights are worked out
@@ -339,7 +343,7 @@ __device__ __forceinline__ float merge_row(const TreeAttentionArgs& a, int row, 
 #pragma unroll
     for (int j = 0; j < kLse; ++j) {
       const int s = s0 + lane + 32 * j;
-      l[j] = s < nsplit ? __ldcg(lse + s) : -INFINITY;
+      l[j] = s < nsplit ? (kFused ? __ldcg(lse + s) : lse[s]) : -INFINITY;
     }
     const float old_top = top;
 #pragma unroll
@@ -355,9 +359,7 @@ __device__ __forceinline__ float merge_row(const TreeAttentionArgs& a, int row, 
   den = warp_sum(lane_top == -INFINITY ? 0.f : den * exp2f(lane_top - top));
 #pragma unroll
   for (int e = 0; e < kPer; ++e) acc[e] = 0.f;
-  // Up to 32 kLse splits (one pass above), the weights come from the lanes holding the log-sum-exps:
-  // reading them again waits another memory latency, as the loads skip L1.
-  const bool held = nsplit <= 32 * kLse;
+  const bool held = kFused && nsplit <= 32 * kLse;  // then lanes hold every log-sum-exp (one pass above)
   for (int s0 = 0; s0 < nsplit; s0 += kLoads * kStep) {
     if (s0 > 0) issue(s0);
 #pragma unroll
@@ -371,7 +373,7 @@ __device__ __forceinline__ float merge_row(const TreeAttentionArgs& a, int row, 
           if ((s >> 5) == j) ls = x;
         }
       } else if (s < nsplit) {
-        ls = __ldcg(lse + s);
+        ls = kFused ? __ldcg(lse + s) : lse[s];
       }
       if (s >= nsplit) continue;
       const float w = ls == -INFINITY ? 0.f : exp2f(ls - top);
@@ -407,8 +409,8 @@ __device__ __forceinline__ void store_merged(const TreeAttentionArgs& a, int row
 // whose release publishes them at GPU scope; its acquire, in the last block, and the barrier after it
 // make the other blocks' partials visible to all threads there). The last split to arrive zeroes the
 // counter for the next launch or graph replay and merges the rows, a warp a row, as the merge kernel's
-// one-warp form does; the launcher fuses only row blocks of few rows (cuda_ops.FUSE_MAX_ROWS), where
-// every row gets a warp of its own, and so one memory latency.
+// one-warp form does. Opt-in (cuda_ops.fuse_merge): on the H100 it tied the merge kernel at N=1, where
+// every row has a warp of its own, and lost where a warp merges several rows.
 template <typename T, int D>
 __device__ __forceinline__ void merge_if_last(const TreeAttentionArgs& a, int b, int kvh, int first, int end, int bar,
                                               int threads, int tid) {
@@ -431,7 +433,7 @@ __device__ __forceinline__ void merge_if_last(const TreeAttentionArgs& a, int b,
   for (int r = first + warp; r < end; r += threads >> 5) {
     const int row = (b * a.n + r / a.group) * hq + kvh * a.group + r % a.group;
     float acc[MergeShape<T, D>::kPer];
-    const float den = merge_row<T, D, 1>(a, row, a.nsplit, lane, 0, acc);
+    const float den = merge_row<T, D, 1, true>(a, row, a.nsplit, lane, 0, acc);
     store_merged<T, D>(a, row, lane, acc, den);
   }
 }
@@ -1473,7 +1475,7 @@ __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits(TreeAttentionAr
 #endif
   const bool live = row < rows;  // no early return: W > 1 meets at a barrier
   float acc[kPer];
-  const float den = merge_row<T, D, W>(a, live ? row : 0, live ? a.nsplit : 0, lane, part_of_row, acc);
+  const float den = merge_row<T, D, W, false>(a, live ? row : 0, live ? a.nsplit : 0, lane, part_of_row, acc);
   if constexpr (W > 1) {  // the row's other warps hand their sums to its first
 #pragma unroll
     for (int e = 0; e < kPer; ++e) sums[warp][lane][e] = acc[e];
