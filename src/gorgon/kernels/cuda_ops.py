@@ -277,7 +277,7 @@ def tree_attention(
     fast: bool | None = None,
     kernel: str | None = None,
     splits: int | None = None,
-    fuse: bool | None = None,
+    fuse: bool = False,
 ) -> torch.Tensor:
     """Same contract as gorgon.kernels.tree_attention.tree_attention (q [B, N, Hq, D], N <= 128).
     `fast`: force a tensor-core (True) or the exact (False) kernel; default: tensor cores where they
@@ -289,10 +289,10 @@ def tree_attention(
     out = torch.empty_like(q) if out is None else out
     code = _kernel_code(q, (q, cache_k, cache_v, out), fast, kernel, max(kv_len - q.shape[1], 1))
     tensors = (q, cache_k, cache_v, committed, bits)
-    return launch(extension(), code, *tensors, kv_len, scale, out, splits=splits, fuse=fuse)
+    return launch(extension(), code, *tensors, kv_len, scale, out, splits, fuse)
 
 
-def fuse_merge(code: int, row_blocks: int, fuse: bool | None = None) -> bool:
+def fuse_merge(code: int, row_blocks: int, fuse: bool) -> bool:
     """Whether kernel `code`, split, merges its splits itself (the row block's last split to finish, a warp
     a row: merge_if_last in tree_attention.cu) instead of launching the merge kernel: only where asked
     (`fuse`), for the mma, wgmma and ws kernels (not the exact one, nor wmma), with a counter for each of
@@ -307,24 +307,35 @@ def fuse_merge(code: int, row_blocks: int, fuse: bool | None = None) -> bool:
     once, does pay (tree_attention.FUSE_MAX_CELLS)."""
     if code in (KERNELS["exact"], KERNELS["wmma"]) or row_blocks > MAX_BLOCK_COUNTERS:
         return False
-    return fuse is True
+    return fuse
 
 
-def launch(ext, code: int, q, cache_k, cache_v, committed, bits, kv_len: int, scale: float, out, **plan):
+def launch(
+    ext,
+    code: int,
+    q,
+    cache_k,
+    cache_v,
+    committed,
+    bits,
+    kv_len: int,
+    scale: float,
+    out,
+    splits: int | None = None,
+    fuse: bool = False,
+):
     """Kernel `code` of the extension `ext` (extension(), or a study build of the same binding) into `out`,
-    with split_plan's splits and their scratch, merged by fuse_merge's choice; `plan`: tree_attention's
-    `splits` and `fuse` knobs."""
+    with split_plan's splits and their scratch, merged by fuse_merge's choice; `splits` and `fuse` are
+    tree_attention's knobs."""
     b, n, hq, d = q.shape
     exact = code == KERNELS["exact"]
-    nsplit, split = (
-        (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code, plan.get("splits"))
-    )
+    nsplit, split = (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code, splits)
     parts = b * n * hq * nsplit if nsplit > 1 else 1
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
     part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)
     rows = n * (hq // cache_k.shape[2])
     row_blocks = b * cache_k.shape[2] * -(-rows // 64)
-    fused = nsplit > 1 and fuse_merge(code, row_blocks, plan.get("fuse"))
+    fused = nsplit > 1 and fuse_merge(code, row_blocks, fuse)
     counters = block_counters(q.device) if fused else lse  # a valid tensor the kernels never read unfused
     args = (q, cache_k, cache_v, committed, bits, out, lse, part, scale, nsplit, split, code)
     ext.tree_attention(*args, _pdl(), fused, counters)
