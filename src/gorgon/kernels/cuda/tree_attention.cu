@@ -51,7 +51,9 @@ struct TreeAttentionArgs {
   float scale;
   int n, hkv, group, nsplit, split;
   int pdl;  // launch the merge with programmatic stream serialization (sm_90 and up)
-  int fuse;  // nsplit > 1: the row block's last split to finish merges it (merge_if_last), no merge kernel
+  // the row block's last split to finish merges it (merge_if_last), no merge kernel; the binding sets it
+  // only where nsplit > 1
+  int fuse;
   int* counters;  // fuse: a zeroed counter a row block (blockIdx.x * gridDim.y + blockIdx.y), left zero
   int64_t sqb, sqn, sqh, skb, sks, skh, svb, svs, svh, sbb, sbn, sob, son, soh;
   int64_t slots;  // the caches' slots a row (the warp-specialized form's TMA bounds)
@@ -1051,7 +1053,7 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
     for (int h = 0; h < 2; ++h)
       write_row<T, D>(a, o, h, m[h], quad_sum(l[h]), b, kvh, row0 + warp * 16 + g + 8 * h, split, tq);
   }
-  if (a.fuse && !direct) merge_if_last<T, D>(a, b, kvh, row0, min(row0 + kBM, rows), 0, W * 32, tid);
+  if (a.fuse) merge_if_last<T, D>(a, b, kvh, row0, min(row0 + kBM, rows), 0, W * 32, tid);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1443,7 +1445,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   for (int h = 0; h < 2; ++h)
     write_row<T, D>(a, o, h, m[h], quad_sum(l[h]), b, kvh, row0 + gwarp * 16 + g + 8 * h, split, tq);
   // the computing consumer groups (warps 0 .. 4 groups - 1) meet at named barrier 5 (1-4 are taken)
-  if (a.fuse && !direct) {
+  if (a.fuse) {
     const int first = (int)blockIdx.y * 128;
     merge_if_last<T, D>(a, b, kvh, first, min(first + 128, rows), 5, groups * 128, tid);
   }
