@@ -12,6 +12,7 @@ for dtype in (torch.float32, torch.bfloat16, torch.float16):
         (64, 32, 8, 128, 3000),
         (128, 4, 4, 64, 700),
         (1, 32, 8, 128, 3000),
+        (64, 32, 8, 128, 200),  # unsplit (the output written directly)
     ]:
         parents = torch.tensor([[0] + [(i - 1) // 3 for i in range(1, n)]] * 2)
         tree = TreeMask(torch.tensor([p, p // 3]).cuda(), ancestor_matrix(parents).cuda())

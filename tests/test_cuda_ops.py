@@ -41,7 +41,8 @@ def test_auto_kernel(batch, n, hq, hkv, d, want, monkeypatch):
         (8, 64, 32, 8, 128, 8192, "ws"),
         (3, 128, 32, 8, 128, 8192, "ws"),
         (1, 64, 32, 8, 128, 8192, "ws"),
-        (1, 16, 32, 8, 128, 8192, "wgmma8"),  # 8 blocks of 64 rows: a second warp group to load tiles
+        (1, 16, 32, 8, 128, 8192, "ws"),  # 8 blocks of 64 rows, long enough to stream
+        (1, 16, 32, 8, 128, 2048, "wgmma8"),  # ... too short: a second warp group to load tiles
         (1, 1, 32, 8, 128, 8192, "ws"),  # 4 rows
         (8, 16, 32, 8, 128, 8192, "ws"),  # 64 blocks
         (8, 64, 9, 3, 64, 8192, "ws"),  # head_dim 64

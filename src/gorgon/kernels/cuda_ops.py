@@ -242,9 +242,11 @@ def _auto_kernel(q: torch.Tensor, kv_heads: int, span: int) -> str:
     choice before it) in 13 of the 14 cases of reports/h100-2026-11-27e/ws_variants2 (cold L2, same run,
     us): Llama-3-8B heads, P=8192, batch 8, N=64 206.7 -> 150.3, N=128 425.9 -> 306.0, N=16 111.6 ->
     99.9, N=1 96.8 -> 92.5; batch 1, N=64 39.3 -> 31.4, N=128 73.5 -> 50.1, N=1 18.8 -> 18.5; SmolLM2
-    heads, batch 8, N=128 97.6 -> 75.3. The exception is the wgmma8 form's case, a few blocks of 17-64
-    rows at head_dim 128 (batch 1, N=16: 23.2 against 24.5), whose second warp group, all padding, only
-    loads tiles (reports/h100-2026-11-26f: 25.5 -> 21.6 us against wgmma4).
+    heads, batch 8, N=128 97.6 -> 75.3. Where the ws kernel's work is short, a few blocks of 17-64 rows at
+    head_dim 128 run the wgmma8 form, whose second warp group, all padding, only loads tiles
+    (reports/h100-2026-11-26f: 25.5 -> 21.6 us against wgmma4). It took those shapes whatever the work
+    until the ws kernel read Q and wrote its rows faster (2026-11-27j): batch 1, N=16, P=8192 ws 20.42
+    against wgmma8 21.38 us (reports/h100-2026-11-27j/timeline, round 3).
     The ws kernel's fixed costs (three warp groups, barriers, TMA maps) need a long stream to pay off: with
     fewer than WS_MIN_WORK (ws row blocks x committed slots) it runs wgmma4. At the default model's verify
     shapes (SmolLM2 heads, batch 1, N=16-64, P=256 and 768; reports/h100-2026-11-27f/final/small, same run)
@@ -258,11 +260,11 @@ def _auto_kernel(q: torch.Tensor, kv_heads: int, span: int) -> str:
     if not _hopper(q):
         wide = d == 128 and rows > 64 and blocks >= target // 2
         return "mma8" if wide else "mma4"
-    few = d == 128 and 16 < rows <= 64 and blocks * 16 <= target
-    if few:
-        return "wgmma8"
     ws_blocks = b * kv_heads * -(-rows // BLOCK_ROWS[KERNELS["ws"]])
-    return "ws" if ws_blocks * span >= WS_MIN_WORK else "wgmma4"
+    if ws_blocks * span >= WS_MIN_WORK:
+        return "ws"
+    few = d == 128 and 16 < rows <= 64 and blocks * 16 <= target
+    return "wgmma8" if few else "wgmma4"
 
 
 def tree_attention(

@@ -95,8 +95,10 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   TORCH_CHECK(kernel != 6 || (k.sizes() == v.sizes() &&
                               (uintptr_t)k.data_ptr() % 16 == 0 && (uintptr_t)v.data_ptr() % 16 == 0 &&
                               k.stride(0) % 8 == 0 && k.stride(1) % 8 == 0 && k.stride(2) % 8 == 0 &&
-                              v.stride(0) % 8 == 0 && v.stride(1) % 8 == 0 && v.stride(2) % 8 == 0),
-              "tree attention: the ws kernel needs K and V of one shape with 16-byte aligned rows");
+                              v.stride(0) % 8 == 0 && v.stride(1) % 8 == 0 && v.stride(2) % 8 == 0 &&
+                              (uintptr_t)out.data_ptr() % 16 == 0 && out.stride(0) % 8 == 0 &&
+                              out.stride(1) % 8 == 0 && out.stride(2) % 8 == 0),
+              "tree attention: the ws kernel needs K, V and out with 16-byte aligned rows, K and V of one shape");
   a.slots = k.size(1);
   // row blocks of the grid (the tensor-core kernels: 64 rows a block, fewer blocks for 128)
   const int64_t row_blocks = q.size(0) * k.size(2) * ((q.size(1) * (q.size(2) / k.size(2)) + 63) / 64);

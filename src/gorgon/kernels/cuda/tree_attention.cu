@@ -299,18 +299,18 @@ __device__ __forceinline__ int64_t out_offset(const TreeAttentionArgs& a, int ro
 }
 
 // How a warp reads a row's partials: 16-byte vectors, kVecs to a split, kStride splits one warp-wide
-// load, kLoads vectors a lane in flight.
+// load (merge_row's kLoads: vectors a lane in flight).
 template <typename T, int D> struct MergeShape {
   static constexpr int kPer = 16 / sizeof(T);  // values in a 16-byte vector
   static constexpr int kVecs = D / kPer;       // vectors in a split's row
   static constexpr int kStride = 32 / kVecs;   // splits one warp-wide load covers
-  static constexpr int kLoads = 16;            // vectors a lane has in flight
   static_assert(32 % kVecs == 0, "a split's row tiles the warp");
 };
 
 // Combine the `nsplit` splits of merge row `row`: weights 2^(lse - max lse), empty splits weigh 0. W
-// warps a row, this one its `part_of_row`-th. A lane's loads are all issued before the weights are worked
-// out: one memory latency for up to 32 W splits at head_dim 128 in half precision. Returns the row's
+// warps a row, this one its `part_of_row`-th. A lane's kLoads loads are all issued before the weights are
+// worked out: one memory latency for up to 2 W kLoads splits at head_dim 128 in half precision (4 W kLoads
+// at 64), a pass; more splits take more passes. Returns the row's
 // softmax sum (every lane has it); `acc` gets this warp's weighted sum of columns (lane % kVecs) * kPer ..
 // + kPer - 1, added up over the lanes that hold them.
 // kFused (merge_if_last): other blocks of the same grid wrote the partials, so the loads skip L1 (.cg),
@@ -318,11 +318,11 @@ template <typename T, int D> struct MergeShape {
 // wait on L2 once more. The merge kernel reads through L1 and reads them again (there from L1): its
 // shuffling form took 0.7 us longer at batch 1, N=1 and 3 us at SmolLM2 heads, N=64
 // (reports/h100-2026-11-27i/old_new).
-template <typename T, int D, int W, bool kFused>
+template <typename T, int D, int W, bool kFused, int kLoads = 16>
 __device__ __forceinline__ float merge_row(const TreeAttentionArgs& a, int row, int nsplit, int lane, int part_of_row,
                                            float (&acc)[MergeShape<T, D>::kPer]) {
   using M = MergeShape<T, D>;
-  constexpr int kPer = M::kPer, kVecs = M::kVecs, kLoads = M::kLoads;
+  constexpr int kPer = M::kPer, kVecs = M::kVecs;
   constexpr int kStep = W * M::kStride;
   const int first = part_of_row * M::kStride + lane / kVecs;  // this lane's first split; then every kStep
   const float* lse = a.lse_out + (int64_t)row * a.nsplit;
@@ -735,6 +735,35 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t lbo, uint3
          (1ull << 62);
 }
 
+// A block's Q rows into registers: vector tid + it kThreads of rows row0 .. (row r is node r / group, head
+// kvh * group + r % group; D / 8 vectors a row) into v[it], zero past the tree. Every load is issued before
+// any is used, and a thread's rows step by kThreads / (D / 8) with one division for all of them. On the
+// H100 (reports/h100-2026-11-27j/timeline): the loop it replaced stored each vector to shared memory
+// before loading the next (the ws kernel's st.shared asm orders memory), one memory latency a vector, and
+// its first tile waited 8.0 us after the block started at N=16 against 2.3 us at N=1; with the loads
+// batched but a division a vector, 5.3 us.
+template <typename T, int D, int kThreads, int kLoads>
+__device__ __forceinline__ void load_q(const TreeAttentionArgs& a, uint4 (&v)[kLoads], int b, int kvh, int row0,
+                                       int rows, int tid) {
+  constexpr int V8 = D / 8, kStep = kThreads / V8;  // rows a step
+  static_assert(kThreads % V8 == 0, "a step is whole rows");
+  int row = row0 + tid / V8, node = row / a.group, head = row % a.group;
+  const int dn = kStep / a.group, dh = kStep % a.group;
+  const T* base = static_cast<const T*>(a.q) + b * a.sqb + (int64_t)kvh * a.group * a.sqh + (tid % V8) * 8;
+#pragma unroll
+  for (int it = 0; it < kLoads; ++it) {
+    v[it] = make_uint4(0, 0, 0, 0);
+    if (row < rows) v[it] = *reinterpret_cast<const uint4*>(base + node * a.sqn + head * a.sqh);
+    row += kStep;
+    node += dn;
+    head += dh;
+    if (head >= a.group) {
+      head -= a.group;
+      ++node;
+    }
+  }
+}
+
 // A thread's half of one row of the tensor-core kernels' output (row h of its two: columns 8 j + 2 tq + {0, 1}
 // of o's blocks): the output itself where the block did all slots, else the split's normalized partial and
 // log2-sum-exp for the merge. Half-precision partials: half the bytes of float32 m/l/acc (at N=16, P=8192
@@ -853,16 +882,14 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
     cp_async_commit();
   }
 
-  // Q tile, rows past the tree zero; then each warp takes its 16 rows into A fragments.
-  for (int i = tid; i < kBM * V8; i += W * 32) {
-    const int r = i / V8, c = (i % V8) * 8, row = row0 + r, node = row / a.group;
-    uint4 val = make_uint4(0, 0, 0, 0);
-    if (row < rows) {
-      const T* src = static_cast<const T*>(a.q) + b * a.sqb + node * a.sqn +
-                     (int64_t)(kvh * a.group + row % a.group) * a.sqh + c;
-      val = *reinterpret_cast<const uint4*>(src);
-    }
-    *reinterpret_cast<uint4*>(sq + r * L::LD + c) = val;
+  // Q tile, rows past the tree zero (every load issued before the first store: load_q); then each warp
+  // takes its 16 rows into A fragments.
+  uint4 qv[kBM * V8 / (W * 32)];
+  load_q<T, D, W * 32>(a, qv, b, kvh, row0, rows, tid);
+#pragma unroll
+  for (int it = 0; it < kBM * V8 / (W * 32); ++it) {
+    const int i = tid + it * W * 32;
+    *reinterpret_cast<uint4*>(sq + (i / V8) * L::LD + (i % V8) * 8) = qv[it];
   }
   __syncthreads();
   uint32_t qf[KD][4];
@@ -1093,6 +1120,9 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 #ifndef GORGON_WS_STAGES  // 0: the layout's own count
 #define GORGON_WS_STAGES 0
 #endif
+#ifndef GORGON_WS_EARLY_Q  // Q's loads issued before the producer starts (1: where both groups compute) or after
+#define GORGON_WS_EARLY_Q 1
+#endif
 #ifndef GORGON_WS_L2  // the TMA's L2 promotion: 0, 128 or 256 bytes
 #define GORGON_WS_L2 256
 #endif
@@ -1199,7 +1229,7 @@ __device__ __forceinline__ void turn_pass(int group) {
 }
 #endif
 
-template <typename T, int D>
+template <typename T, int D, bool kEarlyQ>
 __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttentionArgs a, const __grid_constant__ KvMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using L = WsLayout<D>;
@@ -1234,6 +1264,19 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   }
   const int n_tiles = hi > lo ? (int)((hi - lo + kWsBN - 1) / kWsBN) : 0;
 
+  // kEarlyQ (launch_ws: where the first row block has both groups computing): in blocks where both do, Q's
+  // loads go out first, before the barrier that releases the producer's copies; issued after them, they
+  // queue behind the block's K/V stages while the consumers wait on Q. On the H100, Llama-3-8B heads,
+  // P=8192 (reports/h100-2026-11-27j/timeline, round 5, us): batch 1, N=64 29.07 -> 27.49, N=128 46.19 ->
+  // 45.16, batch 8, N=64 145.31 -> 142.26. With one group, N=16 was the same and N=1 17.69 -> 18.25; and
+  // with the early path compiled in but not taken, one group still ran 0.5-0.7 us slower than a build
+  // without it (round 6: N=1 17.54 -> 18.18, N=16 21.02 -> 21.69; why is not known), hence a template.
+  const int group = warp >> 2, gwarp = warp & 3, gtid = tid & 127;
+  const int row0 = (int)blockIdx.y * 128 + group * 64;
+  const bool early_q = kEarlyQ && GORGON_WS_EARLY_Q && groups == 2;
+  uint4 qv[64 * V8 / 128];
+  if (early_q && group < groups) load_q<T, D, 128>(a, qv, b, kvh, row0, rows, gtid);
+
   if (tid == 0) {
     for (int i = 0; i < kStages; ++i) {
       mbar_init(full_k(i), 1);
@@ -1250,6 +1293,10 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   if (warp >= 8) {  // the producer: one thread issues every copy
     asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
     if (warp == 8 && lane == 0) {
+      // the maps into the descriptor cache before the first copy needs them, as CUTLASS's kernels do: on the
+      // H100 from within noise to 0.5 us faster at batch 1, N=1-128 (reports/h100-2026-11-27j, rounds 3-4)
+      asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&maps.k)) : "memory");
+      asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&maps.v)) : "memory");
       for (int t = 0; t < n_tiles; ++t) {
         const int st = t % kStages;
         const uint32_t free = ((t / kStages) & 1) ^ 1;
@@ -1268,25 +1315,19 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
-  const int group = warp >> 2, gwarp = warp & 3, gtid = tid & 127;
-  const int row0 = (int)blockIdx.y * 128 + group * 64;
   if (group >= groups) return;  // all padding: the empty barriers count only the groups that compute
   const int g = lane >> 2, tq = lane & 3;
 
   // Q: this group's 64 rows into the swizzled K-major layout (64-dim regions of 64 rows x 128 bytes),
-  // rows past the tree zero.
+  // rows past the tree zero. Every load is issued before the first store (load_q).
   const uint32_t qs = qbase + group * L::kQ;
-  for (int i = gtid; i < 64 * V8; i += 128) {
-    const int r = i / V8, c = (i % V8) * 8, row = row0 + r;
-    uint4 val = make_uint4(0, 0, 0, 0);
-    if (row < rows) {
-      const T* src = static_cast<const T*>(a.q) + b * a.sqb + (row / a.group) * a.sqn +
-                     (int64_t)(kvh * a.group + row % a.group) * a.sqh + c;
-      val = *reinterpret_cast<const uint4*>(src);
-    }
+  if (!early_q) load_q<T, D, 128>(a, qv, b, kvh, row0, rows, gtid);
+#pragma unroll
+  for (int it = 0; it < 64 * V8 / 128; ++it) {
+    const int i = gtid + it * 128, r = i / V8, c = (i % V8) * 8;
     const uint32_t dst = qs + (c / 64) * 64 * 128 + r * 128 + ((((c % 64) / 8) ^ (r & 7)) << 4);
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(val.x), "r"(val.y), "r"(val.z),
-                 "r"(val.w)
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(qv[it].x), "r"(qv[it].y),
+                 "r"(qv[it].z), "r"(qv[it].w)
                  : "memory");
   }
   fence_proxy_async();  // the generic stores, visible to wgmma's reads
@@ -1441,9 +1482,53 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     if (leader) mbar_arrive(empty_v(pst));
   }
 
+  // Where both groups compute at head_dim 128, the group's rows go out through its Q buffer (the last
+  // Q K^T that read it has completed): the fragments' 4-byte pieces there (16-byte chunk c of row r at
+  // c ^ (r % 8): no bank conflicts either way), then whole rows in 16-byte stores, instead of the
+  // fragments' own stores (write_row: 8 rows of 16 bytes a warp-wide store). On the H100, Llama-3-8B
+  // heads, P=8192 (reports/h100-2026-11-27j/timeline, round 4, us): batch 1, N=64 28.52 -> 27.00, N=128
+  // 47.36 -> 45.47, batch 8, N=64 145.86 -> 141.56; but batch 1, N=1 17.64 -> 18.30 (one group, 4 rows),
+  // N=16 the same, SmolLM2 heads (head_dim 64) the same or 0.35 slower.
+  if (D == 128 && groups == 2) {
+    const bool live_warp = row0 + gwarp * 16 < rows;  // warps of padding rows skip the first half
+    float lsum[2];
 #pragma unroll
-  for (int h = 0; h < 2; ++h)
-    write_row<T, D>(a, o, h, m[h], quad_sum(l[h]), b, kvh, row0 + gwarp * 16 + g + 8 * h, split, tq);
+    for (int h = 0; h < 2 && live_warp; ++h) {
+      lsum[h] = quad_sum(l[h]);
+      const int r = gwarp * 16 + g + 8 * h, row = row0 + r;
+      const float inv = lsum[h] > 0.f ? 1.f / lsum[h] : 0.f;
+#pragma unroll
+      for (int j = 0; j < DB; ++j) {
+        const uint32_t dst = qs + r * (D * 2) + ((j ^ (r & 7)) << 4) + tq * 4;
+        const uint32_t val = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(dst), "r"(val) : "memory");
+      }
+      if (!direct && tq == 0 && row < rows) {
+        const int64_t part = (int64_t)(b * a.n + row / a.group) * (a.hkv * a.group) + kvh * a.group + row % a.group;
+        a.lse_out[part * a.nsplit + split] = lsum[h] > 0.f ? m[h] + log2f(lsum[h]) : -INFINITY;
+      }
+    }
+    group_sync(group);
+#pragma unroll
+    for (int it = 0; it < 64 * V8 / 128; ++it) {
+      const int i = gtid + it * 128, r = i / V8, c = i % V8, row = row0 + r;
+      if (row >= rows) continue;
+      uint4 val;
+      asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                   : "=r"(val.x), "=r"(val.y), "=r"(val.z), "=r"(val.w)
+                   : "r"(qs + r * (D * 2) + ((c ^ (r & 7)) << 4))
+                   : "memory");
+      const int nd = row / a.group, head = kvh * a.group + row % a.group;
+      T* dst = direct ? static_cast<T*>(a.out) + b * a.sob + nd * a.son + head * a.soh
+                      : static_cast<T*>(a.part_out) +
+                            (((int64_t)(b * a.n + nd) * (a.hkv * a.group) + head) * a.nsplit + split) * D;
+      *reinterpret_cast<uint4*>(dst + c * 8) = val;
+    }
+  } else {
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      write_row<T, D>(a, o, h, m[h], quad_sum(l[h]), b, kvh, row0 + gwarp * 16 + g + 8 * h, split, tq);
+  }
   // the computing consumer groups (warps 0 .. 4 groups - 1) meet at named barrier 5 (1-4 are taken)
   if (a.fuse) {
     const int first = (int)blockIdx.y * 128;
@@ -1465,7 +1550,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
 // reports/h100-2026-11-27 has the A/Bs.
 constexpr int kMergeWarps = 4;
 
-template <typename T, int D, int W>
+template <typename T, int D, int W, int kLoads>
 __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits(TreeAttentionArgs a, int rows) {
   constexpr int kPer = MergeShape<T, D>::kPer;
   static_assert(kMergeWarps % W == 0, "rows tile the block");
@@ -1477,7 +1562,8 @@ __global__ void __launch_bounds__(32 * kMergeWarps) merge_splits(TreeAttentionAr
 #endif
   const bool live = row < rows;  // no early return: W > 1 meets at a barrier
   float acc[kPer];
-  const float den = merge_row<T, D, W, false>(a, live ? row : 0, live ? a.nsplit : 0, lane, part_of_row, acc);
+  const float den =
+      merge_row<T, D, W, false, kLoads>(a, live ? row : 0, live ? a.nsplit : 0, lane, part_of_row, acc);
   if constexpr (W > 1) {  // the row's other warps hand their sums to its first
 #pragma unroll
     for (int e = 0; e < kPer; ++e) sums[warp][lane][e] = acc[e];
@@ -1581,8 +1667,14 @@ static cudaError_t launch_merge(const TreeAttentionArgs& a, int batch, cudaStrea
   attr[0].val.programmaticStreamSerializationAllowed = a.pdl;
   config.attrs = attr;
   config.numAttrs = 1;
-  return w == 4 ? cudaLaunchKernelEx(&config, merge_splits<T, D, 4>, a, rows)
-                : cudaLaunchKernelEx(&config, merge_splits<T, D, 1>, a, rows);
+  // Four loads a lane where one pass of them covers the splits, else sixteen. With sixteen everywhere the
+  // ws kernel's call took 0.6-0.75 us longer at batch 1 (Llama-3-8B heads, P=8192, N=1 18.52 against
+  // 17.77 us, N=16 21.90 against 21.33; reports/h100-2026-11-27j/timeline, round 2), though one pass of
+  // either covers those splits; a guess at why: the larger code is fetched cold, the attention kernel having
+  // streamed the L2 full.
+  const bool few = a.nsplit <= 4 * w * MergeShape<T, D>::kStride;
+  if (w == 4) return cudaLaunchKernelEx(&config, few ? merge_splits<T, D, 4, 4> : merge_splits<T, D, 4, 16>, a, rows);
+  return cudaLaunchKernelEx(&config, few ? merge_splits<T, D, 1, 4> : merge_splits<T, D, 1, 16>, a, rows);
 }
 
 template <typename T, int D>
@@ -1650,11 +1742,12 @@ static cudaError_t launch_ws(const TreeAttentionArgs& a, int batch, cudaStream_t
   if (!kv_map<T, D>(&maps.k, a.k, batch, a.slots, a.hkv, a.skb, a.sks, a.skh) ||
       !kv_map<T, D>(&maps.v, a.v, batch, a.slots, a.hkv, a.svb, a.svs, a.svh))
     return cudaErrorInvalidValue;  // the binding checked what TMA needs; a driver without it lands here
-  cudaError_t err = cudaFuncSetAttribute(fa2::tree_attention_ws<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)L::bytes);
+  const bool early = a.n * a.group > 64;  // both groups of the first row block compute (kEarlyQ)
+  const auto kernel = early ? fa2::tree_attention_ws<T, D, true> : fa2::tree_attention_ws<T, D, false>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes);
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (a.n * a.group + 127) / 128, a.nsplit);
-  fa2::tree_attention_ws<T, D><<<grid, fa2::kWsThreads, L::bytes, stream>>>(a, maps);
+  kernel<<<grid, fa2::kWsThreads, L::bytes, stream>>>(a, maps);
   return a.nsplit > 1 && !a.fuse ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
 
