@@ -85,6 +85,12 @@ __device__ __forceinline__ bool visible(const TreeAttentionArgs& a, int b, int n
   return (word >> (j & 31)) & 1;
 }
 
+// Where split `split` of (batch b, tree node nd, query head) keeps its partial: the index into lse_out, and
+// the row (of D values) of part_out.
+__device__ __forceinline__ int64_t part_index(const TreeAttentionArgs& a, int b, int nd, int head, int split) {
+  return ((int64_t)(b * a.n + nd) * (a.hkv * a.group) + head) * a.nsplit + split;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // WMMA kernel (the first tensor-core kernel; GORGON_CUDA_KERNEL=wmma selects it).
 
@@ -263,7 +269,7 @@ __global__ void __launch_bounds__(kWarps * 32) tree_attention_wmma(TreeAttention
       T* dst = static_cast<T*>(a.out) + b * a.sob + node * a.son + head * a.soh + c;
       *dst = from_float<T>(l > 0.f ? o[i] / l : 0.f);
     } else {
-      const int64_t part = ((int64_t)(b * a.n + node) * (a.hkv * a.group) + head) * a.nsplit + split;
+      const int64_t part = part_index(a, b, node, head, split);
       const float l = row_l[r];
       static_cast<T*>(a.part_out)[part * D + c] = from_float<T>(l > 0.f ? o[i] / l : 0.f);
       if (c == 0) a.lse_out[part] = l > 0.f ? row_m[r] + log2f(l) : -INFINITY;
@@ -778,7 +784,7 @@ __device__ __forceinline__ void write_row(const TreeAttentionArgs& a, const floa
   if (a.nsplit == 1) {
     dst = static_cast<T*>(a.out) + b * a.sob + nd * a.son + head * a.soh + 2 * tq;
   } else {
-    const int64_t part = ((int64_t)(b * a.n + nd) * (a.hkv * a.group) + head) * a.nsplit + split;
+    const int64_t part = part_index(a, b, nd, head, split);
     dst = static_cast<T*>(a.part_out) + part * D + 2 * tq;
     if (tq == 0) a.lse_out[part] = lsum > 0.f ? m + log2f(lsum) : -INFINITY;
   }
@@ -1504,8 +1510,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
         asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(dst), "r"(val) : "memory");
       }
       if (!direct && tq == 0 && row < rows) {
-        const int64_t part = (int64_t)(b * a.n + row / a.group) * (a.hkv * a.group) + kvh * a.group + row % a.group;
-        a.lse_out[part * a.nsplit + split] = lsum[h] > 0.f ? m[h] + log2f(lsum[h]) : -INFINITY;
+        const int64_t part = part_index(a, b, row / a.group, kvh * a.group + row % a.group, split);
+        a.lse_out[part] = lsum[h] > 0.f ? m[h] + log2f(lsum[h]) : -INFINITY;
       }
     }
     group_sync(group);
@@ -1520,8 +1526,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
                    : "memory");
       const int nd = row / a.group, head = kvh * a.group + row % a.group;
       T* dst = direct ? static_cast<T*>(a.out) + b * a.sob + nd * a.son + head * a.soh
-                      : static_cast<T*>(a.part_out) +
-                            (((int64_t)(b * a.n + nd) * (a.hkv * a.group) + head) * a.nsplit + split) * D;
+                      : static_cast<T*>(a.part_out) + part_index(a, b, nd, head, split) * D;
       *reinterpret_cast<uint4*>(dst + c * 8) = val;
     }
   } else {
