@@ -770,6 +770,23 @@ __device__ __forceinline__ void load_q(const TreeAttentionArgs& a, uint4 (&v)[kL
   }
 }
 
+// Where row `row` of KV head kvh's rows (node row / group, head kvh * group + row % group) goes: its output
+// row where the block did all slots (nsplit 1), else split `split`'s partial row.
+template <typename T, int D>
+__device__ __forceinline__ T* row_dst(const TreeAttentionArgs& a, int b, int kvh, int row, int split) {
+  const int nd = row / a.group, head = kvh * a.group + row % a.group;
+  return a.nsplit == 1 ? static_cast<T*>(a.out) + b * a.sob + nd * a.son + head * a.soh
+                       : static_cast<T*>(a.part_out) + part_index(a, b, nd, head, split) * D;
+}
+
+// That row's log2-sum-exp for the merge (base-2 max m, sum lsum), where the block did one split of several.
+__device__ __forceinline__ void store_lse(const TreeAttentionArgs& a, int b, int kvh, int row, int split, float m,
+                                          float lsum) {
+  if (a.nsplit == 1) return;
+  const int64_t part = part_index(a, b, row / a.group, kvh * a.group + row % a.group, split);
+  a.lse_out[part] = lsum > 0.f ? m + log2f(lsum) : -INFINITY;
+}
+
 // A thread's half of one row of the tensor-core kernels' output (row h of its two: columns 8 j + 2 tq + {0, 1}
 // of o's blocks): the output itself where the block did all slots, else the split's normalized partial and
 // log2-sum-exp for the merge. Half-precision partials: half the bytes of float32 m/l/acc (at N=16, P=8192
@@ -778,16 +795,9 @@ template <typename T, int D>
 __device__ __forceinline__ void write_row(const TreeAttentionArgs& a, const float (&o)[D / 8][4], int h, float m,
                                           float lsum, int b, int kvh, int row, int split, int tq) {
   if (row >= a.n * a.group) return;
-  const int nd = row / a.group, head = kvh * a.group + row % a.group;
   const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
-  T* dst;
-  if (a.nsplit == 1) {
-    dst = static_cast<T*>(a.out) + b * a.sob + nd * a.son + head * a.soh + 2 * tq;
-  } else {
-    const int64_t part = part_index(a, b, nd, head, split);
-    dst = static_cast<T*>(a.part_out) + part * D + 2 * tq;
-    if (tq == 0) a.lse_out[part] = lsum > 0.f ? m + log2f(lsum) : -INFINITY;
-  }
+  T* const dst = row_dst<T, D>(a, b, kvh, row, split) + 2 * tq;
+  if (tq == 0) store_lse(a, b, kvh, row, split, m, lsum);
 #pragma unroll
   for (int j = 0; j < D / 8; ++j)
     *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
@@ -1509,10 +1519,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
         const uint32_t val = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
         asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(dst), "r"(val) : "memory");
       }
-      if (!direct && tq == 0 && row < rows) {
-        const int64_t part = part_index(a, b, row / a.group, kvh * a.group + row % a.group, split);
-        a.lse_out[part] = lsum[h] > 0.f ? m[h] + log2f(lsum[h]) : -INFINITY;
-      }
+      if (tq == 0 && row < rows) store_lse(a, b, kvh, row, split, m[h], lsum[h]);
     }
     group_sync(group);
 #pragma unroll
@@ -1524,10 +1531,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
                    : "=r"(val.x), "=r"(val.y), "=r"(val.z), "=r"(val.w)
                    : "r"(qs + r * (D * 2) + ((c ^ (r & 7)) << 4))
                    : "memory");
-      const int nd = row / a.group, head = kvh * a.group + row % a.group;
-      T* dst = direct ? static_cast<T*>(a.out) + b * a.sob + nd * a.son + head * a.soh
-                      : static_cast<T*>(a.part_out) + part_index(a, b, nd, head, split) * D;
-      *reinterpret_cast<uint4*>(dst + c * 8) = val;
+      *reinterpret_cast<uint4*>(row_dst<T, D>(a, b, kvh, row, split) + c * 8) = val;
     }
   } else {
 #pragma unroll
