@@ -480,7 +480,9 @@ __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// 16 bytes global -> shared, bypassing L1; `full` false writes 16 zero bytes and reads nothing.
+// 16 bytes global -> shared, bypassing L1; `full` false writes 16 zero bytes and reads nothing. (The ws
+// kernel's evict-first L2 hint, here as createpolicy + cp.async .L2::cache_hint, stopped the wgmma4 kernel
+// with an illegal instruction on the H100: reports/h100-2026-11-28 round 3. Not used.)
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool full) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(full ? 16 : 0));
 }
@@ -791,16 +793,44 @@ __device__ __forceinline__ void store_lse(const TreeAttentionArgs& a, int b, int
 // of o's blocks): the output itself where the block did all slots, else the split's normalized partial and
 // log2-sum-exp for the merge. Half-precision partials: half the bytes of float32 m/l/acc (at N=16, P=8192
 // those were a quarter of the K/V bytes the kernel exists to read).
-template <typename T, int D>
+// kQuad: 16-byte stores instead of 4-byte ones (a warp-wide store then writes 8 rows x 64 whole bytes, not
+// 8 x 16). The ws kernel takes them at 17-64 rows (launch_ws). On the H100, Llama-3-8B heads, batch 1,
+// P=8192 (reports/h100-2026-11-28, same runs): N=16 19.60 -> 19.00 us (round 2), 19.81 -> 19.20 (round 4);
+// its partial stores had taken 1.45 of the 2.16 us from the loop's end to the block's. N=1 (4 rows): 0.1 us
+// slower.
+template <typename T, int D, bool kQuad = false>
 __device__ __forceinline__ void write_row(const TreeAttentionArgs& a, const float (&o)[D / 8][4], int h, float m,
                                           float lsum, int b, int kvh, int row, int split, int tq) {
   if (row >= a.n * a.group) return;
   const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
-  T* const dst = row_dst<T, D>(a, b, kvh, row, split) + 2 * tq;
   if (tq == 0) store_lse(a, b, kvh, row, split, m, lsum);
+  if constexpr (kQuad) {
+    // A quad's four lanes hold 2 columns each of every 8-column block: a 4 x 4 transpose over blocks
+    // 4q .. 4q + 3 (two shuffle rounds) leaves lane tq all 8 columns of block 4q + tq.
+    T* const dst = row_dst<T, D>(a, b, kvh, row, split) + 8 * tq;
+    const bool hi2 = tq & 2, hi1 = tq & 1;
+    const unsigned quad = 0xfu << (threadIdx.x & 28);  // the row's lanes (rows past the tree returned above)
 #pragma unroll
-  for (int j = 0; j < D / 8; ++j)
-    *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+    for (int q = 0; q < D / 32; ++q) {
+      uint32_t v[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) v[k] = pack2<T>(o[4 * q + k][2 * h] * inv, o[4 * q + k][2 * h + 1] * inv);
+      uint32_t x = __shfl_xor_sync(quad, hi2 ? v[0] : v[2], 2);
+      uint32_t y = __shfl_xor_sync(quad, hi2 ? v[1] : v[3], 2);
+      if (hi2) v[0] = x, v[1] = y;
+      else v[2] = x, v[3] = y;
+      x = __shfl_xor_sync(quad, hi1 ? v[0] : v[1], 1);
+      y = __shfl_xor_sync(quad, hi1 ? v[2] : v[3], 1);
+      if (hi1) v[0] = x, v[2] = y;
+      else v[1] = x, v[3] = y;
+      *reinterpret_cast<uint4*>(dst + 32 * q) = make_uint4(v[0], v[1], v[2], v[3]);
+    }
+  } else {
+    T* const dst = row_dst<T, D>(a, b, kvh, row, split) + 2 * tq;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j)
+      *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+  }
 }
 
 template <typename T, int D, int W, bool G>
@@ -1142,6 +1172,14 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 #ifndef GORGON_WS_L2  // the TMA's L2 promotion: 0, 128 or 256 bytes
 #define GORGON_WS_L2 256
 #endif
+// The K/V tiles go into L2 evict-first (GORGON_WS_EVICT=1): a call reads each tile once, and with the
+// normal policy its K/V (33 MB at Llama-3-8B heads, batch 1, P=8192) pushed the rest out of L2: the kernels'
+// code, the TMA maps, Q, the partials and log-sum-exps the merge reads next. On the H100 (Llama-3-8B heads, P=8192, cold L2, same
+// run, reports/h100-2026-11-28): batch 1, N=1 17.63 -> 16.98 us, N=16 20.50 -> 19.60, N=64 27.25 -> 26.08;
+// batch 8, N=64 142.4 -> 138.2, N=1 93.7 -> 92.9. Blocks started 0.1-0.4 us sooner after the call before.
+#ifndef GORGON_WS_EVICT
+#define GORGON_WS_EVICT 1
+#endif
 constexpr int kWsBN = 128;  // slots per tile
 constexpr int kWsThreads = 3 * 128;  // two consumer warp groups, then the producer's (one thread copies)
 template <int D> struct WsLayout {
@@ -1225,12 +1263,28 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
 }
 // A tile box (64 dims x kWsBN slots of one head) at (dim c, head h, slot s, batch b) into `dst`.
 __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c, int h, int s,
-                                         int b) {
+                                         int b, uint64_t policy) {
+#if GORGON_WS_EVICT
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1, "
+      "{%3, %4, %5, %6}], [%2], %7;\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c), "r"(h), "r"(s), "r"(b), "l"(policy)
+      : "memory");
+#else
   asm volatile(
       "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, "
       "%6}], [%2];\n" ::"r"(dst),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c), "r"(h), "r"(s), "r"(b)
       : "memory");
+#endif
+}
+// The K/V tiles' L2 policy (GORGON_WS_EVICT).
+__device__ __forceinline__ uint64_t kv_policy() {
+  uint64_t policy = 0;
+#if GORGON_WS_EVICT
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+#endif
+  return policy;
 }
 // The consumers' barrier (named barrier 1 + group, 128 threads): Q staged before its wgmma reads it.
 __device__ __forceinline__ void group_sync(int group) {
@@ -1245,7 +1299,7 @@ __device__ __forceinline__ void turn_pass(int group) {
 }
 #endif
 
-template <typename T, int D, bool kEarlyQ>
+template <typename T, int D, bool kEarlyQ, bool kQuad>
 __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttentionArgs a, const __grid_constant__ KvMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using L = WsLayout<D>;
@@ -1313,6 +1367,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
       // H100 from within noise to 0.5 us faster at batch 1, N=1-128 (reports/h100-2026-11-27j, rounds 3-4)
       asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&maps.k)) : "memory");
       asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&maps.v)) : "memory");
+      const uint64_t policy = kv_policy();
       for (int t = 0; t < n_tiles; ++t) {
         const int st = t % kStages;
         const uint32_t free = ((t / kStages) & 1) ^ 1;
@@ -1320,11 +1375,13 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
         mbar_wait(empty_k(st), free);
         mbar_expect(full_k(st), L::kTile);
 #pragma unroll
-        for (int r = 0; r < D / 64; ++r) tma_load(kbuf(st) + r * L::kRegion, &maps.k, full_k(st), r * 64, kvh, slot, b);
+        for (int r = 0; r < D / 64; ++r)
+          tma_load(kbuf(st) + r * L::kRegion, &maps.k, full_k(st), r * 64, kvh, slot, b, policy);
         mbar_wait(empty_v(st), free);
         mbar_expect(full_v(st), L::kTile);
 #pragma unroll
-        for (int r = 0; r < D / 64; ++r) tma_load(vbuf(st) + r * L::kRegion, &maps.v, full_v(st), r * 64, kvh, slot, b);
+        for (int r = 0; r < D / 64; ++r)
+          tma_load(vbuf(st) + r * L::kRegion, &maps.v, full_v(st), r * 64, kvh, slot, b, policy);
       }
     }
     return;
@@ -1536,7 +1593,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   } else {
 #pragma unroll
     for (int h = 0; h < 2; ++h)
-      write_row<T, D>(a, o, h, m[h], quad_sum(l[h]), b, kvh, row0 + gwarp * 16 + g + 8 * h, split, tq);
+      write_row<T, D, kQuad>(a, o, h, m[h], quad_sum(l[h]), b, kvh, row0 + gwarp * 16 + g + 8 * h, split, tq);
   }
   // the computing consumer groups (warps 0 .. 4 groups - 1) meet at named barrier 5 (1-4 are taken)
   if (a.fuse) {
@@ -1664,6 +1721,7 @@ static cudaError_t launch_merge(const TreeAttentionArgs& a, int batch, cudaStrea
   const int rows = batch * a.n * a.hkv * a.group;
   // Four warps a row below 1024 rows (on the H100 a warp a row was 0.7-1.6 us slower than the old block
   // merge at N=1 and 16, batch 1, and 1.5-2.6 us faster from 2048 rows)
+  // (again with evict-first K/V, 2026-11-28: a warp a row, N=1 16.98 -> 17.50 us, N=16 19.60 -> 19.89)
   const int w = rows < 1024 ? 4 : 1;
   const int per_block = kMergeWarps / w;
   // Programmatic dependent launch (sm_90+): the merge's launch overlaps the attention grid's tail.
@@ -1751,8 +1809,14 @@ static cudaError_t launch_ws(const TreeAttentionArgs& a, int batch, cudaStream_t
   if (!kv_map<T, D>(&maps.k, a.k, batch, a.slots, a.hkv, a.skb, a.sks, a.skh) ||
       !kv_map<T, D>(&maps.v, a.v, batch, a.slots, a.hkv, a.svb, a.svs, a.svh))
     return cudaErrorInvalidValue;  // the binding checked what TMA needs; a driver without it lands here
-  const bool early = a.n * a.group > 64;  // both groups of the first row block compute (kEarlyQ)
-  const auto kernel = early ? fa2::tree_attention_ws<T, D, true> : fa2::tree_attention_ws<T, D, false>;
+  // kEarlyQ where both groups of the first row block compute; kQuad (write_row's 16-byte stores) at 17-64
+  // rows and head_dim 128, where one group computes (with two it stages its rows through shared memory). At
+  // head_dim 64 they lost: SmolLM2 heads, batch 8, N=16, P=8192 25.07 -> 25.54 us (2026-11-28 round 4).
+  constexpr bool kQuad = D == 128;
+  const int rows = a.n * a.group;
+  const auto kernel = rows > 64   ? fa2::tree_attention_ws<T, D, true, false>
+                      : rows > 16 ? fa2::tree_attention_ws<T, D, false, kQuad>
+                                  : fa2::tree_attention_ws<T, D, false, false>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes);
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (a.n * a.group + 127) / 128, a.nsplit);
