@@ -1819,7 +1819,7 @@ static cudaError_t launch_ws(const TreeAttentionArgs& a, int batch, cudaStream_t
                                   : fa2::tree_attention_ws<T, D, false, false>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes);
   if (err != cudaSuccess) return err;
-  dim3 grid(batch * a.hkv, (a.n * a.group + 127) / 128, a.nsplit);
+  dim3 grid(batch * a.hkv, (rows + 127) / 128, a.nsplit);
   kernel<<<grid, fa2::kWsThreads, L::bytes, stream>>>(a, maps);
   return a.nsplit > 1 && !a.fuse ? launch_merge<T, D>(a, batch, stream) : cudaGetLastError();
 }
