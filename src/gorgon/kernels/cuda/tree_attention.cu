@@ -533,6 +533,12 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
   const __half2 v = __floats2half2_rn(lo, hi);
   return (uint32_t)__half_as_ushort(v.x) | ((uint32_t)__half_as_ushort(v.y) << 16);
 }
+// A thread's two columns of output block j in row h of its two (an mma/wgmma accumulator), scaled by inv
+// (1 / the row's softmax sum) and packed: what write_row and the ws kernel's staged rows store.
+template <typename T, int DB>
+__device__ __forceinline__ uint32_t out_pair(const float (&o)[DB][4], int j, int h, float inv) {
+  return pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+}
 
 // 2^x in one MUFU op (ex2.approx.ftz, any architecture): exp2f adds a denormal range check and two multiplies
 __device__ __forceinline__ float ex2_ftz(float x) {
@@ -814,7 +820,7 @@ __device__ __forceinline__ void write_row(const TreeAttentionArgs& a, const floa
     for (int q = 0; q < D / 32; ++q) {
       uint32_t v[4];
 #pragma unroll
-      for (int k = 0; k < 4; ++k) v[k] = pack2<T>(o[4 * q + k][2 * h] * inv, o[4 * q + k][2 * h + 1] * inv);
+      for (int k = 0; k < 4; ++k) v[k] = out_pair<T>(o, 4 * q + k, h, inv);
       uint32_t x = __shfl_xor_sync(quad, hi2 ? v[0] : v[2], 2);
       uint32_t y = __shfl_xor_sync(quad, hi2 ? v[1] : v[3], 2);
       if (hi2) v[0] = x, v[1] = y;
@@ -829,7 +835,7 @@ __device__ __forceinline__ void write_row(const TreeAttentionArgs& a, const floa
     T* const dst = row_dst<T, D>(a, b, kvh, row, split) + 2 * tq;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j)
-      *reinterpret_cast<uint32_t*>(dst + 8 * j) = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+      *reinterpret_cast<uint32_t*>(dst + 8 * j) = out_pair<T>(o, j, h, inv);
   }
 }
 
@@ -1573,7 +1579,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
 #pragma unroll
       for (int j = 0; j < DB; ++j) {
         const uint32_t dst = qs + r * (D * 2) + ((j ^ (r & 7)) << 4) + tq * 4;
-        const uint32_t val = pack2<T>(o[j][2 * h] * inv, o[j][2 * h + 1] * inv);
+        const uint32_t val = out_pair<T>(o, j, h, inv);
         asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(dst), "r"(val) : "memory");
       }
       if (tq == 0 && row < rows) store_lse(a, b, kvh, row, split, m[h], lsum[h]);
