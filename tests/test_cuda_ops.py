@@ -103,28 +103,6 @@ def test_split_plan_of_the_warp_specialized_kernel(monkeypatch):
     assert cuda_ops.split_plan(q, k, 8192 + 64, code) == (1, 8192)
 
 
-H100_CLUSTERS = (0, 132, 66, 39, 30, 22, 17, 15, 15, 9, 7, 7, 7, 7, 7, 7, 7)  # the driver's answer on an H100
-
-
-@pytest.mark.parametrize(
-    "batch, n, hq, hkv, kv_len, want",
-    [
-        (1, 16, 32, 8, 8192, 9),  # 8 row blocks: 8 clusters of 9 fit, of 10 or more only 7
-        (2, 16, 32, 8, 8192, 6),  # 16 row blocks: 17 clusters of 6 fit
-        (8, 1, 32, 8, 8192, 2),  # 64 row blocks: clusters of 2
-        (16, 1, 32, 8, 8192, 0),  # 128 row blocks: no pair fits each, the ws kernel's plan runs
-        (1, 16, 9, 3, 8192, 16),  # 3 row blocks: the largest clusters
-        (1, 16, 32, 8, 300, 3),  # 3 tiles: no split shorter than a tile
-        (1, 16, 32, 8, 100, 0),  # 1 tile
-    ],
-)
-def test_cluster_plan(batch, n, hq, hkv, kv_len, want, monkeypatch):
-    monkeypatch.setattr(cuda_ops, "_cluster_capacity", lambda ext, device, d: H100_CLUSTERS)
-    q, k, _, _ = _inputs(n, hq, hkv, 128, batch=batch)
-    assert cuda_ops.cluster_plan(None, q, k, kv_len) == want
-    assert cuda_ops.cluster_plan(None, q, k, kv_len, splits=5) == min(5, -(-kv_len // 128))
-
-
 def test_split_plan_leaves_short_contexts_unsplit(monkeypatch):
     # under SHORT_WORK (slots x head_dim) one block a row block does all: no merge kernel
     monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: 264)

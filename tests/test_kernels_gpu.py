@@ -64,14 +64,14 @@ GRID = [
 ]
 
 
-CUDA_KERNELS = ["mma4", "mma8", "wmma", "wgmma4", "wgmma8", "ws", "wsc"]
+CUDA_KERNELS = ["mma4", "mma8", "wmma", "wgmma4", "wgmma8", "ws"]
 
 
 def _skip_unless_runs(kernel: str) -> None:
     from gorgon.kernels import cuda_ops
 
     # a conditional skip: Hopper-only kernels
-    if kernel in ("wgmma4", "wgmma8", "ws", "wsc") and not cuda_ops.has_wgmma():
+    if kernel in ("wgmma4", "wgmma8", "ws") and not cuda_ops.has_wgmma():
         pytest.skip("the wgmma kernels need an sm_90 GPU")
 
 
@@ -101,34 +101,6 @@ def test_cuda_tree_attention_split_counts(n, hq, hkv, d, target, dtype, kernel, 
     monkeypatch.setattr(cuda_ops, "_target_blocks", lambda device: target)
     attend = lambda *args, **kw: cuda_ops.tree_attention(*args, **kw, kernel=kernel)
     _check(attend, n, hq, hkv, d, dtype, "long")
-
-
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("splits", [1, 2, 3, 9, 16])
-@pytest.mark.parametrize(
-    "n, hq, hkv, d", [(1, 32, 8, 128), (16, 32, 8, 128), (64, 32, 8, 128), (128, 9, 3, 64), (33, 9, 3, 128)]
-)
-def test_cuda_cluster_form(n, hq, hkv, d, splits, dtype):
-    """The cluster form (wsc) with clusters of 1 to 16 splits, uneven ones too (a split of the tree's
-    tiles only, splits with nothing to read at the short rows), one and several row blocks a KV head."""
-    from gorgon.kernels import cuda_ops
-
-    _skip_unless_runs("wsc")
-    attend = lambda *args, **kw: cuda_ops.tree_attention(*args, **kw, kernel="wsc", splits=splits)
-    _check(attend, n, hq, hkv, d, dtype, "long")
-
-
-def test_cuda_cluster_plan_fits_the_gpu():
-    """The cluster form's plan asks the driver: every cluster of the grid resident at once."""
-    from gorgon.kernels import cuda_ops
-
-    _skip_unless_runs("wsc")
-    q = torch.empty(1, 16, 32, 128, dtype=torch.bfloat16, device="cuda")
-    k = torch.empty(1, 8192 + 16, 8, 128, dtype=torch.bfloat16, device="cuda")
-    size = cuda_ops.cluster_plan(cuda_ops.extension(), q, k, 8192 + 16)
-    capacity = cuda_ops._cluster_capacity(cuda_ops.extension(), q.get_device(), 128)
-    assert 2 <= size <= cuda_ops.MAX_CLUSTER and capacity[size] >= 8
-    assert all(capacity[bigger] < 8 for bigger in range(size + 1, cuda_ops.MAX_CLUSTER + 1))
 
 
 FUSE_CASES = [

@@ -39,13 +39,11 @@ from gorgon.kernels.attention import (
 SOURCES = [Path(__file__).parent / "cuda" / name for name in ("tree_attention.cu", "binding.cpp")]
 MAX_TREE = 128
 # the binding's codes
-KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3, "wgmma4": 4, "wgmma8": 5, "ws": 6, "wsc": 7}
+KERNELS = {"exact": 0, "mma4": 1, "wmma": 2, "mma8": 3, "wgmma4": 4, "wgmma8": 5, "ws": 6}
 NAMES = (*KERNELS, "mma")  # "mma": whichever tensor-core kernel _auto_kernel picks
 # (node, head) rows a block of each tensor-core kernel
-BLOCK_ROWS = {1: 64, 2: 64, 3: 128, 4: 64, 5: 128, 6: 128, 7: 128}
-WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"], KERNELS["ws"], KERNELS["wsc"]}  # warp-group MMA: sm_90 only
-TMA = {KERNELS["ws"], KERNELS["wsc"]}  # K and V read as TMA tensors of one shape
-MAX_CLUSTER = 16  # splits a cluster of the cluster form (wsc) at most: the H100's non-portable limit
+BLOCK_ROWS = {1: 64, 2: 64, 3: 128, 4: 64, 5: 128, 6: 128}
+WGMMA = {KERNELS["wgmma4"], KERNELS["wgmma8"], KERNELS["ws"]}  # Hopper's warp-group MMA: sm_90 only
 WS_TILE = 128  # slots a tile of the warp-specialized kernel (fa2::kWsBN)
 MIN_SPLIT = 128  # committed slots per split, at least
 BALANCE_MIN_SPLIT = 2048  # committed slots per split, at least, where _splits balances a grid
@@ -208,7 +206,7 @@ def _kernel_code(
         raise GorgonError(f"GORGON_CUDA_KERNEL / kernel: {name!r} is not one of {sorted(NAMES)}")
     if name == "mma" or (fast is True and name == "exact"):
         name = _auto_kernel(q, tensors[1].shape[2], span)
-        if KERNELS[name] in TMA and tensors[1].shape != tensors[2].shape:  # its TMA maps K and V alike
+        if name == "ws" and tensors[1].shape != tensors[2].shape:  # its TMA maps K and V alike
             name = "wgmma4"
     if KERNELS[name] in WGMMA and q.is_cuda and not _hopper(q):
         raise GorgonError(f"the CUDA kernel {name!r} runs on sm_90 GPUs (H100, H200) only; use mma4 or mma8")
@@ -296,30 +294,6 @@ def tree_attention(
     return launch(extension(), code, *tensors, kv_len, scale, out, splits, fuse)
 
 
-@cache
-def _cluster_capacity(ext, device: int, d: int) -> tuple[int, ...]:
-    """Clusters of 0 .. MAX_CLUSTER blocks of the cluster form that GPU `device` holds at once (the index
-    is the size). The H100 80GB's 132 SMs hold 66 of 2, 39 of 3, 30 of 4, 15 of 7 or 8, 9 of 9 and 7 of
-    10-16 (its GPCs are uneven; scripts probe, 2026-11-28)."""
-    with torch.cuda.device(device):
-        return (0, *(int(ext.ws_clusters(d, size)) for size in range(1, MAX_CLUSTER + 1)))
-
-
-def cluster_plan(ext, q: torch.Tensor, cache_k: torch.Tensor, kv_len: int, splits: int | None = None) -> int:
-    """Splits a row block of the cluster form (wsc), one cluster: the most whose clusters all fit the GPU
-    at once (a cluster that waits for a place would run a second round nearly alone), none shorter than
-    a tile; `splits` forces the count. 0 where fewer than two splits fit: the ws kernel's plan runs."""
-    b, n, hq, d = q.shape
-    hkv = cache_k.shape[2]
-    blocks = b * hkv * -(-n * (hq // hkv) // BLOCK_ROWS[KERNELS["wsc"]])
-    tiles = -(-kv_len // WS_TILE)
-    if splits:
-        return max(1, min(splits, MAX_CLUSTER, tiles))
-    capacity = _cluster_capacity(ext, q.get_device(), d)
-    fits = [size for size in range(2, min(MAX_CLUSTER, tiles) + 1) if capacity[size] >= blocks]
-    return max(fits, default=0)
-
-
 def fuse_merge(code: int, row_blocks: int, fuse: bool) -> bool:
     """Whether kernel `code`, split, merges its splits itself (the row block's last split to finish, a warp
     a row: merge_if_last in tree_attention.cu) instead of launching the merge kernel: only where asked
@@ -357,19 +331,13 @@ def launch(
     tree_attention's knobs."""
     b, n, hq, d = q.shape
     exact = code == KERNELS["exact"]
-    clusters = cluster_plan(ext, q, cache_k, kv_len, splits) if code == KERNELS["wsc"] else 0
-    if code == KERNELS["wsc"] and not clusters:
-        code = KERNELS["ws"]  # too many row blocks for clusters of two
-    if clusters:  # no scratch: the cluster merges in shared memory
-        nsplit, split = clusters, 0
-    else:
-        nsplit, split = (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code, splits)
-    parts = b * n * hq * nsplit if nsplit > 1 and not clusters else 1
+    nsplit, split = (1, max(kv_len - n, 1)) if exact else split_plan(q, cache_k, kv_len, code, splits)
+    parts = b * n * hq * nsplit if nsplit > 1 else 1
     lse = torch.empty(parts, device=q.device, dtype=torch.float32)
     part = torch.empty(parts, d if nsplit > 1 else 1, device=q.device, dtype=q.dtype)
     rows = n * (hq // cache_k.shape[2])
     row_blocks = b * cache_k.shape[2] * -(-rows // 64)
-    fused = nsplit > 1 and not clusters and fuse_merge(code, row_blocks, fuse)
+    fused = nsplit > 1 and fuse_merge(code, row_blocks, fuse)
     counters = block_counters(q.device) if fused else lse  # a valid tensor the kernels never read unfused
     args = (q, cache_k, cache_v, committed, bits, out, lse, part, scale, nsplit, split, code)
     ext.tree_attention(*args, _pdl(), fused, counters)

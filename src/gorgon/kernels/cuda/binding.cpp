@@ -25,7 +25,6 @@ struct TreeAttentionArgs {
 cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
                                 cudaStream_t stream);
 cudaError_t tree_attention_exact(TreeAttentionArgs a, int batch, int d, int dtype, cudaStream_t stream);
-int ws_clusters(int d, int dtype, int size);
 cudaError_t keep_path(void* data, int elem_size, const int64_t* committed, const int64_t* path,
                       const int64_t* n_acc, int rows, int depth, int planes, int64_t plane_stride,
                       int64_t row_stride, int64_t slot_stride, int64_t width, cudaStream_t stream);
@@ -41,8 +40,7 @@ static int dtype_code(const torch::Tensor& t) {
 // q [B, N, Hq, D]; cache_k/v [B, S, Hkv, D]; committed [B] int64; bits [B, N, W] int32; out like q.
 // kernel: 0 the exact warp-per-row kernel, 1 the mma.sync tensor-core kernel (4 warps), 2 the WMMA one, 3 the
 // mma.sync one with 8 warps, 4 and 5 its wgmma form with 4 and 8 warps, 6 the warp-specialized form (sm_90:
-// cuda_ops builds sm_90a code there), 7 its cluster form (a row block's nsplit splits one cluster that
-// merges them in shared memory: no scratch, no merge kernel; nsplit <= 16). The tensor-core
+// cuda_ops builds sm_90a code there). The tensor-core
 // kernels run `nsplit` blocks per row block, of `split` committed slots each, the last one taking the tree
 // (nsplit 1: one block does all); when nsplit > 1, lse [rows * nsplit] float32 and part
 // [rows * nsplit, D] of q's dtype hold each split's log2-sum-exp and normalized output for the merge.
@@ -69,7 +67,7 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   a.bits = bits.data_ptr<int32_t>();
   TORCH_CHECK(lse.scalar_type() == torch::kFloat32 && part.scalar_type() == q.scalar_type(),
               "tree attention: lse float32, partials of q's dtype");
-  TORCH_CHECK(nsplit == 1 || kernel == 7 || (lse.numel() >= q.size(0) * q.size(1) * q.size(2) * nsplit &&
+  TORCH_CHECK(nsplit == 1 || (lse.numel() >= q.size(0) * q.size(1) * q.size(2) * nsplit &&
                               part.numel() >= lse.numel() * q.size(3)),
               "tree attention: split scratch too small");
   a.lse_out = lse.data_ptr<float>();
@@ -90,12 +88,11 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   a.sob = out.stride(0), a.son = out.stride(1), a.soh = out.stride(2);
   const int batch = (int)q.size(0), d = (int)q.size(3);
   auto stream = at::cuda::getCurrentCUDAStream().stream();
-  TORCH_CHECK(kernel >= 0 && kernel <= 7, "tree attention: unknown kernel ", kernel);
-  TORCH_CHECK(kernel != 7 || (nsplit >= 1 && nsplit <= 16), "tree attention: clusters of 1 to 16 splits");
+  TORCH_CHECK(kernel >= 0 && kernel <= 6, "tree attention: unknown kernel ", kernel);
   TORCH_CHECK(kernel < 4 || (props->major == 9 && props->minor == 0),
               "tree attention: the wgmma kernels need an sm_90 GPU (H100/H200)");
   // the warp-specialized form reads K/V by TMA: 16-byte aligned base and strides, the same shape for both
-  TORCH_CHECK((kernel != 6 && kernel != 7) || (k.sizes() == v.sizes() &&
+  TORCH_CHECK(kernel != 6 || (k.sizes() == v.sizes() &&
                               (uintptr_t)k.data_ptr() % 16 == 0 && (uintptr_t)v.data_ptr() % 16 == 0 &&
                               k.stride(0) % 8 == 0 && k.stride(1) % 8 == 0 && k.stride(2) % 8 == 0 &&
                               v.stride(0) % 8 == 0 && v.stride(1) % 8 == 0 && v.stride(2) % 8 == 0 &&
@@ -105,8 +102,7 @@ void tree_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Te
   a.slots = k.size(1);
   // row blocks of the grid (the tensor-core kernels: 64 rows a block, fewer blocks for 128)
   const int64_t row_blocks = q.size(0) * k.size(2) * ((q.size(1) * (q.size(2) / k.size(2)) + 63) / 64);
-  // the mma, wgmma and ws forms merge their own (the cluster form always does, in shared memory)
-  a.fuse = fuse && nsplit > 1 && kernel != 0 && kernel != 2 && kernel != 7;
+  a.fuse = fuse && nsplit > 1 && kernel != 0 && kernel != 2;  // the mma, wgmma and ws forms merge their own
   TORCH_CHECK(!a.fuse || (counters.is_cuda() && counters.scalar_type() == torch::kInt32 &&
                           counters.is_contiguous() && counters.numel() >= row_blocks),
               "tree attention: the fused merge needs an int32 counter a row block");
@@ -128,16 +124,7 @@ void keep_path(torch::Tensor data, torch::Tensor committed, torch::Tensor path, 
   TORCH_CHECK(err == cudaSuccess, "keep_path launch: ", cudaGetErrorString(err));
 }
 
-// How many clusters of `size` blocks of the cluster form the current GPU holds at once, for head_dim d
-// (either half type: the same blocks; 0: the driver cannot say).
-int64_t ws_clusters(int64_t d, int64_t size) {
-  TORCH_CHECK(d == 64 || d == 128, "ws_clusters: head_dim 64 or 128");
-  TORCH_CHECK(size >= 1 && size <= 16, "ws_clusters: 1 to 16 blocks a cluster");
-  return gorgon::ws_clusters((int)d, 2, (int)size);
-}
-
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("tree_attention", &tree_attention, "tree attention (see tree_attention.cu)");
-  m.def("ws_clusters", &ws_clusters, "clusters of the cluster form resident at once");
   m.def("keep_path", &keep_path, "compact accepted KV slots in place");
 }

@@ -1194,8 +1194,7 @@ template <int D> struct WsLayout {
   static constexpr int kRegion = kWsBN * 128;                 // bytes of a tile's 64-dim region
   static constexpr int kTile = (D / 64) * kRegion;            // bytes of a K or V tile
   static constexpr int kQ = (D / 64) * 64 * 128;              // bytes of a warp group's Q (64 rows)
-  // + align; after the barriers, the cluster form's 128 log2-sum-exps
-  static constexpr size_t bytes = 1024 + 2 * kStages * kTile + 2 * kQ + 4 * kStages * 8 + 128 * 4;
+  static constexpr size_t bytes = 1024 + 2 * kStages * kTile + 2 * kQ + 4 * kStages * 8;  // + align
 };
 
 // The K and V caches as TMA tensors [batch, slots, kv_heads, D] (innermost last), tiles of 64 dims x
@@ -1304,93 +1303,9 @@ __device__ __forceinline__ void turn_wait(int group) {
 __device__ __forceinline__ void turn_pass(int group) {
   asm volatile("bar.arrive %0, 256;\n" ::"r"(4 - group) : "memory");
 }
-// Every thread of every block of the cluster: this block's shared-memory stores before (release), the
-// other blocks' after (acquire).
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
-}
-__device__ __forceinline__ int cluster_rank() {
-  uint32_t r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return (int)r;
-}
-// This block's shared-memory address `addr` in block `rank` of the cluster.
-__device__ __forceinline__ uint32_t remote(uint32_t addr, int rank) {
-  uint32_t r;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(r) : "r"(addr), "r"(rank));
-  return r;
-}
-__device__ __forceinline__ uint4 ld_cluster16(uint32_t addr) {
-  uint4 v;
-  asm volatile("ld.shared::cluster.v4.b32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "r"(addr)
-               : "memory");
-  return v;
-}
-__device__ __forceinline__ float ld_cluster_f32(uint32_t addr) {
-  float v;
-  asm volatile("ld.shared::cluster.f32 %0, [%1];\n" : "=f"(v) : "r"(addr) : "memory");
-  return v;
-}
-
-// The cluster form's merge (tree_attention_ws with kCluster): the cluster's `nsplit` blocks are the splits
-// of one row block of `nb` rows; each has left its rows' normalized partials in its consumer groups' Q
-// buffers (`qbase`, groups `kq` bytes apart; 16-byte chunk c of local row r at c ^ (r % 8)) and their
-// log2-sum-exps at `lbase`. This block merges its share of the rows (rank r: rows r * per ..), warp `warp`
-// of the 8 consumer warps every 8th of them, each lane loading its splits' vectors from the blocks' shared
-// memory all at once (merge_row's weights: 2^(lse - max lse), empty splits 0), and writes the output.
-template <typename T, int D>
-__device__ __forceinline__ void cluster_merge(const TreeAttentionArgs& a, int b, int kvh, int row_base, int nb,
-                                              uint32_t qbase, uint32_t lbase, int kq, int warp, int lane) {
-  using M = MergeShape<T, D>;
-  constexpr int kPer = M::kPer, kVecs = M::kVecs, kStride = M::kStride;
-  constexpr int kLoads = 16 / kStride;  // clusters of 16 blocks at most
-  const int nsplit = a.nsplit, rank = cluster_rank(), per = (nb + nsplit - 1) / nsplit;
-  const int end = min(nb, (rank + 1) * per), first = lane / kVecs, c = lane % kVecs;
-  for (int r = rank * per + warp; r < end; r += 8) {
-    const uint32_t src = qbase + (r / 64) * kq + (r % 64) * (D * 2) + ((c ^ (r & 7)) << 4);
-    uint4 raw[kLoads];
-#pragma unroll
-    for (int i = 0; i < kLoads; ++i) {
-      const int s = first + i * kStride;
-      if (s < nsplit) raw[i] = ld_cluster16(remote(src, s));
-    }
-    const float mine = lane < nsplit ? ld_cluster_f32(remote(lbase + 4 * r, lane)) : -INFINITY;
-    float top = warp_max(mine);
-    if (top == -INFINITY) top = 0.f;  // a row that saw nothing: every weight 0, and so its output
-    const float den = warp_sum(mine == -INFINITY ? 0.f : exp2f(mine - top));
-    float acc[kPer];
-#pragma unroll
-    for (int e = 0; e < kPer; ++e) acc[e] = 0.f;
-#pragma unroll
-    for (int i = 0; i < kLoads; ++i) {
-      const int s = first + i * kStride;
-      const float ls = __shfl_sync(0xffffffffu, mine, s);
-      if (s >= nsplit) continue;
-      const float w = ls == -INFINITY ? 0.f : exp2f(ls - top);
-      const T* x = reinterpret_cast<const T*>(&raw[i]);
-#pragma unroll
-      for (int e = 0; e < kPer; ++e) acc[e] += w * to_float(x[e]);
-    }
-#pragma unroll
-    for (int o = kVecs; o < 32; o <<= 1) {
-#pragma unroll
-      for (int e = 0; e < kPer; ++e) acc[e] += __shfl_xor_sync(0xffffffffu, acc[e], o);
-    }
-    if (lane >= kVecs) continue;
-    const float inv = den > 0.f ? 1.f / den : 0.f;
-    const int row = row_base + r, head = kvh * a.group + row % a.group;
-    T* out = static_cast<T*>(a.out) + b * a.sob + (row / a.group) * a.son + head * a.soh + c * kPer;
-    uint32_t packed[kPer / 2];
-#pragma unroll
-    for (int e = 0; e < kPer / 2; ++e) packed[e] = pack2<T>(acc[2 * e] * inv, acc[2 * e + 1] * inv);
-    *reinterpret_cast<uint4*>(out) = *reinterpret_cast<const uint4*>(packed);
-  }
-}
 #endif
 
-template <typename T, int D, bool kEarlyQ, bool kQuad, bool kCluster = false>
+template <typename T, int D, bool kEarlyQ, bool kQuad>
 __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttentionArgs a, const __grid_constant__ KvMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using L = WsLayout<D>;
@@ -1419,11 +1334,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   const bool direct = a.nsplit == 1;
   const bool do_tree = direct || split == a.nsplit - 1;
   int64_t lo = 0, hi = committed + a.n;  // this block's run of slots
-  if (kCluster) {  // this row's tiles (committed and tree alike) shared out evenly over the cluster
-    const int64_t tiles = (hi + kWsBN - 1) / kWsBN;
-    lo = tiles * split / a.nsplit * kWsBN;
-    hi = min(hi, tiles * (split + 1) / a.nsplit * kWsBN);
-  } else if (!direct) {
+  if (!direct) {
     lo = do_tree ? committed : (int64_t)split * a.split;
     hi = do_tree ? committed + a.n : (lo + a.split < committed ? lo + a.split : committed);
   }
@@ -1479,29 +1390,11 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
           tma_load(vbuf(st) + r * L::kRegion, &maps.v, full_v(st), r * 64, kvh, slot, b, policy);
       }
     }
-    if constexpr (kCluster) {  // the consumers' two cluster barriers, matched
-      cluster_sync();
-      cluster_sync();
-    }
     return;
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
-  // the cluster form's merge of the row block (its rows' log2-sum-exps after the barriers), by the 8
-  // consumer warps; made where it runs, not kept across the main loop (it spilled)
-  auto merge_cluster = [&]() {
-    const int row_base = (int)blockIdx.y * 128;
-    cluster_merge<T, D>(a, b, kvh, row_base, min(128, rows - row_base), qbase, bars + 32 * kStages, L::kQ, warp,
-                        lane);
-  };
-  if (group >= groups) {  // all padding: the empty barriers count only the groups that compute
-    if constexpr (kCluster) {
-      cluster_sync();
-      merge_cluster();
-      cluster_sync();
-    }
-    return;
-  }
+  if (group >= groups) return;  // all padding: the empty barriers count only the groups that compute
   const int g = lane >> 2, tq = lane & 3;
 
   // Q: this group's 64 rows into the swizzled K-major layout (64-dim regions of 64 rows x 128 bytes),
@@ -1668,29 +1561,6 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     if (leader) mbar_arrive(empty_v(pst));
   }
 
-  if constexpr (kCluster) {
-    // The group's rows, normalized, into its Q buffer (the last Q K^T that read it has completed), their
-    // log2-sum-exps beside the barriers; then the cluster merges them (cluster_merge).
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const float lsum = quad_sum(l[h]);
-      const int r = gwarp * 16 + g + 8 * h;
-      const float inv = lsum > 0.f ? 1.f / lsum : 0.f;
-#pragma unroll
-      for (int j = 0; j < DB; ++j) {
-        const uint32_t dst = qs + r * (D * 2) + ((j ^ (r & 7)) << 4) + tq * 4;
-        const uint32_t val = out_pair<T>(o, j, h, inv);
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(dst), "r"(val) : "memory");
-      }
-      const float lse = lsum > 0.f ? m[h] + log2f(lsum) : -INFINITY;
-      const uint32_t dst = bars + 32 * kStages + 4 * (group * 64 + r);
-      if (tq == 0) asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(dst), "f"(lse) : "memory");
-    }
-    cluster_sync();
-    merge_cluster();
-    cluster_sync();
-    return;
-  }
   // Where both groups compute at head_dim 128, the group's rows go out through its Q buffer (the last
   // Q K^T that read it has completed): the fragments' 4-byte pieces there (16-byte chunk c of row r at
   // c ^ (r % 8): no bank conflicts either way), then whole rows in 16-byte stores, instead of the
@@ -1938,52 +1808,13 @@ static bool kv_map(CUtensorMap* map, const void* data, int batch, int64_t slots,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-// The cluster form's launch: a row block's a.nsplit splits are one cluster (more than 8 blocks, the
-// portable limit, need the non-portable size allowed).
-template <typename K>
-static cudaLaunchConfig_t cluster_config(K kernel, dim3 grid, int nsplit, size_t bytes, cudaStream_t stream,
-                                         cudaLaunchAttribute* attr) {
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-  if (nsplit > 8) cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-  cudaLaunchConfig_t config = {};
-  config.gridDim = grid;
-  config.blockDim = dim3(fa2::kWsThreads);
-  config.dynamicSmemBytes = bytes;
-  config.stream = stream;
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = 1;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = nsplit;
-  config.attrs = attr;
-  config.numAttrs = 1;
-  return config;
-}
-
 template <typename T, int D>
-static int ws_clusters(int size) {
-  const auto kernel = fa2::tree_attention_ws<T, D, false, false, true>;
-  cudaLaunchAttribute attr[1];
-  const cudaLaunchConfig_t config = cluster_config(kernel, dim3(1, 1, size), size, fa2::WsLayout<D>::bytes, 0, attr);
-  int count = 0;
-  return cudaOccupancyMaxActiveClusters(&count, kernel, &config) == cudaSuccess ? count : 0;
-}
-
-template <typename T, int D, bool kCluster = false>
 static cudaError_t launch_ws(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
   using L = fa2::WsLayout<D>;
   fa2::KvMaps maps;
   if (!kv_map<T, D>(&maps.k, a.k, batch, a.slots, a.hkv, a.skb, a.sks, a.skh) ||
       !kv_map<T, D>(&maps.v, a.v, batch, a.slots, a.hkv, a.svb, a.svs, a.svh))
     return cudaErrorInvalidValue;  // the binding checked what TMA needs; a driver without it lands here
-  if constexpr (kCluster) {
-    const int rows = a.n * a.group;
-    const auto kernel = rows > 64 ? fa2::tree_attention_ws<T, D, true, false, true>
-                                  : fa2::tree_attention_ws<T, D, false, false, true>;
-    cudaLaunchAttribute attr[1];
-    const dim3 grid(batch * a.hkv, (rows + 127) / 128, a.nsplit);
-    const cudaLaunchConfig_t config = cluster_config(kernel, grid, a.nsplit, L::bytes, stream, attr);
-    return cudaLaunchKernelEx(&config, kernel, a, maps);
-  }
   // kEarlyQ where both groups of the first row block compute; kQuad (write_row's 16-byte stores) at 17-64
   // rows and head_dim 128, where one group computes (with two it stages its rows through shared memory). At
   // head_dim 64 they lost: SmolLM2 heads, batch 8, N=16, P=8192 25.07 -> 25.54 us (2026-11-28 round 4).
@@ -2013,27 +1844,17 @@ static cudaError_t launch_tc(const TreeAttentionArgs& a, int batch, int d, int v
   if (variant == 4 && d == 128) return launch_mma<T, 128, 8, true>(a, batch, stream);
   if (variant == 5 && d == 64) return launch_ws<T, 64>(a, batch, stream);
   if (variant == 5 && d == 128) return launch_ws<T, 128>(a, batch, stream);
-  if (variant == 6 && d == 64) return launch_ws<T, 64, true>(a, batch, stream);
-  if (variant == 6 && d == 128) return launch_ws<T, 128, true>(a, batch, stream);
   return cudaErrorInvalidValue;
 }
 
 // variant 0: the mma.sync kernel (tree_attention_mma) with 4 warps; 1: the WMMA kernel
 // (tree_attention_wmma); 2: the mma.sync kernel with 8 warps; 3 and 4: its wgmma form with 4 and 8 warps;
-// 5: the warp-specialized form (tree_attention_ws); 6: its cluster form, a row block's splits one cluster
-// merged in shared memory. 3-6 run on sm_90a builds only (the binding checks).
+// 5: the warp-specialized form (tree_attention_ws). 3-5 run on sm_90a builds only (the binding checks).
 cudaError_t tree_attention_fast(const TreeAttentionArgs& a, int batch, int d, int dtype, int variant,
                                 cudaStream_t stream) {
   if (dtype == 1) return launch_tc<__half>(a, batch, d, variant, stream);
   if (dtype == 2) return launch_tc<__nv_bfloat16>(a, batch, d, variant, stream);
   return cudaErrorInvalidValue;
-}
-
-// How many clusters of `size` blocks of the cluster form (head_dim d, dtype 1 half / 2 bfloat16) the GPU
-// holds at once; 0 where it cannot say.
-int ws_clusters(int d, int dtype, int size) {
-  if (dtype == 1) return d == 64 ? ws_clusters<__half, 64>(size) : ws_clusters<__half, 128>(size);
-  return d == 64 ? ws_clusters<__nv_bfloat16, 64>(size) : ws_clusters<__nv_bfloat16, 128>(size);
 }
 
 cudaError_t tree_attention_exact(TreeAttentionArgs a, int batch, int d, int dtype, cudaStream_t stream) {
