@@ -12,6 +12,7 @@ for dtype in (torch.float32, torch.bfloat16, torch.float16):
         (64, 32, 8, 128, 3000),
         (128, 4, 4, 64, 700),
         (1, 32, 8, 128, 3000),
+        (5, 32, 8, 128, 3000),  # 20 rows: the ws kernel's Q by TMA (kTmaQ)
         (64, 32, 8, 128, 200),  # unsplit (the output written directly)
     ]:
         parents = torch.tensor([[0] + [(i - 1) // 3 for i in range(1, n)]] * 2)

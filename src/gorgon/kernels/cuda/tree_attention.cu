@@ -1194,13 +1194,14 @@ template <int D> struct WsLayout {
   static constexpr int kRegion = kWsBN * 128;                 // bytes of a tile's 64-dim region
   static constexpr int kTile = (D / 64) * kRegion;            // bytes of a K or V tile
   static constexpr int kQ = (D / 64) * 64 * 128;              // bytes of a warp group's Q (64 rows)
-  static constexpr size_t bytes = 1024 + 2 * kStages * kTile + 2 * kQ + 4 * kStages * 8;  // + align
+  static constexpr size_t bytes = 1024 + 2 * kStages * kTile + 2 * kQ + 4 * kStages * 8 + 8;  // + align, full Q
 };
 
 // The K and V caches as TMA tensors [batch, slots, kv_heads, D] (innermost last), tiles of 64 dims x
 // kWsBN slots of one head in the 128-byte-swizzled layout that wgmma reads.
 struct KvMaps {
   CUtensorMap k, v;
+  CUtensorMap q;  // kTmaQ: Q as [batch, nodes, kv heads, group, D], boxes of 64 rows x 64 dims (q_map)
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -1284,6 +1285,15 @@ __device__ __forceinline__ void tma_load(uint32_t dst, const CUtensorMap* map, u
       : "memory");
 #endif
 }
+// A Q box (64 dims x group heads x 64 / group nodes: 64 rows) at (dim c, kv head h, node nd, batch b).
+__device__ __forceinline__ void tma_load_q(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c, int h, int nd,
+                                           int b) {
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5, "
+      "%6, %7}], [%2];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c), "r"(0), "r"(h), "r"(nd), "r"(b)
+      : "memory");
+}
 // The K/V tiles' L2 policy (GORGON_WS_EVICT).
 __device__ __forceinline__ uint64_t kv_policy() {
   uint64_t policy = 0;
@@ -1305,7 +1315,7 @@ __device__ __forceinline__ void turn_pass(int group) {
 }
 #endif
 
-template <typename T, int D, bool kEarlyQ, bool kQuad>
+template <typename T, int D, bool kEarlyQ, bool kQuad, bool kTmaQ>
 __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttentionArgs a, const __grid_constant__ KvMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using L = WsLayout<D>;
@@ -1325,6 +1335,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   auto full_v = [&](int i) { return bars + 8 * (kStages + i); };
   auto empty_k = [&](int i) { return bars + 8 * (2 * kStages + i); };
   auto empty_v = [&](int i) { return bars + 8 * (3 * kStages + i); };
+  const uint32_t full_q = bars + 8 * 4 * kStages;  // kTmaQ: group 0's Q landed (one group computes)
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int b = blockIdx.x / a.hkv, kvh = blockIdx.x % a.hkv, split = blockIdx.z;
@@ -1360,6 +1371,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
       mbar_init(empty_k(i), groups);  // one arrival from each consumer group
       mbar_init(empty_v(i), groups);
     }
+    if constexpr (kTmaQ) mbar_init(full_q, 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();  // the last block-wide barrier: the roles part here
@@ -1373,6 +1385,12 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
       // H100 from within noise to 0.5 us faster at batch 1, N=1-128 (reports/h100-2026-11-27j, rounds 3-4)
       asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&maps.k)) : "memory");
       asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&maps.v)) : "memory");
+      if constexpr (kTmaQ) {  // the group's 64 rows, ahead of the first K/V tiles
+        mbar_expect(full_q, L::kQ);
+#pragma unroll
+        for (int r = 0; r < D / 64; ++r)
+          tma_load_q(qbase + r * 64 * 128, &maps.q, full_q, r * 64, kvh, (int)blockIdx.y * 128 / a.group, b);
+      }
       const uint64_t policy = kv_policy();
       for (int t = 0; t < n_tiles; ++t) {
         const int st = t % kStages;
@@ -1400,17 +1418,21 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   // Q: this group's 64 rows into the swizzled K-major layout (64-dim regions of 64 rows x 128 bytes),
   // rows past the tree zero. Every load is issued before the first store (load_q).
   const uint32_t qs = qbase + group * L::kQ;
-  if (!early_q) load_q<T, D, 128>(a, qv, b, kvh, row0, rows, gtid);
+  if constexpr (kTmaQ) {
+    mbar_wait(full_q, 0);
+  } else {
+    if (!early_q) load_q<T, D, 128>(a, qv, b, kvh, row0, rows, gtid);
 #pragma unroll
-  for (int it = 0; it < 64 * V8 / 128; ++it) {
-    const int i = gtid + it * 128, r = i / V8, c = (i % V8) * 8;
-    const uint32_t dst = qs + (c / 64) * 64 * 128 + r * 128 + ((((c % 64) / 8) ^ (r & 7)) << 4);
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(qv[it].x), "r"(qv[it].y),
-                 "r"(qv[it].z), "r"(qv[it].w)
-                 : "memory");
+    for (int it = 0; it < 64 * V8 / 128; ++it) {
+      const int i = gtid + it * 128, r = i / V8, c = (i % V8) * 8;
+      const uint32_t dst = qs + (c / 64) * 64 * 128 + r * 128 + ((((c % 64) / 8) ^ (r & 7)) << 4);
+      asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(qv[it].x), "r"(qv[it].y),
+                   "r"(qv[it].z), "r"(qv[it].w)
+                   : "memory");
+    }
+    fence_proxy_async();  // the generic stores, visible to wgmma's reads
+    group_sync(group);
   }
-  fence_proxy_async();  // the generic stores, visible to wgmma's reads
-  group_sync(group);
 
   int node[2];
 #pragma unroll
@@ -1808,6 +1830,29 @@ static bool kv_map(CUtensorMap* map, const void* data, int batch, int64_t slots,
                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
+// q [batch, n, hq, D] as a TMA tensor [batch, n, hkv, group, D] (innermost last) of boxes of 64 dims x group
+// heads x 64 / group nodes of one KV head (64 rows, numbered as the ws kernel numbers them), 128-byte
+// swizzled like the K tiles; nodes past the tree read as zeros. False where the group does not divide 64 or
+// a stride or the base is not 16-byte aligned.
+template <typename T, int D>
+static bool q_map(CUtensorMap* map, const TreeAttentionArgs& a, int batch) {
+  const EncodeTiled encode = encode_tiled();
+  if (encode == nullptr || 64 % a.group != 0 || a.sqh % 8 || a.sqn % 8 || a.sqb % 8 ||
+      reinterpret_cast<uintptr_t>(a.q) % 16)
+    return false;
+  const cuuint64_t dims[5] = {(cuuint64_t)D, (cuuint64_t)a.group, (cuuint64_t)a.hkv, (cuuint64_t)a.n,
+                              (cuuint64_t)batch};
+  const cuuint64_t strides[4] = {a.sqh * sizeof(T), a.group * a.sqh * sizeof(T), a.sqn * sizeof(T),
+                                 a.sqb * sizeof(T)};
+  const cuuint32_t box[5] = {64, (cuuint32_t)a.group, 1, (cuuint32_t)(64 / a.group), 1};
+  const cuuint32_t step[5] = {1, 1, 1, 1, 1};
+  const CUtensorMapDataType type =
+      std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return encode(map, type, 5, const_cast<void*>(a.q), dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 template <typename T, int D>
 static cudaError_t launch_ws(const TreeAttentionArgs& a, int batch, cudaStream_t stream) {
   using L = fa2::WsLayout<D>;
@@ -1818,11 +1863,14 @@ static cudaError_t launch_ws(const TreeAttentionArgs& a, int batch, cudaStream_t
   // kEarlyQ where both groups of the first row block compute; kQuad (write_row's 16-byte stores) at 17-64
   // rows and head_dim 128, where one group computes (with two it stages its rows through shared memory). At
   // head_dim 64 they lost: SmolLM2 heads, batch 8, N=16, P=8192 25.07 -> 25.54 us (2026-11-28 round 4).
+  // kTmaQ (Q by the producer's TMA, ahead of the K/V tiles) where kQuad is and the group divides 64.
   constexpr bool kQuad = D == 128;
   const int rows = a.n * a.group;
-  const auto kernel = rows > 64   ? fa2::tree_attention_ws<T, D, true, false>
-                      : rows > 16 ? fa2::tree_attention_ws<T, D, false, kQuad>
-                                  : fa2::tree_attention_ws<T, D, false, false>;
+  const bool tma_q = kQuad && rows > 16 && rows <= 64 && q_map<T, D>(&maps.q, a, batch);
+  const auto kernel = rows > 64   ? fa2::tree_attention_ws<T, D, true, false, false>
+                      : tma_q     ? fa2::tree_attention_ws<T, D, false, kQuad, kQuad>
+                      : rows > 16 ? fa2::tree_attention_ws<T, D, false, kQuad, false>
+                                  : fa2::tree_attention_ws<T, D, false, false, false>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L::bytes);
   if (err != cudaSuccess) return err;
   dim3 grid(batch * a.hkv, (rows + 127) / 128, a.nsplit);
