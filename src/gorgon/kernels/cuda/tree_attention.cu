@@ -1863,7 +1863,12 @@ static cudaError_t launch_ws(const TreeAttentionArgs& a, int batch, cudaStream_t
   // kEarlyQ where both groups of the first row block compute; kQuad (write_row's 16-byte stores) at 17-64
   // rows and head_dim 128, where one group computes (with two it stages its rows through shared memory). At
   // head_dim 64 they lost: SmolLM2 heads, batch 8, N=16, P=8192 25.07 -> 25.54 us (2026-11-28 round 4).
-  // kTmaQ (Q by the producer's TMA, ahead of the K/V tiles) where kQuad is and the group divides 64.
+  // kTmaQ (Q by the producer's TMA, ahead of the K/V tiles) where kQuad is and the group divides 64: the
+  // consumers' own loads of a 64-row Q waited behind the K/V stream (their first tile 2.4 us later than at
+  // 4 rows). On the H100, Llama-3-8B heads, P=8192, same run (reports/h100-2026-11-28b round 4, us): batch 1
+  // N=16 19.01 -> 18.78 and 18.92 -> 18.84, N=8 18.13 -> 17.99, N=5 18.20 -> 18.23, batch 2 N=16 30.93 ->
+  // 30.82, batch 8 N=16 94.50 -> 94.11. Not at 4 rows (N=1 17.33 -> 17.73) nor with two groups (N=64
+  // 26.21 -> 28.18: their early loads already overlap), round 3.
   constexpr bool kQuad = D == 128;
   const int rows = a.n * a.group;
   const bool tma_q = kQuad && rows > 16 && rows <= 64 && q_map<T, D>(&maps.q, a, batch);
