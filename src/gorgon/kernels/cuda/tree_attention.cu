@@ -1385,11 +1385,10 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
       // H100 from within noise to 0.5 us faster at batch 1, N=1-128 (reports/h100-2026-11-27j, rounds 3-4)
       asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&maps.k)) : "memory");
       asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(&maps.v)) : "memory");
-      if constexpr (kTmaQ) {  // the group's 64 rows, ahead of the first K/V tiles
+      if constexpr (kTmaQ) {  // the one row block's 64 rows (from node 0), ahead of the first K/V tiles
         mbar_expect(full_q, L::kQ);
 #pragma unroll
-        for (int r = 0; r < D / 64; ++r)
-          tma_load_q(qbase + r * 64 * 128, &maps.q, full_q, r * 64, kvh, (int)blockIdx.y * 128 / a.group, b);
+        for (int r = 0; r < D / 64; ++r) tma_load_q(qbase + r * 64 * 128, &maps.q, full_q, r * 64, kvh, 0, b);
       }
       const uint64_t policy = kv_policy();
       for (int t = 0; t < n_tiles; ++t) {
@@ -1416,7 +1415,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
   const int g = lane >> 2, tq = lane & 3;
 
   // Q: this group's 64 rows into the swizzled K-major layout (64-dim regions of 64 rows x 128 bytes),
-  // rows past the tree zero. Every load is issued before the first store (load_q).
+  // rows past the tree zero: landed by the producer's TMA (kTmaQ), else loaded here, every load issued
+  // before the first store (load_q).
   const uint32_t qs = qbase + group * L::kQ;
   if constexpr (kTmaQ) {
     mbar_wait(full_q, 0);
@@ -1809,48 +1809,49 @@ static EncodeTiled encode_tiled() {
   return fn;
 }
 
+// A tensor of T with `rank` dims (innermost first; `strides`: bytes, dims 1 .. rank - 1) as TMA boxes of
+// `box`, 128-byte swizzled as wgmma reads them; what lies past its bounds reads as zeros. False without
+// the driver's encoder or where it refuses.
+template <typename T>
+static bool swizzled_map(CUtensorMap* map, int rank, const void* data, const cuuint64_t* dims,
+                         const cuuint64_t* strides, const cuuint32_t* box, CUtensorMapL2promotion l2) {
+  const EncodeTiled encode = encode_tiled();
+  if (encode == nullptr) return false;
+  const cuuint32_t step[5] = {1, 1, 1, 1, 1};
+  const CUtensorMapDataType type =
+      std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  return encode(map, type, rank, const_cast<void*>(data), dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                CU_TENSOR_MAP_SWIZZLE_128B, l2, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 // A cache [batch, slots, kv_heads, D] (element strides sb, ss, sh; head_dim contiguous) as a TMA tensor of
-// boxes of 64 dims x kWsBN slots of one head, 128-byte swizzled; slots past the end read as zeros.
+// boxes of 64 dims x kWsBN slots of one head; slots past the end read as zeros.
 template <typename T, int D>
 static bool kv_map(CUtensorMap* map, const void* data, int batch, int64_t slots, int hkv, int64_t sb, int64_t ss,
                    int64_t sh) {
-  const EncodeTiled encode = encode_tiled();
-  if (encode == nullptr) return false;
   const cuuint64_t dims[4] = {(cuuint64_t)D, (cuuint64_t)hkv, (cuuint64_t)slots, (cuuint64_t)batch};
-  const cuuint64_t strides[3] = {sh * sizeof(T), ss * sizeof(T), sb * sizeof(T)};  // bytes, dims 1..3
+  const cuuint64_t strides[3] = {sh * sizeof(T), ss * sizeof(T), sb * sizeof(T)};
   const cuuint32_t box[4] = {64, 1, (cuuint32_t)fa2::kWsBN, 1};
-  const cuuint32_t step[4] = {1, 1, 1, 1};
-  const CUtensorMapDataType type =
-      std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-  return encode(map, type, 4, const_cast<void*>(data), dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                CU_TENSOR_MAP_SWIZZLE_128B,
-                GORGON_WS_L2 == 256   ? CU_TENSOR_MAP_L2_PROMOTION_L2_256B
-                : GORGON_WS_L2 == 128 ? CU_TENSOR_MAP_L2_PROMOTION_L2_128B
-                                      : CU_TENSOR_MAP_L2_PROMOTION_NONE,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return swizzled_map<T>(map, 4, data, dims, strides, box,
+                         GORGON_WS_L2 == 256   ? CU_TENSOR_MAP_L2_PROMOTION_L2_256B
+                         : GORGON_WS_L2 == 128 ? CU_TENSOR_MAP_L2_PROMOTION_L2_128B
+                                               : CU_TENSOR_MAP_L2_PROMOTION_NONE);
 }
 
 // q [batch, n, hq, D] as a TMA tensor [batch, n, hkv, group, D] (innermost last) of boxes of 64 dims x group
-// heads x 64 / group nodes of one KV head (64 rows, numbered as the ws kernel numbers them), 128-byte
-// swizzled like the K tiles; nodes past the tree read as zeros. False where the group does not divide 64 or
-// a stride or the base is not 16-byte aligned.
+// heads x 64 / group nodes of one KV head (64 rows, numbered as the ws kernel numbers them); nodes past the
+// tree read as zeros. False where the group does not divide 64 or a stride or the base is not 16-byte
+// aligned.
 template <typename T, int D>
 static bool q_map(CUtensorMap* map, const TreeAttentionArgs& a, int batch) {
-  const EncodeTiled encode = encode_tiled();
-  if (encode == nullptr || 64 % a.group != 0 || a.sqh % 8 || a.sqn % 8 || a.sqb % 8 ||
-      reinterpret_cast<uintptr_t>(a.q) % 16)
+  if (64 % a.group != 0 || a.sqh % 8 || a.sqn % 8 || a.sqb % 8 || reinterpret_cast<uintptr_t>(a.q) % 16)
     return false;
   const cuuint64_t dims[5] = {(cuuint64_t)D, (cuuint64_t)a.group, (cuuint64_t)a.hkv, (cuuint64_t)a.n,
                               (cuuint64_t)batch};
   const cuuint64_t strides[4] = {a.sqh * sizeof(T), a.group * a.sqh * sizeof(T), a.sqn * sizeof(T),
                                  a.sqb * sizeof(T)};
   const cuuint32_t box[5] = {64, (cuuint32_t)a.group, 1, (cuuint32_t)(64 / a.group), 1};
-  const cuuint32_t step[5] = {1, 1, 1, 1, 1};
-  const CUtensorMapDataType type =
-      std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-  return encode(map, type, 5, const_cast<void*>(a.q), dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  return swizzled_map<T>(map, 5, a.q, dims, strides, box, CU_TENSOR_MAP_L2_PROMOTION_L2_256B);
 }
 
 template <typename T, int D>
