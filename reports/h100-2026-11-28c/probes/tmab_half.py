@@ -1,0 +1,132 @@
+"""Study (2026-11-28c), round 2: the ws kernel's splits in half tiles (ship: WS_SPLIT_TILE 64, the last
+half tile loaded alone) against the same build with splits in whole tiles (t128) and the build before
+(old); outputs against float64 on the GPU tests' ragged cases, t128 against old to the bit; same run,
+cold L2, medians of 5 interleaved.
+
+usage: python .tmab.py OUT [build NAME]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FLAGS = {"full": ["-DGORGON_WS_HALF=0"]}  # macro builds
+TILE = {"t128": 128, "old": 128}  # split tiles (default 64)
+BUILD = {"t128": "ship"}  # their builds
+
+
+def get(name: str):
+    from gorgon.kernels import cuda_ops
+
+    name = BUILD.get(name, name)
+    if name == "ship":
+        return cuda_ops.extension()
+    if name == "old":
+        return cuda_ops.build("gorgon_old", [HERE / ".old" / "tree_attention.cu", HERE / ".old" / "binding.cpp"],
+                              "old", ["-lineinfo"])  # fmt: skip
+    return cuda_ops.build(f"gorgon_{name}", cuda_ops.SOURCES, name, ["-lineinfo", *FLAGS[name]])
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[2] == "build":
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0a"
+        get(sys.argv[3])
+        print("built", sys.argv[3])
+        return
+    import torch
+
+    from gorgon.bench.kernels import _case, input_sets, kv_bytes, time_rotating
+    from gorgon.bench.timing import copy_bandwidth
+    from gorgon.kernels import cuda_ops
+    from gorgon.kernels.attention import block_counters
+    from gorgon.kernels.tree_attention import tree_attention
+
+    spec = importlib.util.spec_from_file_location("tk", HERE.parent / "tests" / "test_kernels_gpu.py")
+    tk = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tk)
+    out_dir = Path(sys.argv[1])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = os.environ.get("VARIANTS", "old t128 ship").split()
+    exts = {name: get(name) for name in names}
+    log = open(out_dir / "tmab.jsonl", "a")
+
+    def emit(rec):
+        print(json.dumps(rec), flush=True)
+        log.write(json.dumps(rec) + "\n")
+
+    def call(name, ext, code, q, k, v, tree, kv_len, scale, out):
+        cuda_ops.WS_SPLIT_TILE = TILE.get(name, 64)
+        try:
+            return cuda_ops.launch(ext, code, q, k, v, tree.committed, tree.bits, kv_len, scale, out)
+        finally:
+            cuda_ops.WS_SPLIT_TILE = 64
+
+    code = cuda_ops.KERNELS["ws"]
+    bad, diffs = [], {}
+    for n, hq, hkv, d in [(1, 32, 8, 128), (16, 32, 8, 128), (64, 32, 8, 128), (128, 32, 8, 128), (7, 9, 3, 64),
+                          (64, 9, 3, 64), (16, 4, 4, 64), (33, 4, 4, 128), (128, 9, 3, 128)]:  # fmt: skip
+        for dtype in (torch.bfloat16, torch.float16):
+            for context in ("short", "long"):
+                q, k, v, tree, kv_len, ref = tk._case(n, hq, hkv, d, dtype, context)
+                outs = {}
+                for name, ext in exts.items():
+                    out = torch.full_like(q, float("nan"))
+                    call(name, ext, code, q, k, v, tree, kv_len, d**-0.5, out)
+                    torch.cuda.synchronize()
+                    outs[name] = out
+                    try:
+                        torch.testing.assert_close(out.double(), ref, **tk.TOL[dtype])
+                    except AssertionError as e:
+                        bad.append(f"{name} {n, hq, hkv, d, dtype, context}: {str(e)[:200]}")
+                base = outs[names[0]]
+                for name, out in outs.items():
+                    diff = (out.float() - base.float()).abs().max().item()
+                    diffs[name] = max(diffs.get(name, 0.0), diff)
+                    if name in ("old", "t128") and diff != 0:
+                        bad.append(f"{name} differs from {names[0]} {n, hq, hkv, d, dtype, context}: {diff}")
+    counters = int(block_counters(torch.device("cuda", 0)).abs().sum())
+    emit({"check": "float64, and t128/old to the bit", "failures": bad[:20], "count": len(bad),
+          "max_diff_vs_first": diffs, "counters": counters})  # fmt: skip
+
+    bw = copy_bandwidth("cuda")
+    heads = {"llama": (32, 8, 128), "smollm2": (9, 3, 64)}
+    for shape, batch, n, p in json.loads(os.environ["CASES"]):
+        hq, hkv, d = heads[shape]
+        scale = d**-0.5
+        cases = [_case(batch, n, p, hq, hkv, d, torch.bfloat16) for _ in range(input_sets(batch, p + n, hkv, d, True))]
+        kv_len = p + n
+        tag = {"shape": shape, "batch": batch, "n": n, "p": p}
+        kcode = cuda_ops._kernel_code(cases[0][0], (cases[0][0], cases[0][1], cases[0][2], cases[0][0]), None, None, p)
+
+        def run(name, ext):
+            return lambda c: call(name, ext, kcode, c[0], c[1], c[2], c[3], kv_len, scale, torch.empty_like(c[0]))
+
+        variants = {"triton": lambda c: tree_attention(c[0], c[1], c[2], c[3].committed, c[3].bits, kv_len, scale)}
+        variants.update({name: run(name, ext) for name, ext in exts.items()})
+        res = {k: [] for k in variants}
+        for _ in range(5):
+            for name, fn in variants.items():
+                res[name].append(time_rotating([lambda c=c, fn=fn: fn(c) for c in cases]) * 1e3)
+        floor = kv_bytes(batch, kv_len, hkv, d) / bw * 1e6
+        kname = {v: k for k, v in cuda_ops.KERNELS.items()}[kcode]
+        plans = {t: cuda_ops.split_plan(cases[0][0], cases[0][1], kv_len, kcode) for t in (64, 128)
+                 if not setattr(cuda_ops, "WS_SPLIT_TILE", t)}  # fmt: skip
+        cuda_ops.WS_SPLIT_TILE = 64
+        for name, ts in res.items():
+            nsplit = plans[TILE.get(name, 64)] if name != "triton" else None
+            us = statistics.median(ts)
+            emit({**tag, "kernel": kname, "nsplit": nsplit, "variant": name, "us": round(us, 3),
+                  "x_floor": round(us / floor, 3), "spread": round(max(ts) - min(ts), 3)})  # fmt: skip
+        del cases
+        torch.cuda.empty_cache()
+    emit({"counters_after": int(block_counters(torch.device("cuda", 0)).abs().sum())})
+
+
+if __name__ == "__main__":
+    main()
