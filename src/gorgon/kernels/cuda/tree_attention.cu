@@ -1180,9 +1180,10 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 #endif
 // The K/V tiles go into L2 evict-first (GORGON_WS_EVICT=1): a call reads each tile once, and with the
 // normal policy its K/V (33 MB at Llama-3-8B heads, batch 1, P=8192) pushed the rest out of L2: the kernels'
-// code, the TMA maps, Q, the partials and log-sum-exps the merge reads next. On the H100 (Llama-3-8B heads, P=8192, cold L2, same
-// run, reports/h100-2026-11-28): batch 1, N=1 17.63 -> 16.98 us, N=16 20.50 -> 19.60, N=64 27.25 -> 26.08;
-// batch 8, N=64 142.4 -> 138.2, N=1 93.7 -> 92.9. Blocks started 0.1-0.4 us sooner after the call before.
+// code, the TMA maps, Q, the partials and log-sum-exps the merge reads next. On the H100 (Llama-3-8B heads,
+// P=8192, cold L2, same run, reports/h100-2026-11-28): batch 1, N=1 17.63 -> 16.98 us, N=16 20.50 -> 19.60,
+// N=64 27.25 -> 26.08; batch 8, N=64 142.4 -> 138.2, N=1 93.7 -> 92.9. Blocks started 0.1-0.4 us sooner after
+// the call before.
 #ifndef GORGON_WS_EVICT
 #define GORGON_WS_EVICT 1
 #endif
