@@ -111,10 +111,19 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-def _pdl() -> bool:
-    # Programmatic dependent launch of the merge (the extension checks the GPU): off unless GORGON_PDL=1.
-    # Triggered after the main loop, mixed on the H100: -4% to +6% (batch 1, N=16: 23.5 -> 24.9 us).
-    return os.environ.get("GORGON_PDL", "0") == "1"
+def pdl(code: int, rows: int) -> bool:
+    """Whether kernel `code`'s merge is launched as a programmatic dependent (the extension checks for sm_90):
+    GORGON_PDL=1 or 0 forces it on or off; by default the ws kernel's, where a KV head has at most 64 rows
+    (`rows`: tree nodes x GQA group; one consumer group a block). The ws kernel lets the merge launch once
+    its blocks leave their main loops: on the H100, Llama-3-8B heads, P=8192, same run, 0.4-0.8 us faster
+    at batch 1-2, N=1-16 (reports/h100-2026-11-28d, round 3). The mma kernels' merges, which trigger after
+    their main loops too, were mixed there: -4% to +6% (reports/h100-2026-11-26c)."""
+    env = os.environ.get("GORGON_PDL")
+    if env is not None and env not in ("0", "1"):
+        raise GorgonError(f"GORGON_PDL: {env!r} is not 0 or 1")
+    if env is not None:
+        return env == "1"
+    return code == KERNELS["ws"] and rows <= 64
 
 
 def _aligned(*tensors: torch.Tensor) -> bool:
@@ -340,7 +349,7 @@ def launch(
     fused = nsplit > 1 and fuse_merge(code, row_blocks, fuse)
     counters = block_counters(q.device) if fused else lse  # a valid tensor the kernels never read unfused
     args = (q, cache_k, cache_v, committed, bits, out, lse, part, scale, nsplit, split, code)
-    ext.tree_attention(*args, _pdl(), fused, counters)
+    ext.tree_attention(*args, pdl(code, rows), fused, counters)
     return out
 
 

@@ -1184,6 +1184,9 @@ __global__ void __launch_bounds__(W * 32, Layout<D, W, G>::kMinBlocks)
 // P=8192, cold L2, same run, reports/h100-2026-11-28): batch 1, N=1 17.63 -> 16.98 us, N=16 20.50 -> 19.60,
 // N=64 27.25 -> 26.08; batch 8, N=64 142.4 -> 138.2, N=1 93.7 -> 92.9. Blocks started 0.1-0.4 us sooner after
 // the call before.
+#ifndef GORGON_WS_PDL_AT  // where the ws kernel lets its merge launch: 2 after its main loop, 3 after its stores
+#define GORGON_WS_PDL_AT 2
+#endif
 #ifndef GORGON_WS_EVICT
 #define GORGON_WS_EVICT 1
 #endif
@@ -1584,6 +1587,16 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     if (leader) mbar_arrive(empty_v(pst));
   }
 
+  // The merge, launched with programmatic stream serialization (cuda_ops.pdl), may be scheduled once every
+  // block has come this far: its blocks take the SMs as this grid's leave them, and its griddepcontrol.wait
+  // still waits for this grid's end and stores. On the H100, Llama-3-8B heads, P=8192, same run
+  // (reports/h100-2026-11-28d, round 3, us): batch 1, N=16 18.31 -> 17.86 and 18.79 -> 18.20, N=8 18.33
+  // -> 17.56, N=1 17.05 -> 16.65, batch 2, N=16 30.68 -> 29.88; triggered at the block's start instead,
+  // N=16 was 0.6 us slower, and the merge launched this way without a trigger (at the grid's end) 0.1-0.2.
+#if GORGON_WS_PDL_AT == 2
+  if (gtid == 0) asm volatile("griddepcontrol.launch_dependents;");
+#endif
+
   // Where both groups compute at head_dim 128, the group's rows go out through its Q buffer (the last
   // Q K^T that read it has completed): the fragments' 4-byte pieces there (16-byte chunk c of row r at
   // c ^ (r % 8): no bank conflicts either way), then whole rows in 16-byte stores, instead of the
@@ -1624,6 +1637,9 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
     for (int h = 0; h < 2; ++h)
       write_row<T, D, kQuad>(a, o, h, m[h], quad_sum(l[h]), b, kvh, row0 + gwarp * 16 + g + 8 * h, split, tq);
   }
+#if GORGON_WS_PDL_AT == 3
+  if (gtid == 0) asm volatile("griddepcontrol.launch_dependents;");
+#endif
   // the computing consumer groups (warps 0 .. 4 groups - 1) meet at named barrier 5 (1-4 are taken)
   if (a.fuse) {
     const int first = (int)blockIdx.y * 128;
