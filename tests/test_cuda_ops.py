@@ -165,3 +165,19 @@ def test_cuda_fused_merge_is_opt_in():
     assert not cuda_ops.fuse_merge(ws, 8, fuse=False)
     assert not cuda_ops.fuse_merge(exact, 8, fuse=True) and not cuda_ops.fuse_merge(wmma, 8, fuse=True)
     assert not cuda_ops.fuse_merge(ws, cuda_ops.MAX_BLOCK_COUNTERS + 1, fuse=True)
+
+
+def test_cuda_pdl_merges_by_default_for_the_ws_kernel_only(monkeypatch):
+    """The merge is a programmatic dependent launch by default where the ws kernel triggers it (at most 64
+    rows a KV head); GORGON_PDL=0 / 1 forces it, and any other value is one clear error."""
+    ws, mma4 = cuda_ops.KERNELS["ws"], cuda_ops.KERNELS["mma4"]
+    monkeypatch.delenv("GORGON_PDL", raising=False)
+    assert cuda_ops.pdl(ws, 64) and cuda_ops.pdl(ws, 1)
+    assert not cuda_ops.pdl(ws, 65) and not cuda_ops.pdl(mma4, 64)
+    monkeypatch.setenv("GORGON_PDL", "0")
+    assert not cuda_ops.pdl(ws, 64)
+    monkeypatch.setenv("GORGON_PDL", "1")
+    assert cuda_ops.pdl(mma4, 256)
+    monkeypatch.setenv("GORGON_PDL", "yes")
+    with pytest.raises(GorgonError, match="GORGON_PDL"):
+        cuda_ops.pdl(ws, 64)
