@@ -1655,7 +1655,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
 // The merge kernel: merge_row for each (row, node, head), W warps a row (a block of kMergeWarps holds
 // kMergeWarps / W rows), a row's warps adding up their sums through shared memory. The launcher takes
 // W = 4 where rows are few (a batch-1 decode or small tree: the loads of a row spread over more warps),
-// else 1. Two earlier forms were latency bound: a block of 128 threads a row with two block-wide
+// 2 where the merge is a PDL launch of at most 1024 rows (launch_merge), else 1. Two earlier forms were latency bound: a block of 128 threads a row with two block-wide
 // reductions (1.5-3 us slower than this form at batch 1 with 64-128 tree tokens on the H100), and a warp
 // a row for every shape (1-1.6 us slower than the block where a few dozen rows merge 34-90 splits).
 // reports/h100-2026-11-27 has the A/Bs.
@@ -1767,7 +1767,12 @@ static cudaError_t launch_merge(const TreeAttentionArgs& a, int batch, cudaStrea
   // Four warps a row below 1024 rows (on the H100 a warp a row was 0.7-1.6 us slower than the old block
   // merge at N=1 and 16, batch 1, and 1.5-2.6 us faster from 2048 rows)
   // (again with evict-first K/V, 2026-11-28: a warp a row, N=1 16.98 -> 17.50 us, N=16 19.60 -> 19.89)
-  const int w = rows < 1024 ? 4 : 1;
+  // With PDL (the merge's blocks already waiting on the SMs), two warps a row up to 1024 rows: on the H100,
+  // Llama-3-8B heads, P=8192, same run (reports/h100-2026-11-28d, round 6, us): batch 1, N=16 17.89 ->
+  // 17.73 and 18.02 -> 17.85, N=8 17.49 -> 17.40, N=1 16.67 -> 16.60, batch 2, N=16 (1024 rows) 30.08 -> 29.85;
+  // on the H200 (reports/h200-2026-11-28e, rounds 1-2): N=16 15.70 -> 15.25, 15.64 -> 15.21, 15.61 -> 15.05,
+  // N=1 14.21 -> 13.70, N=8 15.28 -> 14.56, batch 2, N=16 26.02 -> 24.28, P=4096, N=16 12.32 -> 11.72
+  const int w = a.pdl && rows <= 1024 ? 2 : rows < 1024 ? 4 : 1;
   const int per_block = kMergeWarps / w;
   // Programmatic dependent launch (sm_90+): the merge's launch overlaps the attention grid's tail.
   cudaLaunchConfig_t config = {};
@@ -1786,6 +1791,7 @@ static cudaError_t launch_merge(const TreeAttentionArgs& a, int batch, cudaStrea
   // streamed the L2 full.
   const bool few = a.nsplit <= 4 * w * MergeShape<T, D>::kStride;
   if (w == 4) return cudaLaunchKernelEx(&config, few ? merge_splits<T, D, 4, 4> : merge_splits<T, D, 4, 16>, a, rows);
+  if (w == 2) return cudaLaunchKernelEx(&config, few ? merge_splits<T, D, 2, 4> : merge_splits<T, D, 2, 16>, a, rows);
   return cudaLaunchKernelEx(&config, few ? merge_splits<T, D, 1, 4> : merge_splits<T, D, 1, 16>, a, rows);
 }
 
