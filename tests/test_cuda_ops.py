@@ -167,13 +167,17 @@ def test_cuda_fused_merge_is_opt_in():
     assert not cuda_ops.fuse_merge(ws, cuda_ops.MAX_BLOCK_COUNTERS + 1, fuse=True)
 
 
-def test_cuda_pdl_merges_by_default_for_the_ws_kernel_only(monkeypatch):
-    """The merge is a programmatic dependent launch by default where the ws kernel triggers it (at most 64
-    rows a KV head); GORGON_PDL=0 / 1 forces it, and any other value is one clear error."""
+def test_cuda_pdl_merges_by_default_for_the_hopper_kernels_only(monkeypatch):
+    """The merge is a programmatic dependent launch by default for the ws kernel at most 64 rows a KV head
+    and the wgmma kernels over 16 (never the mma kernels); GORGON_PDL=0 / 1 forces it, and any other value
+    is one clear error."""
     ws, mma4 = cuda_ops.KERNELS["ws"], cuda_ops.KERNELS["mma4"]
+    wgmma4, wgmma8 = cuda_ops.KERNELS["wgmma4"], cuda_ops.KERNELS["wgmma8"]
     monkeypatch.delenv("GORGON_PDL", raising=False)
     assert cuda_ops.pdl(ws, 64) and cuda_ops.pdl(ws, 1)
     assert not cuda_ops.pdl(ws, 65) and not cuda_ops.pdl(mma4, 64)
+    assert cuda_ops.pdl(wgmma4, 48) and cuda_ops.pdl(wgmma8, 64) and cuda_ops.pdl(wgmma4, 256)
+    assert not cuda_ops.pdl(wgmma4, 4) and not cuda_ops.pdl(wgmma8, 16)
     monkeypatch.setenv("GORGON_PDL", "0")
     assert not cuda_ops.pdl(ws, 64)
     monkeypatch.setenv("GORGON_PDL", "1")

@@ -24,11 +24,11 @@ FLAGS = {"fl": ["-DGORGON_MERGE_FLAGS=1"], "fls": ["-DGORGON_MERGE_FLAGS=2"], "s
          "at3": ["-DGORGON_WS_PDL_AT=3"], "w1": ["-DGORGON_MERGE_W=1"], "w2": ["-DGORGON_MERGE_W=2"]}
 SPLITS = {"s11": 11}  # context splits forced (launch's `splits`)
 # GORGON_PDL (None: unset, the default policy): the merge launched as a programmatic dependent
-ENV = {"fls": None, "fl": None, "fl1": "1", "auto1": "1", "pdl0": "1", "pdl1": "1", "pdl2": "1", "ship1": "1", "at3": "1", "auto": None, "w1": None, "w2": None,
+ENV = {"auto0": "0", "fls": None, "fl": None, "fl1": "1", "auto1": "1", "pdl0": "1", "pdl1": "1", "pdl2": "1", "ship1": "1", "at3": "1", "auto": None, "w1": None, "w2": None,
        "s11": None}
 TIMING_ONLY = {"nost"}  # wrong outputs by design
 TILE: dict[str, int] = {}  # split tiles (default 128)
-BUILD = {"fl1": "fl", "auto1": "ship", "pdl0": "ship", "ship0": "ship", "ship1": "ship", "auto": "ship", "s11": "ship"}  # their builds
+BUILD = {"auto0": "ship", "fl1": "fl", "auto1": "ship", "pdl0": "ship", "ship0": "ship", "ship1": "ship", "auto": "ship", "s11": "ship"}  # their builds
 
 
 def get(name: str):

@@ -113,17 +113,26 @@ def __getattr__(name: str):
 
 def pdl(code: int, rows: int) -> bool:
     """Whether kernel `code`'s merge is launched as a programmatic dependent (the extension checks for sm_90):
-    GORGON_PDL=1 or 0 forces it on or off; by default the ws kernel's, where a KV head has at most 64 rows
-    (`rows`: tree nodes x GQA group; one consumer group a block). The ws kernel lets the merge launch once
-    its blocks leave their main loops: on the H100, Llama-3-8B heads, P=8192, same run, 0.4-0.8 us faster
-    at batch 1-2, N=1-16 (reports/h100-2026-11-28d, round 3). The mma kernels' merges, which trigger after
-    their main loops too, were mixed there: -4% to +6% (reports/h100-2026-11-26c)."""
+    GORGON_PDL=1 or 0 forces it on or off. By default (`rows`: tree nodes x GQA group, a KV head's rows):
+    - the ws kernel's, at most 64 rows (one consumer group a block). The ws kernel lets the merge launch
+      once its blocks leave their main loops: on the H100, Llama-3-8B heads, P=8192, same run, 0.4-0.8 us
+      faster at batch 1-2, N=1-16 (reports/h100-2026-11-28d, round 3);
+    - the wgmma kernels' (wgmma4, wgmma8), over 16 rows. With two warps a merged row (the PDL merge's
+      shape), on the H200, same run, us (reports/h200-2026-11-28e, round 4): SmolLM2 heads, batch 1, N=16,
+      P=768 8.41 -> 7.54, P=2048 8.64 -> 7.85, P=8192 11.14 -> 10.55, N=32, P=8192 12.66 -> 12.00;
+      Llama-3-8B heads, N=16, P=512 10.56 -> 9.62, P=2048 12.61 -> 12.08, N=64, P=512 12.41 -> 11.83. At
+      3-4 rows (N=1) it tied or lost: SmolLM2 heads, P=8192 9.84 -> 9.90, Llama-3-8B heads, P=2048 9.86 ->
+      10.40.
+    The mma kernels' (off Hopper) stay off: before two warps a row they were mixed on the H100, -4% to +6%
+    (reports/h100-2026-11-26c)."""
     env = os.environ.get("GORGON_PDL")
     if env is not None and env not in ("0", "1"):
         raise GorgonError(f"GORGON_PDL: {env!r} is not 0 or 1")
     if env is not None:
         return env == "1"
-    return code == KERNELS["ws"] and rows <= 64
+    if code == KERNELS["ws"]:
+        return rows <= 64
+    return code in (KERNELS["wgmma4"], KERNELS["wgmma8"]) and rows > 16
 
 
 def _aligned(*tensors: torch.Tensor) -> bool:
