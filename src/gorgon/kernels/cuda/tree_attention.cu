@@ -1655,9 +1655,10 @@ __global__ void __launch_bounds__(kWsThreads, 1) tree_attention_ws(TreeAttention
 // The merge kernel: merge_row for each (row, node, head), W warps a row (a block of kMergeWarps holds
 // kMergeWarps / W rows), a row's warps adding up their sums through shared memory. The launcher takes
 // W = 4 where rows are few (a batch-1 decode or small tree: the loads of a row spread over more warps),
-// 2 where the merge is a PDL launch of at most 1024 rows (launch_merge), else 1. Two earlier forms were latency bound: a block of 128 threads a row with two block-wide
-// reductions (1.5-3 us slower than this form at batch 1 with 64-128 tree tokens on the H100), and a warp
-// a row for every shape (1-1.6 us slower than the block where a few dozen rows merge 34-90 splits).
+// 2 where the merge is a PDL launch of at most 1024 rows (launch_merge), else 1. Two earlier forms were
+// latency bound: a block of 128 threads a row with two block-wide reductions (1.5-3 us slower than this
+// form at batch 1 with 64-128 tree tokens on the H100), and a warp a row for every shape (1-1.6 us slower
+// than the block where a few dozen rows merge 34-90 splits).
 // reports/h100-2026-11-27 has the A/Bs.
 constexpr int kMergeWarps = 4;
 
